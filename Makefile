@@ -1,0 +1,60 @@
+# ragtune: `make run` starts the whole system on embedded defaults, `make test` passes the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU machines take the local CPU wheel of torch; a GPU machine may set TORCH_SPEC=torch.
+TORCH_SPEC ?= torch==2.13.0
+WHEELS := $(wildcard /opt/wheels)
+PIP_FLAGS := --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
+PACKAGES := services/common services/retriever
+PROTOS := $(shell find protos -name '*.proto')
+STUBS_STAMP := services/common/ragtune/.generated
+INSTALL_STAMP := $(VENV)/.installed
+NAME ?=
+PYTEST_ARGS ?=
+
+.PHONY: install protos test test-unit run bench lint format clean
+
+install: $(INSTALL_STAMP)
+
+$(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) -q --upgrade pip
+	$(PIP) install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
+	$(PIP) install $(PIP_FLAGS) -q $(foreach p,$(PACKAGES),-e $(p)) -r requirements-dev.txt
+	@touch $@
+
+protos: $(STUBS_STAMP)
+
+$(STUBS_STAMP): $(PROTOS) $(INSTALL_STAMP)
+	rm -rf services/common/ragtune
+	mkdir -p services/common/ragtune
+	$(PY) -m grpc_tools.protoc -I protos \
+		--python_out=services/common --pyi_out=services/common --grpc_python_out=services/common $(PROTOS)
+	@touch $@
+
+test: install protos
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-unit: install protos
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+run: install protos
+	$(PY) -m ragtune_common.launcher
+
+bench: install protos
+	$(PY) -m bench $(if $(NAME),--only $(NAME))
+
+lint: install protos
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy services tests bench
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf services/common/ragtune .pytest_cache .mypy_cache .ruff_cache

