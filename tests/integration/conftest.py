@@ -29,6 +29,7 @@ def retriever_settings(database_url: str, state_dir: Path) -> RetrieverSettings:
         default_overlap_tokens=8,
         grace_period_s=5,
         stream_batch_documents=4,
+        max_document_bytes=2 * 1024 * 1024,
     )
 
 
@@ -55,9 +56,13 @@ def stub(channel: grpc.aio.Channel) -> retriever_pb2_grpc.RetrieverServiceStub:
     return retriever_pb2_grpc.RetrieverServiceStub(channel)
 
 
+def _unique(prefix: str = "c") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
-def unique_name() -> Callable[[str], str]:
-    return lambda prefix="c": f"{prefix}-{uuid.uuid4().hex[:10]}"
+def unique_name() -> Callable[..., str]:
+    return _unique
 
 
 @pytest_asyncio.fixture

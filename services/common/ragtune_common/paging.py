@@ -18,7 +18,7 @@ def decode_page(page_size: int, page_token: str, field: str = "page") -> tuple[s
     after = ""
     if page_token:
         try:
-            after = base64.urlsafe_b64decode(page_token.encode("ascii")).decode("utf-8")
+            after = base64.b64decode(page_token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
         except (binascii.Error, UnicodeError, ValueError):
             raise InvalidArgument("is not a token from a previous page", field=f"{field}.page_token") from None
     return after, page_size or DEFAULT_PAGE_SIZE

@@ -41,9 +41,12 @@ class GrpcServer:
     async def set_not_serving(self) -> None:
         await self._set_all(NOT_SERVING)
 
-    async def stop(self, grace_s: float) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let in-flight ones finish within grace."""
+    async def stop(self, grace_s: float, notice_s: float = 0.0) -> None:
+        """Drain: report NOT_SERVING and keep answering for ``notice_s`` (so health checkers and
+        load balancers see it), then refuse new calls and let in-flight ones finish within grace."""
         await self.health.enter_graceful_shutdown()
+        if notice_s > 0:
+            await asyncio.sleep(notice_s)
         await self.server.stop(grace_s)
 
 
@@ -77,12 +80,12 @@ async def build_server(
 
 async def run_until_signal(
     bound: GrpcServer,
-    grace_s: float,
+    settings: ServiceSettings,
     ready: Callable[[], Awaitable[None]],
     close: Callable[[], Awaitable[None]],
 ) -> None:
     """Start serving, run ``ready`` (warm models, open pools) then report SERVING; on SIGTERM or
-    SIGINT drain within ``grace_s`` and run ``close`` (pools, engines)."""
+    SIGINT report NOT_SERVING for drain_notice_s, drain within grace_period_s, then run ``close``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,8 +103,8 @@ async def run_until_signal(
             await stop.wait()
         else:
             ready_task.cancel()
-        log.info("shutting down: draining for up to %.1fs", grace_s)
-        await bound.stop(grace_s)
+        log.info("shutting down: draining for up to %.1fs", settings.grace_period_s)
+        await bound.stop(settings.grace_period_s, settings.drain_notice_s)
     finally:
         await close()
         log.info("stopped")

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("log_level", "RAGTUNE_LOG_LEVEL"))
     log_json: bool = Field(default=False, validation_alias=AliasChoices("log_json", "RAGTUNE_LOG_JSON"))
     grace_period_s: float = Field(default=10.0, ge=0, description="in-flight calls get this long on SIGTERM")
+    drain_notice_s: float = Field(
+        default=1.0, ge=0, description="NOT_SERVING is reported this long before refusing calls"
+    )
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
 
     @field_validator("state_dir")

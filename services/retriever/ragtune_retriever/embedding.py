@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ragtune_common.errors import InvalidArgument
+from ragtune_retriever.chunking import Chunk, chunk_text
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -73,13 +74,22 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        from transformers import AutoTokenizer
+
+        self._chunk_tokenizer: PreTrainedTokenizerFast = AutoTokenizer.from_pretrained(str(self.path))  # type: ignore[assignment]
+        self._chunk_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chunk-{self.dimension}")
         self._ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-ingest-{self.dimension}")
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-query-{self.dimension}")
         log.info("loaded embedding model %s (%s, dim %d) on %s", name, self.path, self.dimension, self.device)
 
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerFast:
-        return self.model.tokenizer  # type: ignore[no-any-return]
+    async def chunk(self, texts: Sequence[str], max_tokens: int, overlap_tokens: int) -> list[list[Chunk]]:
+        """Chunk with the model's own tokenizer. Chunking has its own tokenizer instance and
+        thread: HF tokenizers flip truncation state per call and are not safe to share."""
+
+        def run() -> list[list[Chunk]]:
+            return [chunk_text(text, self._chunk_tokenizer, max_tokens, overlap_tokens) for text in texts]
+
+        return await asyncio.get_running_loop().run_in_executor(self._chunk_pool, run)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -91,10 +101,6 @@ class Embedder:
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self.encode, texts)
-
-    async def run_ingest(self, fn, *args):  # type: ignore[no-untyped-def]
-        """Run CPU work of ingestion (parsing, chunking) on the ingest thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, fn, *args)
 
     async def embed_query(self, text: str) -> np.ndarray:
         with self._cache_lock:
@@ -111,6 +117,7 @@ class Embedder:
         return vector
 
     def close(self) -> None:
+        self._chunk_pool.shutdown(wait=False, cancel_futures=True)
         self._ingest_pool.shutdown(wait=False, cancel_futures=True)
         self._query_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -17,7 +17,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever import store
-from ragtune_retriever.chunking import chunk_text
 from ragtune_retriever.embedding import Embedder
 from ragtune_retriever.parsing import extract_text, resolve_mime_type
 from ragtune_retriever.store import CollectionRow, PreparedDocument
@@ -128,11 +127,9 @@ class Ingestor:
     async def _chunk_and_embed(
         self, collection: CollectionRow, embedder: Embedder, docs: list[PreparedDocument]
     ) -> None:
-        def chunk_all() -> None:
-            for doc in docs:
-                doc.chunks = chunk_text(doc.text, embedder.tokenizer, collection.max_tokens, collection.overlap_tokens)
-
-        await asyncio.to_thread(chunk_all)
+        chunked = await embedder.chunk([doc.text for doc in docs], collection.max_tokens, collection.overlap_tokens)
+        for doc, chunks in zip(docs, chunked, strict=True):
+            doc.chunks = chunks
         texts = [chunk.text for doc in docs for chunk in doc.chunks or ()]
         vectors = await embedder.embed_documents(texts)
         offset = 0

@@ -27,7 +27,7 @@ async def create_server(settings: RetrieverSettings, runtime: RetrieverRuntime) 
 async def serve(settings: RetrieverSettings) -> None:
     runtime = RetrieverRuntime(settings)
     bound = await create_server(settings, runtime)
-    await run_until_signal(bound, settings.grace_period_s, ready=runtime.start, close=runtime.close)
+    await run_until_signal(bound, settings, ready=runtime.start, close=runtime.close)
 
 
 def main() -> None:

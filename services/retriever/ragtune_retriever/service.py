@@ -163,9 +163,10 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         if not 0 <= overlap < max_tokens:
             raise InvalidArgument("must be >= 0 and below max_tokens", field="chunking.overlap_tokens")
         embedder = await self._embedders.get(model)
-        if max_tokens > embedder.model.max_seq_length:
+        model_limit = embedder.model.max_seq_length or 512
+        if max_tokens > model_limit:
             raise InvalidArgument(
-                f"{max_tokens} exceeds the embedding model's limit of {embedder.model.max_seq_length} tokens",
+                f"{max_tokens} exceeds the embedding model's limit of {model_limit} tokens",
                 field="chunking.max_tokens",
             )
         metadata = struct_to_dict(request.metadata, "metadata")

@@ -1,0 +1,45 @@
+"""``python -m bench [--only NAME]``: run the benchmarks in order. Exits 0 when targets are
+missed (each says MISSED); 1 only when a benchmark could not run at all."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import ingest_throughput, retrieval_quality, search_latency
+from bench.common import REPO, Context
+
+BENCHMARKS = {m.NAME: m for m in (retrieval_quality, ingest_throughput, search_latency)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run only this benchmark")
+    parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
+    parser.add_argument("--state-dir", type=Path, default=REPO / ".ragtune" / "bench")
+    for module in BENCHMARKS.values():
+        module.add_arguments(parser.add_argument_group(module.NAME))
+    args = parser.parse_args(argv)
+    ctx = Context(datasets=args.datasets.resolve(), state_dir=args.state_dir.resolve())
+
+    outcomes: dict[str, str] = {}
+    for name, module in BENCHMARKS.items():
+        if args.only and name != args.only:
+            continue
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            outcomes[name] = "OK" if module.run(ctx, args) else "MISSED"
+        except Exception:
+            traceback.print_exc()
+            outcomes[name] = "ERROR"
+        print(f"== {name}: {outcomes[name]} in {time.perf_counter() - start:.0f}s", flush=True)
+    print("summary: " + ", ".join(f"{name} {outcome}" for name, outcome in outcomes.items()))
+    return 1 if "ERROR" in outcomes.values() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

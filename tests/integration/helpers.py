@@ -1,0 +1,46 @@
+"""Small builders shared by the retriever integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragtune.retriever.v1 import retriever_pb2 as pb
+
+
+def doc(doc_id: str, text: str, **metadata: Any) -> pb.DocumentInput:
+    return pb.DocumentInput(id=doc_id, text=text, metadata=metadata or None)
+
+
+def upsert(collection: str, *documents: pb.DocumentInput) -> pb.UpsertDocumentsRequest:
+    return pb.UpsertDocumentsRequest(collection=collection, documents=list(documents))
+
+
+def search(collection: str, query: str, mode: Any = pb.SEARCH_MODE_HYBRID, **kwargs: Any) -> pb.SearchRequest:
+    return pb.SearchRequest(collections=[collection], query=query, mode=mode, **kwargs)
+
+
+def minimal_pdf(*pages: str) -> bytes:
+    """A valid PDF with one Helvetica text line per page, built by hand."""
+    objects: list[bytes] = []
+    page_ids = [4 + 2 * i for i in range(len(pages))]
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    kids = " ".join(f"{p} 0 R" for p in page_ids).encode()
+    objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count " + str(len(pages)).encode() + b" >>")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for i, text in enumerate(pages):
+        content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+            f" /Contents {page_ids[i] + 1} 0 R >>".encode()
+        )
+        objects.append(b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
