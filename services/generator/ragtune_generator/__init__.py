@@ -1,0 +1,1 @@
+"""ragtune generator service: a base model and its LoRA adapters, served by vLLM."""

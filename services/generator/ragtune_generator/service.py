@@ -1,0 +1,186 @@
+"""GeneratorService servicer: validates requests, renders prompts with the model's own chat
+template, admits a bounded number of requests, and streams engine steps as protobuf."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ragtune.generator.v1 import generator_pb2 as pb
+from ragtune.generator.v1 import generator_pb2_grpc
+from ragtune_common.errors import InvalidArgument, ResourceExhausted
+from ragtune_common.logging import request_id_var
+from ragtune_common.protoconv import to_timestamp
+from ragtune_generator.adapters import AdapterRecord
+from ragtune_generator.engine import Sampling
+from ragtune_generator.runtime import GeneratorRuntime
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"system", "user", "assistant"})
+MAX_STOP = 8
+_FINISH = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH, "abort": pb.FINISH_REASON_ABORTED}
+
+
+@dataclass(frozen=True)
+class Admitted:
+    prompt_ids: list[int]
+    sampling: Sampling
+    lora_id: int | None
+    model: str
+
+
+def _sampling(message: pb.SamplingParams, default_max_tokens: int) -> Sampling:
+    temperature = message.temperature if message.HasField("temperature") else 1.0
+    if not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
+        raise InvalidArgument("must be between 0 and 2", field="sampling.temperature")
+    top_p = message.top_p if message.HasField("top_p") else 1.0
+    if not (math.isfinite(top_p) and 0.0 < top_p <= 1.0):
+        raise InvalidArgument("must be in (0, 1]", field="sampling.top_p")
+    if message.max_tokens < 0:
+        raise InvalidArgument("must be positive", field="sampling.max_tokens")
+    if len(message.stop) > MAX_STOP:
+        raise InvalidArgument(f"at most {MAX_STOP} stop sequences", field="sampling.stop")
+    for i, stop in enumerate(message.stop):
+        if not 0 < len(stop) <= 128:
+            raise InvalidArgument("must be 1-128 characters", field=f"sampling.stop[{i}]")
+    return Sampling(
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=message.max_tokens or default_max_tokens,
+        stop=tuple(message.stop),
+        seed=message.seed if message.HasField("seed") else None,
+    )
+
+
+def _adapter_pb(record: AdapterRecord) -> pb.Adapter:
+    from datetime import datetime
+
+    return pb.Adapter(
+        name=record.name,
+        tenant=record.tenant,
+        base_model=record.base_model,
+        rank=record.rank,
+        alpha=record.alpha,
+        target_modules=record.target_modules,
+        loaded_at=to_timestamp(datetime.fromisoformat(record.loaded_at)),
+        fingerprint=record.fingerprint,
+    )
+
+
+class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
+    def __init__(self, runtime: GeneratorRuntime) -> None:
+        self._runtime = runtime
+        self._settings = runtime.settings
+        self._inflight = 0
+
+    def _prepare(self, request: pb.GenerateRequest) -> Admitted:
+        runtime = self._runtime
+        if bool(request.messages) == bool(request.prompt):
+            raise InvalidArgument("give exactly one of messages or prompt", field="messages")
+        for i, message in enumerate(request.messages):
+            if message.role not in ROLES:
+                raise InvalidArgument(f"role must be one of {sorted(ROLES)}", field=f"messages[{i}].role")
+        sampling = _sampling(request.sampling, self._settings.default_max_tokens)
+        lora_id, model = None, runtime.model_name
+        if request.adapter and request.adapter != runtime.model_name:
+            record = runtime.adapters.get(request.adapter)
+            lora_id, model = record.lora_id, record.name
+        if request.messages:
+            prompt_ids = runtime.prompts.chat([{"role": m.role, "content": m.content} for m in request.messages])
+        else:
+            prompt_ids = runtime.prompts.raw(request.prompt)
+        room = self._settings.max_model_len - len(prompt_ids)
+        field = "messages" if request.messages else "prompt"
+        if room < 1:
+            raise InvalidArgument(
+                f"is {len(prompt_ids)} tokens; the model's context is {self._settings.max_model_len}", field=field
+            )
+        if sampling.max_tokens > room:
+            if request.sampling.max_tokens:
+                raise InvalidArgument(
+                    f"{sampling.max_tokens} tokens do not fit after a {len(prompt_ids)}-token prompt"
+                    f" (context {self._settings.max_model_len})",
+                    field="sampling.max_tokens",
+                )
+            sampling = Sampling(sampling.temperature, sampling.top_p, room, sampling.stop, sampling.seed)
+        return Admitted(prompt_ids, sampling, lora_id, model)
+
+    async def _run(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateResponse]:
+        admitted = self._prepare(request)
+        if self._inflight >= self._settings.max_inflight:
+            raise ResourceExhausted(f"{self._inflight} requests in flight; retry later")
+        request_id = f"{request.request_id or request_id_var.get()}-{uuid.uuid4().hex[:8]}"
+        self._inflight += 1
+        parts: list[str] = []
+        tokens = 0
+        try:
+            steps = self._runtime.engine.generate(request_id, admitted.prompt_ids, admitted.sampling, admitted.lora_id)
+            async with contextlib.aclosing(steps):
+                async for step in steps:
+                    tokens += step.new_tokens
+                    if step.delta:
+                        parts.append(step.delta)
+                        yield pb.GenerateResponse(delta=step.delta)
+                    if step.finished:
+                        usage = pb.Usage(
+                            prompt_tokens=len(admitted.prompt_ids),
+                            completion_tokens=tokens,
+                            total_tokens=len(admitted.prompt_ids) + tokens,
+                        )
+                        final = pb.Completion(
+                            text="".join(parts),
+                            finish_reason=_FINISH.get(step.finish_reason or "", pb.FINISH_REASON_UNSPECIFIED),
+                            stop_sequence=step.stop_reason or "",
+                            usage=usage,
+                            model=admitted.model,
+                        )
+                        yield pb.GenerateResponse(final=final)
+        finally:
+            self._inflight -= 1
+
+    async def Generate(self, request: pb.GenerateRequest, context: Any) -> AsyncIterator[pb.GenerateResponse]:
+        async for response in self._run(request):
+            yield response
+
+    async def GenerateUnary(self, request: pb.GenerateRequest, context: Any) -> pb.Completion:
+        final = pb.Completion()
+        async for response in self._run(request):
+            if response.HasField("final"):
+                final = response.final
+        return final
+
+    async def LoadAdapter(self, request: pb.LoadAdapterRequest, context: Any) -> pb.LoadAdapterResponse:
+        record, new = await self._runtime.adapters.load(
+            self._runtime.engine, request.name, request.path, request.tenant
+        )
+        return pb.LoadAdapterResponse(adapter=_adapter_pb(record), newly_loaded=new)
+
+    async def UnloadAdapter(self, request: pb.UnloadAdapterRequest, context: Any) -> pb.UnloadAdapterResponse:
+        await self._runtime.adapters.unload(self._runtime.engine, request.name)
+        return pb.UnloadAdapterResponse()
+
+    async def ListAdapters(self, request: pb.ListAdaptersRequest, context: Any) -> pb.ListAdaptersResponse:
+        return pb.ListAdaptersResponse(adapters=[_adapter_pb(r) for r in self._runtime.adapters.list(request.tenant)])
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
+        runtime = self._runtime
+        models = [pb.Model(id=runtime.model_name, max_model_len=self._settings.max_model_len)]
+        for record in runtime.adapters.list(request.tenant):
+            models.append(
+                pb.Model(
+                    id=record.name,
+                    base_model=record.base_model,
+                    is_adapter=True,
+                    rank=record.rank,
+                    loaded_at=_adapter_pb(record).loaded_at,
+                    tenant=record.tenant,
+                    max_model_len=self._settings.max_model_len,
+                )
+            )
+        return pb.ListModelsResponse(models=models)
