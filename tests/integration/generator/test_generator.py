@@ -12,7 +12,7 @@ from ragtune.generator.v1 import generator_pb2 as pb
 from ragtune.generator.v1 import generator_pb2_grpc
 from ragtune_generator.main import create_server
 from ragtune_generator.runtime import GeneratorRuntime
-from tests.integration.generator.conftest import write_fake_adapter
+from tests.fixtures.generator import write_fake_adapter
 
 GREEDY = pb.SamplingParams(temperature=0, max_tokens=40)
 LONG = pb.SamplingParams(temperature=0, max_tokens=900)
