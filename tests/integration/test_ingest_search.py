@@ -193,3 +193,28 @@ async def test_collection_counts_and_multi_collection_search(stub, collection, u
         assert {h.collection for h in hits} == {collection, second}
     finally:
         await stub.DeleteCollection(pb.DeleteCollectionRequest(name=second))
+
+
+async def test_bm25_statistics_stay_exact(stub, collection, database_url):
+    """The trigger-maintained document frequencies equal a recount after creates, updates and deletes."""
+    import psycopg
+
+    await ingest_corpus(stub, collection)
+    await stub.UpsertDocuments(upsert(collection, doc("cats", "Owls and cats hunt mice at night in barns.")))
+    await stub.DeleteDocuments(pb.DeleteDocumentsRequest(collection=collection, ids=["volcano"]))
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT s.lexeme, s.df FROM retriever.lexeme_stats s JOIN retriever.collections c"
+            " ON c.id = s.collection_id WHERE c.name = %s AND s.df <> 0 ORDER BY 1",
+            (collection,),
+        )
+        kept = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT u.lexeme, count(*) FROM retriever.chunks ch JOIN retriever.collections c"
+            " ON c.id = ch.collection_id, unnest(ch.tsv) u WHERE c.name = %s GROUP BY 1 ORDER BY 1",
+            (collection,),
+        )
+        recounted = await cur.fetchall()
+    assert kept == recounted and ("magma", 1) not in kept and ("owl", 1) in kept
+    hits = (await stub.Search(search(collection, "owls hunting mice", pb.SEARCH_MODE_KEYWORD))).hits
+    assert hits[0].document_id == "cats" and hits[0].score > 0

@@ -54,8 +54,9 @@ def _name(value: str, field: str) -> str:
 
 
 def keyword_query(text: str) -> str:
-    """A tsquery that ORs the query's words: user punctuation can never make it fail to parse."""
-    return " | ".join(_WORD.findall(text)[:256])
+    """The query's words only (at most 256): PostgreSQL stems them and the store ORs the lexemes,
+    so user punctuation can never make the text-search query fail to parse."""
+    return " ".join(_WORD.findall(text)[:256])
 
 
 def _collection_pb(row: CollectionRow) -> pb.Collection:

@@ -300,12 +300,28 @@ vec AS MATERIALIZED (
     ORDER BY distance LIMIT %s),
 vec_ranked AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rnk FROM vec)"""
 
+# BM25 (k1 = 1.2, b = 0.75) over the query's lexemes; chunk length = its number of distinct
+# lexemes. The GIN index on tsv finds the candidates, the statistics tables give idf and avgdl.
 _KEYWORD_CTE = """
+kw_query AS (
+    SELECT coalesce(array_agg(u.lexeme), '{{}}') AS lexemes,
+           to_tsquery('simple', coalesce(string_agg(u.lexeme, ' | '), '')) AS query
+    FROM unnest(to_tsvector('english', %s)) u),
+kw_terms AS (
+    SELECT s.lexeme, ln(1 + (cs.chunks - s.df + 0.5) / (s.df + 0.5)) AS idf,
+           cs.lexemes::float8 / greatest(cs.chunks, 1) AS avg_len
+    FROM retriever.lexeme_stats s
+    JOIN retriever.collection_stats cs ON cs.collection_id = s.collection_id
+    WHERE s.collection_id = {cid} AND s.df > 0 AND s.lexeme = ANY((SELECT lexemes FROM kw_query)::text[])),
 kw AS MATERIALIZED (
-    SELECT c.id, ts_rank_cd(c.tsv, q.query) AS rank
-    FROM retriever.chunks c, (SELECT to_tsquery('english', %s) AS query) q
-    WHERE c.collection_id = {cid} AND c.tsv @@ q.query AND ({filter})
-    ORDER BY rank DESC, c.id LIMIT %s),
+    SELECT c.id, sum(t.idf * array_length(u.positions, 1) * 2.2
+                     / (array_length(u.positions, 1) + 1.2 * (0.25 + 0.75 * length(c.tsv) / t.avg_len))) AS rank
+    FROM kw_query q
+    JOIN retriever.chunks c ON c.tsv @@ q.query
+    CROSS JOIN LATERAL unnest(c.tsv) u
+    JOIN kw_terms t ON t.lexeme = u.lexeme
+    WHERE c.collection_id = {cid} AND ({filter})
+    GROUP BY c.id ORDER BY rank DESC, c.id LIMIT %s),
 kw_ranked AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS rnk FROM kw)"""
 
 _FUSED = {
