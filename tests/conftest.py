@@ -33,6 +33,15 @@ def state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def base_model_dir(state_dir: Path) -> Path:
+    """The default base LLM converted once into the session's state directory, as the generator and
+    the trainer do at start-up."""
+    from ragtune_common.models import DEFAULT_MODEL, resolve_base_model
+
+    return resolve_base_model(DEFAULT_MODEL, state_dir)
+
+
+@pytest.fixture(scope="session")
 def pg_server(state_dir: Path) -> Iterator[object]:
     """The embedded server handle (None with a container): lets tests stop and restart it."""
     if os.environ.get("RAGTUNE_TEST_DATABASE_URL") or _docker_answers():

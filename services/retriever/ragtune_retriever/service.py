@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_common.errors import InvalidArgument
+from ragtune_common.names import check_name, check_tenant
 from ragtune_common.paging import decode_page, next_page_token
 from ragtune_common.protoconv import dict_to_struct, struct_to_dict, to_timestamp
 from ragtune_retriever import store
@@ -22,7 +23,6 @@ from ragtune_retriever.ingest import DocumentSource, Ingestor, UpsertOutcome, Up
 from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.store import CollectionRow, SearchPlan
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _WORD = re.compile(r"[^\W_]+")
 MAX_TOP_K = 1000
 MAX_QUERY_CHARS = 8192
@@ -37,20 +37,6 @@ _STATUS = {
     UpsertStatus.UPDATED: pb.UPSERT_STATUS_UPDATED,
     UpsertStatus.UNCHANGED: pb.UPSERT_STATUS_UNCHANGED,
 }
-
-
-def _tenant(value: str) -> str:
-    if not value:
-        return "default"
-    if not _NAME.match(value):
-        raise InvalidArgument("must be 1-64 characters of letters, digits, '_', '.', '-'", field="tenant")
-    return value
-
-
-def _name(value: str, field: str) -> str:
-    if not _NAME.match(value):
-        raise InvalidArgument("must be 1-64 characters of letters, digits, '_', '.', '-'", field=field)
-    return value
 
 
 def keyword_query(text: str) -> str:
@@ -147,11 +133,11 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         return self._runtime.ingestor
 
     async def _collection(self, tenant: str, name: str, field: str = "collection") -> CollectionRow:
-        return await store.get_collection(self._pool, _tenant(tenant), _name(name, field), field=field)
+        return await store.get_collection(self._pool, check_tenant(tenant), check_name(name, field), field=field)
 
     async def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CreateCollectionResponse:
-        tenant = _tenant(request.tenant)
-        name = _name(request.name, "name")
+        tenant = check_tenant(request.tenant)
+        name = check_name(request.name, "name")
         model = request.embedding_model or self._settings.embedding_model
         max_tokens = request.chunking.max_tokens or self._settings.default_max_tokens
         overlap = (
@@ -183,7 +169,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
 
     async def ListCollections(self, request: pb.ListCollectionsRequest, context: Any) -> pb.ListCollectionsResponse:
         after, limit = decode_page(request.page.page_size, request.page.page_token)
-        rows = await store.list_collections(self._pool, _tenant(request.tenant), after, limit)
+        rows = await store.list_collections(self._pool, check_tenant(request.tenant), after, limit)
         return pb.ListCollectionsResponse(
             collections=[_collection_pb(r) for r in rows],
             next_page_token=next_page_token([r.name for r in rows], limit),

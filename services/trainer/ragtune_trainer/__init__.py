@@ -1,0 +1,1 @@
+"""ragtune trainer: durable LoRA fine-tuning jobs (PEFT), dataset validation, RAFT data building."""
