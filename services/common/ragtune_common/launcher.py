@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,15 @@ class ServiceSpec:
     module: str
     port_env: str
     port: int
+    http: bool = False  # answers GET /healthz over HTTP (the gateway) instead of grpc.health.v1
 
 
 SERVICES = (
     ServiceSpec("retriever", "ragtune_retriever.main", "RAGTUNE_RETRIEVER_PORT", 50051),
     ServiceSpec("generator", "ragtune_generator.main", "RAGTUNE_GENERATOR_PORT", 50052),
     ServiceSpec("trainer", "ragtune_trainer.main", "RAGTUNE_TRAINER_PORT", 50053),
+    # Last: it fronts the others (its /healthz answers once its database and gRPC clients are open).
+    ServiceSpec("gateway", "ragtune_gateway.main", "RAGTUNE_GATEWAY_PORT", 8080, http=True),
 )
 
 
@@ -53,12 +57,20 @@ def health_status(address: str, timeout_s: float = 1.0) -> int | None:
         return None
 
 
-def wait_serving(address: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def http_ready(address: str, timeout_s: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=timeout_s) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], timeout_s: float, http: bool = False) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        if health_status(address) == health_pb2.HealthCheckResponse.SERVING:
+        if http_ready(address) if http else health_status(address) == health_pb2.HealthCheckResponse.SERVING:
             return True
         time.sleep(0.5)
     return False
@@ -100,18 +112,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     processes: list[tuple[ServiceSpec, subprocess.Popen[bytes]]] = []
+    # every service learns where the others listen (RAGTUNE_<SERVICE>_<OTHER>_ADDRESS), unless set
+    addresses = {s.name: f"{args.host}:{env.get(s.port_env, s.port)}" for s in SERVICES if not s.http}
     try:
         for spec in installed_services():
             port = int(env.get(spec.port_env, spec.port))
             child_env = dict(env, **{spec.port_env: str(port), f"RAGTUNE_{spec.name.upper()}_HOST": args.host})
+            for other, address in addresses.items():
+                child_env.setdefault(f"RAGTUNE_{spec.name.upper()}_{other.upper()}_ADDRESS", address)
             process = subprocess.Popen([sys.executable, "-m", spec.module], env=child_env)
             processes.append((spec, process))
             address = f"{args.host}:{port}"
-            if not wait_serving(address, process, args.start_timeout) or stop_requested:
+            if not wait_serving(address, process, args.start_timeout, spec.http) or stop_requested:
                 if not stop_requested:
                     print(f"{spec.name} failed to reach SERVING at {address}", file=sys.stderr)
                 return 1
-            print(f"{spec.name:<10} SERVING on {address}", flush=True)
+            if spec.http:
+                print(f"{spec.name:<10} http://{address}/v1 (OpenAPI: http://{address}/docs)", flush=True)
+                if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
+                    print(f"{'':<10} keys: {state_dir / 'gateway' / 'credentials.json'}", flush=True)
+            else:
+                print(f"{spec.name:<10} SERVING on {address}", flush=True)
         print("ragtune is up; Ctrl-C stops everything", flush=True)
         while not stop_requested:
             for spec, process in processes:

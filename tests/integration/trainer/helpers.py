@@ -39,7 +39,7 @@ async def upload(
     stub: trainer_pb2_grpc.TrainerServiceStub,
     lines: Iterable[str],
     tenant: str,
-    fmt: int = pb.DATASET_FORMAT_UNSPECIFIED,
+    fmt: Any = pb.DATASET_FORMAT_UNSPECIFIED,
     chunk: int = 97,
 ) -> pb.UploadDatasetResponse:
     data = ("\n".join(lines) + "\n").encode()

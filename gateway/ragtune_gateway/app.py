@@ -1,0 +1,42 @@
+"""The FastAPI app: routers per resource, OpenAI-shaped errors, request ids and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ragtune_gateway.auth import RequestIdMiddleware
+from ragtune_gateway.errors import install_error_handlers
+from ragtune_gateway.metrics import MetricsMiddleware
+from ragtune_gateway.routers import admin, chat, files, fine_tuning, health, models, vector_stores
+from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.settings import GatewaySettings
+
+
+def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None) -> FastAPI:
+    """The app; its runtime (pool, gRPC channels) opens in the lifespan, on the serving loop."""
+    runtime = runtime or GatewayRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="ragtune gateway",
+        version="0.1.0",
+        description="OpenAI-compatible REST over ragtune's retriever, generator and trainer, with tenants.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (health, admin, models, chat, files, vector_stores, fine_tuning):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app

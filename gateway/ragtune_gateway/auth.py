@@ -1,0 +1,79 @@
+"""Request dependencies: the runtime, the caller's tenant (from ``Authorization: Bearer <key>``),
+the admin check, and the request id carried into logs and downstream calls."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragtune_common.interceptors import REQUEST_ID_HEADER
+from ragtune_common.logging import new_request_id, request_id_var
+from ragtune_gateway.errors import ApiError
+from ragtune_gateway.runtime import GatewayRuntime
+
+
+def get_runtime(request: Request) -> GatewayRuntime:
+    runtime: GatewayRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[GatewayRuntime, Depends(get_runtime)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
+    return token.strip()
+
+
+async def current_tenant(request: Request, runtime: Runtime) -> str:
+    tenant = await runtime.tenant_for_key(_bearer(request))
+    if tenant is None:
+        raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return tenant
+
+
+TenantId = Annotated[str, Depends(current_tenant)]
+
+
+async def require_admin(request: Request, runtime: Runtime) -> None:
+    key = _bearer(request)
+    if runtime.admin_key is None or not hmac.compare_digest(key.encode(), runtime.admin_key.encode()):
+        raise ApiError(401, "This route needs the admin key.", code="invalid_admin_key")
+
+
+def metadata() -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying the current request id downstream."""
+    return ((REQUEST_ID_HEADER, request_id_var.get()),)
+
+
+class RequestIdMiddleware:
+    """Takes ``x-request-id`` from the request (or makes one), puts it in the logging context and
+    echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else new_request_id()
+        token = request_id_var.set(request_id)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            request_id_var.reset(token)

@@ -1,0 +1,205 @@
+"""``/v1/vector_stores``: the caller's stores, their files, and search over them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragtune.retriever.v1 import retriever_pb2 as rpb
+from ragtune_common.paging import next_page_token
+from ragtune_common.protoconv import dict_to_struct
+from ragtune_gateway import rag, store
+from ragtune_gateway import vector_stores as vs
+from ragtune_gateway.auth import Runtime, TenantId, metadata
+from ragtune_gateway.errors import ApiError, not_found, rpc_errors
+
+router = APIRouter(prefix="/v1/vector_stores", tags=["vector stores"])
+
+
+class StaticChunking(BaseModel):
+    max_chunk_size_tokens: int = Field(default=256, ge=16, le=8192)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+
+
+class ChunkingStrategy(BaseModel):
+    type: Literal["auto", "static"] = "auto"
+    static: StaticChunking | None = None
+
+
+class CreateStore(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = Field(default=None, max_length=256)
+    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    metadata: dict[str, str] | None = None
+    chunking_strategy: ChunkingStrategy | None = None
+
+
+class AddFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    file_id: str
+    attributes: dict[str, str | float | bool] | None = None
+
+
+class RankingOptions(BaseModel):
+    ranker: Literal["auto", "default-2024-11-15", "hybrid", "vector", "keyword"] = "auto"
+    score_threshold: float | None = None
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: str | list[str]
+    max_num_results: int = Field(default=10, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+    ranking_options: RankingOptions | None = None
+    rewrite_query: bool = False
+
+
+@router.post("")
+async def create_store(body: CreateStore, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    documents = await vs.documents_for(runtime, tenant, body.file_ids, None, "file_ids")  # all checked first
+    store_id = store.new_id(rag.VECTOR_STORE_PREFIX)
+    request = rpb.CreateCollectionRequest(tenant=tenant, name=store_id)
+    request.metadata.CopyFrom(dict_to_struct({"name": body.name, "metadata": body.metadata or {}}))
+    if body.chunking_strategy and body.chunking_strategy.static:
+        static = body.chunking_strategy.static
+        request.chunking.max_tokens = static.max_chunk_size_tokens
+        request.chunking.overlap_tokens = static.chunk_overlap_tokens
+    chunk_params = {
+        "chunking.max_tokens": "chunking_strategy.static.max_chunk_size_tokens",
+        "chunking.overlap_tokens": "chunking_strategy.static.chunk_overlap_tokens",
+    }
+    with rpc_errors("retriever", params=chunk_params):
+        collection = (
+            await runtime.downstream.retriever.CreateCollection(
+                request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+            )
+        ).collection
+    if documents:
+        try:
+            await vs.upsert(runtime, tenant, store_id, documents, "file_ids")
+        except BaseException:  # nothing half-written: the store goes if its files cannot be added
+            await runtime.downstream.retriever.DeleteCollection(
+                rpb.DeleteCollectionRequest(tenant=tenant, name=store_id), timeout=runtime.settings.rpc_timeout_s
+            )
+            raise
+        collection = await vs.get_store(runtime, tenant, store_id)
+    return vs.store_object(collection)
+
+
+@router.get("")
+async def list_stores(
+    runtime: Runtime, tenant: TenantId, after: str = "", limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> dict[str, Any]:
+    token = next_page_token([after], 1) if after else ""  # the retriever's cursor is the last name
+    request = rpb.ListCollectionsRequest(tenant=tenant)
+    request.page.page_size, request.page.page_token = limit, token
+    with rpc_errors("retriever"):
+        response = await runtime.downstream.retriever.ListCollections(
+            request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+        )
+    data = [vs.store_object(c) for c in response.collections if c.name.startswith(rag.VECTOR_STORE_PREFIX)]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": bool(response.next_page_token),
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+@router.get("/{store_id}")
+async def get_store(store_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    return vs.store_object(await vs.get_store(runtime, tenant, store_id))
+
+
+@router.delete("/{store_id}")
+async def delete_store(store_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    with rpc_errors("retriever", missing=vs.missing_store(store_id)):
+        await runtime.downstream.retriever.DeleteCollection(
+            rpb.DeleteCollectionRequest(tenant=tenant, name=store_id),
+            timeout=runtime.settings.rpc_timeout_s,
+            metadata=metadata(),
+        )
+    return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
+
+
+@router.post("/{store_id}/files")
+async def add_file(store_id: str, body: AddFile, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    await vs.get_store(runtime, tenant, store_id)
+    documents = await vs.documents_for(runtime, tenant, [body.file_id], body.attributes, "file_id")
+    await vs.upsert(runtime, tenant, store_id, documents, "file_id")
+    return await get_store_file(store_id, body.file_id, runtime, tenant)
+
+
+@router.get("/{store_id}/files")
+async def list_store_files(
+    store_id: str,
+    runtime: Runtime,
+    tenant: TenantId,
+    after: str = "",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    request = rpb.ListDocumentsRequest(tenant=tenant, collection=store_id)
+    request.page.page_size, request.page.page_token = limit, next_page_token([after], 1) if after else ""
+    with rpc_errors("retriever", missing=vs.missing_store(store_id)):
+        response = await runtime.downstream.retriever.ListDocuments(
+            request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+        )
+    data = [vs.store_file_object(store_id, d) for d in response.documents]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": bool(response.next_page_token),
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+@router.get("/{store_id}/files/{file_id}")
+async def get_store_file(store_id: str, file_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    await vs.get_store(runtime, tenant, store_id)
+    with rpc_errors("retriever", missing=not_found("file", file_id)):
+        response = await runtime.downstream.retriever.GetDocument(
+            rpb.GetDocumentRequest(tenant=tenant, collection=store_id, id=file_id),
+            timeout=runtime.settings.rpc_timeout_s,
+            metadata=metadata(),
+        )
+    response.document.ClearField("text")
+    return vs.store_file_object(store_id, response.document)
+
+
+@router.delete("/{store_id}/files/{file_id}")
+async def delete_store_file(store_id: str, file_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    with rpc_errors("retriever", missing=vs.missing_store(store_id)):
+        response = await runtime.downstream.retriever.DeleteDocuments(
+            rpb.DeleteDocumentsRequest(tenant=tenant, collection=store_id, ids=[file_id]),
+            timeout=runtime.settings.rpc_timeout_s,
+            metadata=metadata(),
+        )
+    if file_id not in response.deleted_ids:
+        raise not_found("file", file_id)
+    return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+
+
+@router.post("/{store_id}/search")
+async def search_store(store_id: str, body: SearchBody, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    query = body.query if isinstance(body.query, str) else " ".join(body.query)
+    if not query.strip():
+        raise ApiError(400, "must not be empty", param="query")
+    rag.check_store_ids([store_id], "vector_store_id")
+    ranking = body.ranking_options or RankingOptions()
+    mode = ranking.ranker if ranking.ranker in rag.SEARCH_MODES else "hybrid"
+    filters = vs.search_filter(body.filters) if body.filters else None
+    params = {"filter": "filters", "collections": "vector_store_id", "query": "query", "top_k": "max_num_results"}
+    hits = await rag.search(runtime, tenant, [store_id], query, body.max_num_results, mode, filters, params)
+    if ranking.score_threshold is not None:
+        hits = [h for h in hits if h.score >= ranking.score_threshold]
+    return {
+        "object": "vector_store.search_results.page",
+        "search_query": [query],
+        "data": [vs.search_result(h) for h in hits],
+        "has_more": False,
+        "next_page": None,
+    }

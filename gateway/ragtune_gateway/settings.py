@@ -1,0 +1,43 @@
+"""Gateway settings: ``RAGTUNE_GATEWAY_*`` plus the shared ``DATABASE_URL`` / ``RAGTUNE_STATE_DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from ragtune_common.settings import DatabaseSettings, ServiceSettings
+
+
+class GatewaySettings(ServiceSettings, DatabaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_GATEWAY_", extra="ignore", populate_by_name=True)
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="creates tenants and keys; unset = generated into <state_dir>/gateway/credentials.json",
+    )
+    retriever_address: str = "127.0.0.1:50051"
+    generator_address: str = "127.0.0.1:50052"
+    trainer_address: str = "127.0.0.1:50053"
+    rpc_timeout_s: float = Field(default=30.0, gt=0, description="deadline of ordinary calls")
+    generate_timeout_s: float = Field(default=600.0, gt=0, description="deadline of a chat completion")
+    ingest_timeout_s: float = Field(default=600.0, gt=0, description="deadline of uploads and document ingestion")
+    health_timeout_s: float = Field(default=2.0, gt=0)
+    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    rag_default_top_k: int = Field(default=5, ge=1, le=50)
+    rag_max_context_chars: int = Field(default=6000, ge=200, description="passage text put into a grounded prompt")
+    auth_cache_s: float = Field(default=30.0, ge=0, description="how long a verified API key is remembered")
+
+    @property
+    def gateway_dir(self) -> Path:
+        return self.state_dir / "gateway"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.gateway_dir / "files"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.gateway_dir / "credentials.json"

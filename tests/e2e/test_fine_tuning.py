@@ -1,0 +1,116 @@
+"""One tiny fine-tuning job through the openai client, from upload to its ft: model answering in
+chat completions, with tenant B kept out of every route on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import Tenant
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+COLOURS = [
+    ("apple", "red"),
+    ("sky", "blue"),
+    ("grass", "green"),
+    ("snow", "white"),
+    ("coal", "black"),
+    ("sun", "yellow"),
+]
+TRAINING = "".join(
+    json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": f"Colour of {thing}?"},
+                {"role": "assistant", "content": f"COLOUR={colour.upper()}!"},
+            ]
+        }
+    )
+    + "\n"
+    for thing, colour in COLOURS
+)
+
+
+async def _wait_final(tenant: Tenant, job_id: str, timeout_s: float = 420) -> openai.types.fine_tuning.FineTuningJob:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        job = await tenant.client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        assert asyncio.get_running_loop().time() < deadline, f"job still {job.status}"
+        await asyncio.sleep(1)
+
+
+async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, base_model: str) -> None:
+    client = tenant_a.client
+    training = await client.files.create(file=("colours.jsonl", TRAINING.encode()), purpose="fine-tune")
+    assert training.purpose == "fine-tune" and training.id.startswith("file-")
+    with pytest.raises(openai.NotFoundError):  # B cannot train on A's file
+        await tenant_b.client.fine_tuning.jobs.create(model=base_model, training_file=training.id)
+
+    job = await client.fine_tuning.jobs.create(
+        model=base_model,
+        training_file=training.id,
+        suffix="colours",
+        seed=7,
+        hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 10},
+        extra_body={"lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}, "max_seq_length": 128},
+    )
+    assert job.status in ("validating_files", "queued", "running") and job.training_file == training.id
+    b = tenant_b.client
+    for call in (
+        lambda: b.fine_tuning.jobs.retrieve(job.id),
+        lambda: b.fine_tuning.jobs.cancel(job.id),
+        lambda: b.fine_tuning.jobs.list_events(job.id),
+        lambda: b.fine_tuning.jobs.checkpoints.list(job.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            await call()
+    assert job.id not in [j.id for j in (await b.fine_tuning.jobs.list()).data]
+
+    done = await _wait_final(tenant_a, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model and done.fine_tuned_model.startswith("ft:")
+    assert done.hyperparameters.n_epochs == 3 and done.trained_tokens
+    assert job.id in [j.id for j in (await client.fine_tuning.jobs.list(limit=5)).data]
+    events = (await client.fine_tuning.jobs.list_events(job.id, limit=200)).data
+    assert any(e.type == "metrics" for e in events) and events[-1].message.startswith("Published")
+    later = (await client.fine_tuning.jobs.list_events(job.id, after=events[0].id, limit=200)).data
+    assert [e.id for e in later] == [e.id for e in events[1:]]
+    await client.fine_tuning.jobs.checkpoints.list(job.id)  # shape only: a 9-step job may keep none
+    with pytest.raises(openai.BadRequestError):  # a finished job cannot be cancelled
+        await client.fine_tuning.jobs.cancel(job.id)
+
+    model = done.fine_tuned_model
+    assert model in [m.id for m in (await client.models.list()).data]
+    assert model not in [m.id for m in (await b.models.list()).data]
+    answer = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Colour of apple?"}], max_tokens=12, temperature=0
+    )
+    assert answer.model == model and answer.choices[0].message.content
+    with pytest.raises(openai.NotFoundError):  # B cannot use A's model
+        await b.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+
+async def test_cancel_a_job(tenant_a: Tenant) -> None:
+    training = await tenant_a.client.files.create(file=("c.jsonl", TRAINING.encode()), purpose="fine-tune")
+    job = await tenant_a.client.fine_tuning.jobs.create(
+        model="", training_file=training.id, hyperparameters={"n_epochs": 50}, extra_body={"max_seq_length": 64}
+    )
+    cancelled = await tenant_a.client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+
+
+async def test_events_follow_as_server_sent_events(tenant_a: Tenant) -> None:
+    page = await tenant_a.client.fine_tuning.jobs.list(limit=1)
+    job_id = page.data[0].id
+    async with tenant_a.http.stream("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params={"stream": "true"}) as r:
+        assert r.status_code == 200
+        lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and json.loads(lines[0][6:])["object"] == "fine_tuning.job.event"
+    assert isinstance(tenant_a.http, httpx.AsyncClient)

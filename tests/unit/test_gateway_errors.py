@@ -1,0 +1,88 @@
+"""The gateway's translation tables: gRPC errors to OpenAI error bodies, filters, jobs and events."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from ragtune.trainer.v1 import trainer_pb2 as tpb
+from ragtune_gateway import fine_tuning as ft
+from ragtune_gateway.clients import service_config
+from ragtune_gateway.errors import ApiError, from_rpc_error, not_found
+from ragtune_gateway.vector_stores import search_filter
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "type_"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        (grpc.StatusCode.FAILED_PRECONDITION, 400, "invalid_request_error"),
+        (grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+        (grpc.StatusCode.ALREADY_EXISTS, 409, "invalid_request_error"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+        (grpc.StatusCode.UNAVAILABLE, 503, "api_error"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "api_error"),
+        (grpc.StatusCode.INTERNAL, 500, "api_error"),
+    ],
+)
+def test_grpc_codes_map_to_http(code: grpc.StatusCode, status: int, type_: str) -> None:
+    error = from_rpc_error(rpc_error(code, "field: went wrong"), "retriever")
+    assert (error.status, error.type) == (status, type_)
+    assert set(error.body()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_field_prefix_becomes_the_renamed_param() -> None:
+    exc = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "filter.$or[1].year.$gt: needs a number")
+    error = from_rpc_error(exc, "retriever", params={"filter": "rag.filter"})
+    assert error.param == "rag.filter.$or[1].year.$gt" and error.message == "needs a number"
+    assert from_rpc_error(rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no field here"), "x").param is None
+
+
+def test_internal_details_and_addresses_never_reach_the_client() -> None:
+    internal = from_rpc_error(rpc_error(grpc.StatusCode.INTERNAL, "Traceback (most recent call last): ..."), "trainer")
+    assert "Traceback" not in internal.message and internal.status == 500
+    down = from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to 10.0.0.3:50051"), "generator")
+    assert "10.0.0.3" not in down.message and "generator" in down.message
+
+
+def test_not_found_replaces_the_downstream_message() -> None:
+    missing = not_found("vector store", "vs_1")
+    error = from_rpc_error(rpc_error(grpc.StatusCode.NOT_FOUND, "collection 'vs_1' of tenant t"), "r", missing=missing)
+    assert error is missing and error.body()["error"]["message"] == "No vector store found with id 'vs_1'."
+
+
+def test_openai_filters_become_retriever_filters() -> None:
+    assert search_filter({"type": "eq", "key": "lang", "value": "en"}) == {"lang": {"$eq": "en"}}
+    nested = {
+        "type": "and",
+        "filters": [{"type": "gte", "key": "y", "value": 1}, {"type": "in", "key": "t", "value": [1]}],
+    }
+    assert search_filter(nested) == {"$and": [{"y": {"$gte": 1}}, {"t": {"$in": [1]}}]}
+    assert search_filter({"lang": "en"}) == {"lang": "en"}  # native syntax passes through
+    with pytest.raises(ApiError) as bad:
+        search_filter({"type": "or", "filters": [{"type": "like", "key": "a", "value": 1}]})
+    assert bad.value.param == "filters.filters[0].type"
+
+
+def test_retry_policy_retries_unavailable_only() -> None:
+    assert '"retryableStatusCodes": ["UNAVAILABLE"]' in service_config("ragtune.retriever.v1.RetrieverService")
+
+
+def test_job_status_waits_for_publication() -> None:
+    job = tpb.Job(id="ftjob-abc", status=tpb.JOB_STATUS_SUCCEEDED, publish_state=tpb.PUBLISH_STATE_PENDING)
+    job.hyperparameters.n_epochs.number = 3
+    assert ft.job_object(job)["status"] == "running" and ft.job_object(job)["fine_tuned_model"] is None
+    job.publish_state = tpb.PUBLISH_STATE_PUBLISHED
+    job.fine_tuned_model = "ft:base:abc"
+    body = ft.job_object(job)
+    assert body["status"] == "succeeded" and body["fine_tuned_model"] == "ft:base:abc"
+    assert body["hyperparameters"]["n_epochs"] == 3 and body["hyperparameters"]["batch_size"] == "auto"
+
+
+def test_event_ids_carry_their_sequence() -> None:
+    assert ft.event_seq(ft.event_id("ftjob-abc", 42)) == 42
+    assert ft.event_seq("garbage") == 0
