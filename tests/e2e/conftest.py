@@ -24,9 +24,7 @@ from pydantic import SecretStr
 from ragtune_common.server import GrpcServer
 from ragtune_gateway.app import create_app
 from ragtune_gateway.settings import GatewaySettings
-from ragtune_trainer.main import create_server as create_trainer_server
-from ragtune_trainer.runtime import TrainerRuntime
-from ragtune_trainer.settings import TrainerSettings
+from tests.fixtures.trainer import serve_trainer, small_trainer_settings
 
 ADMIN_KEY = "e2e-admin-key"
 MAX_UPLOAD_BYTES = 256 * 1024
@@ -54,29 +52,11 @@ async def e2e_database_url(database_url: str) -> AsyncIterator[str]:
 async def e2e_trainer(
     e2e_database_url: str, state_dir: Path, retriever_server: GrpcServer, generator_server: GrpcServer
 ) -> AsyncIterator[GrpcServer]:
-    settings = TrainerSettings(
-        database_url=e2e_database_url,
-        state_dir=state_dir,
-        artifacts_dir=state_dir / "e2e-trainer",
-        port=0,
-        min_examples=2,
-        default_max_seq_length=128,
-        max_seq_length_limit=512,
-        progress_interval_s=0,
-        poll_interval_s=0.3,
-        cancel_grace_s=2,
-        grace_period_s=2,
-        generator_address=f"127.0.0.1:{generator_server.port}",
-        retriever_address=f"127.0.0.1:{retriever_server.port}",
+    settings = small_trainer_settings(
+        e2e_database_url, state_dir, generator_server, retriever_server, artifacts_dir=state_dir / "e2e-trainer"
     )
-    runtime = TrainerRuntime(settings)
-    bound = await create_trainer_server(settings, runtime)
-    await bound.server.start()
-    await runtime.start()
-    await bound.set_serving()
-    yield bound
-    await bound.stop(1)
-    await runtime.close()
+    async with serve_trainer(settings) as bound:
+        yield bound
 
 
 @pytest.fixture(scope="package")
