@@ -55,12 +55,15 @@ async def search(
     mode: str,
     filter_: dict[str, Any] | None,
     params: dict[str, str],
+    ef_search: int | None = None,
 ) -> list[rpb.SearchHit]:
     """Hits over the tenant's stores. A store of another tenant reads as missing: the retriever
     looks names up within the tenant only. ``params`` names the request fields for errors."""
     request = rpb.SearchRequest(tenant=tenant, collections=store_ids, query=query, top_k=top_k, mode=SEARCH_MODES[mode])
     if filter_:
         request.filter.CopyFrom(dict_to_struct(filter_))
+    if ef_search is not None:
+        request.ef_search = ef_search
     named = f"with id '{store_ids[0]}'" if len(store_ids) == 1 else f"among {store_ids}"
     missing = ApiError(404, f"No vector store found {named}.", param=params["collections"], code="not_found")
     start = time.perf_counter()

@@ -12,8 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragtune_gateway.cli.client import CliError, Gateway
+from ragtune_gateway.cli.eval import eval_app
 
 app = typer.Typer(help="ragtune: RAG and LoRA fine-tuning on your own data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 console = Console()
 DOCUMENT_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 

@@ -54,6 +54,7 @@ class SearchBody(BaseModel):
     filters: dict[str, Any] | None = None
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
+    ef_search: int | None = Field(default=None, ge=1, le=1000, description="ragtune: HNSW breadth of this search")
 
 
 @router.post("")
@@ -192,8 +193,16 @@ async def search_store(store_id: str, body: SearchBody, runtime: Runtime, tenant
     ranking = body.ranking_options or RankingOptions()
     mode = ranking.ranker if ranking.ranker in rag.SEARCH_MODES else "hybrid"
     filters = vs.search_filter(body.filters) if body.filters else None
-    params = {"filter": "filters", "collections": "vector_store_id", "query": "query", "top_k": "max_num_results"}
-    hits = await rag.search(runtime, tenant, [store_id], query, body.max_num_results, mode, filters, params)
+    params = {
+        "filter": "filters",
+        "collections": "vector_store_id",
+        "query": "query",
+        "top_k": "max_num_results",
+        "ef_search": "ef_search",
+    }
+    hits = await rag.search(
+        runtime, tenant, [store_id], query, body.max_num_results, mode, filters, params, body.ef_search
+    )
     if ranking.score_threshold is not None:
         hits = [h for h in hits if h.score >= ranking.score_threshold]
     return {

@@ -1,0 +1,150 @@
+"""``ragtune eval``: RAG vs fine-tuning vs both on your QA data (``squad``), or retrieval alone on
+a BEIR dataset (``beir``), through the running gateway, with progress bars and a resumable run dir."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from ragtune_gateway.cli.client import CliError, api_key, base_url
+from ragtune_gateway.evaluation.arms import parse_arms
+from ragtune_gateway.evaluation.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
+from ragtune_gateway.evaluation.beir import to_markdown as beir_markdown
+from ragtune_gateway.evaluation.dataset import DatasetError, load_beir, load_qa, split_dataset
+from ragtune_gateway.evaluation.gateway_client import EvalApiError, GatewayClient
+from ragtune_gateway.evaluation.report import to_markdown
+from ragtune_gateway.evaluation.rundir import RunDir, RunDirError
+from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
+
+eval_app = typer.Typer(help="Measure RAG vs fine-tuning vs both, or retrieval alone, on your data.")
+console = Console()
+
+
+class RichProgress:
+    """The runner's progress as rich bars, one per step."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, note="")
+
+    def update(self, key: str, completed: int, total: int | None = None, note: str = "") -> None:
+        task = self.tasks[key]
+        if total:
+            self.progress.update(task, total=total)
+        self.progress.update(task, completed=completed, note=note)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message)
+
+
+def _bars() -> Progress:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=console)
+
+
+@eval_app.command()
+def squad(
+    path: Annotated[Path, typer.Argument(help="SQuAD JSON, or JSONL of {question, answers, context?}")],
+    run_dir: Annotated[Path, typer.Option(help="results and state; rerun with the same dir to resume")],
+    train: Annotated[int, typer.Option(min=1, help="training questions")] = 300,
+    test: Annotated[int, typer.Option(min=1, help="held-out questions")] = 300,
+    seed: Annotated[int, typer.Option()] = 0,
+    arms: Annotated[str, typer.Option(help="comma-separated: base,rag,ft,rag+ft")] = "base,rag,ft,rag+ft",
+    train_sample: Annotated[int, typer.Option(min=0, help="training questions also asked (overfitting)")] = 50,
+    top_k: Annotated[int, typer.Option(min=1, max=50)] = 3,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or keyword")] = "hybrid",
+    epochs: Annotated[int, typer.Option(min=1, max=50)] = 2,
+    batch_size: Annotated[int, typer.Option(min=1, max=256, help="closed-book examples per step")] = 8,
+    raft_batch_size: Annotated[int, typer.Option(min=1, max=256, help="RAFT examples per step")] = 2,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 32,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+) -> None:
+    """The four-arm QA evaluation: EM/F1, retrieval hit@k, latency, tokens/s and costs per arm."""
+    try:
+        chosen = parse_arms(arms)
+        split = split_dataset(load_qa(path), train, test, seed, train_sample)
+    except (ValueError, DatasetError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    config = QaEvalConfig(
+        dataset=str(path.resolve()),
+        train=train,
+        test=test,
+        seed=seed,
+        arms=tuple(chosen),
+        train_sample=train_sample,
+        top_k=top_k,
+        mode=mode,
+        epochs=epochs,
+        batch_size=batch_size,
+        raft_batch_size=raft_batch_size,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+    )
+
+    async def main() -> dict:
+        async with GatewayClient(base_url(), api_key()) as client:
+            with _bars() as bars:
+                return await QaEvaluation(client, split, config, RunDir(run_dir), RichProgress(bars)).execute()
+
+    try:
+        built = asyncio.run(main())
+    except (CliError, EvalApiError, RunDirError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        console.print(f"answers so far are kept in {run_dir}: rerun the same command to resume")
+        raise typer.Exit(1) from None
+    console.print(to_markdown(built), markup=False, highlight=False)
+    console.print(f"report: {', '.join(built['files'].values())}")
+
+
+@eval_app.command()
+def beir(
+    path: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")],
+    run_dir: Annotated[Path, typer.Option(help="results and state; rerun with the same dir to resume")],
+    split: Annotated[str, typer.Option(help="qrels file to score against")] = "test",
+    modes: Annotated[str, typer.Option(help="comma-separated: vector,keyword,hybrid")] = "vector,keyword,hybrid",
+    ef_search: Annotated[str, typer.Option(help="comma-separated HNSW ef_search values; empty = default")] = "",
+    top_k: Annotated[int, typer.Option(min=10, max=MAX_RESULTS, help="results per query (Recall@k)")] = MAX_RESULTS,
+    max_queries: Annotated[int, typer.Option(min=0, help="0 = every judged query")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+) -> None:
+    """Retrieval alone: nDCG@10, Recall@k and MRR per search mode and ef_search."""
+    try:
+        data = load_beir(path, split)
+        chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+        if not chosen or set(chosen) - {"vector", "keyword", "hybrid"}:
+            raise ValueError(f"--modes: choose from vector, keyword, hybrid (got {modes!r})")
+        efs = tuple(int(v) for v in ef_search.split(",") if v.strip())
+    except (ValueError, DatasetError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    config = BeirConfig(str(path.resolve()), chosen, efs, top_k, max_queries, concurrency)
+
+    async def main() -> dict:
+        async with GatewayClient(base_url(), api_key()) as client:
+            with _bars() as bars:
+                return await BeirEvaluation(client, data, config, RunDir(run_dir), RichProgress(bars)).execute()
+
+    try:
+        report = asyncio.run(main())
+    except (CliError, EvalApiError, RunDirError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        console.print(f"results so far are kept in {run_dir}: rerun the same command to resume")
+        raise typer.Exit(1) from None
+    console.print(beir_markdown(report), markup=False, highlight=False)
+    console.print(f"report: {run_dir / 'report.json'}, {run_dir / 'report.md'}")

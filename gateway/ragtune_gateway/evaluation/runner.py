@@ -1,0 +1,241 @@
+"""The QA evaluation run: build the vector store from the dataset's contexts, train the adapters
+the arms need, ask every held-out question (and a sample of training questions) in every arm, and
+score the answers. Each step records what it did in the run directory, so a rerun resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragtune_gateway.evaluation import report
+from ragtune_gateway.evaluation.arms import (
+    ARMS,
+    CHARS_PER_TOKEN,
+    INSTRUCTION,
+    Arm,
+    Passage,
+    closed_book_line,
+    no_gold_ids,
+    question_messages,
+    raft_line,
+)
+from ragtune_gateway.evaluation.dataset import QAItem, Split
+from ragtune_gateway.evaluation.gateway_client import EvalApiError, GatewayClient
+from ragtune_gateway.evaluation.indexing import Progress, ensure_store
+from ragtune_gateway.evaluation.metrics import best_over_answers, hit_at_k, normalize_answer, recall_at_k
+from ragtune_gateway.evaluation.rundir import RunDir
+
+log = logging.getLogger(__name__)
+JOB_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class QaEvalConfig:
+    dataset: str
+    train: int
+    test: int
+    seed: int = 0
+    arms: tuple[str, ...] = tuple(ARMS)
+    train_sample: int = 50
+    top_k: int = 3
+    mode: str = "hybrid"
+    max_tokens: int = 32
+    epochs: int = 2
+    batch_size: int = 8  # closed-book examples per step: per-step overhead dominates short examples on CPU
+    raft_batch_size: int = 2  # RAFT examples are ~5x longer: larger batches run the trainer out of memory
+    lora_rank: int = 0  # 0 = the trainer's default
+    max_seq_length: int = 1024
+    distractors: int = 3
+    no_gold_fraction: float = 0.2
+    concurrency: int = 4
+    instruction: str = field(default=INSTRUCTION)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "arms": list(self.arms)}
+
+
+class NoProgress:
+    def start(self, key: str, description: str, total: int | None) -> None:
+        pass
+
+    def update(self, key: str, completed: int, total: int | None = None, note: str = "") -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        log.info("%s", message)
+
+
+class QaEvaluation:
+    def __init__(
+        self, client: GatewayClient, split: Split, config: QaEvalConfig, run: RunDir, progress: Progress | None = None
+    ) -> None:
+        self.client, self.split, self.config, self.run = client, split, config, run
+        self.progress = progress or NoProgress()
+        self.limit = asyncio.Semaphore(config.concurrency)
+
+    async def execute(self) -> dict[str, Any]:
+        self.run.check_config(self.config.as_dict())
+        state = self.run.state
+        state.setdefault("base_model", await self.client.base_model())
+        self.run.save_state()
+        arms = [ARMS[name] for name in self.config.arms]
+        if any(arm.retrieval or arm.training == "raft" for arm in arms):
+            await self.ensure_store()
+        for arm in arms:
+            model = await self.ensure_adapter(arm) if arm.training else state["base_model"]
+            await self.answer_all(arm, model)
+        results = {arm.name: self.run.results(arm.name) for arm in arms}
+        built = report.build_report(self.config.as_dict(), state, results)
+        report.write_all(built, self.run.path)
+        return built
+
+    # -- the vector store -------------------------------------------------------------------------
+
+    async def ensure_store(self) -> None:
+        await ensure_store(self.client, self.run, self.split.contexts(), self.limit, self.progress)
+
+    def gold_document(self, item: QAItem) -> str | None:
+        store = self.run.state.get("store") or {}
+        return store.get("files", {}).get(item.context_id) if item.context.strip() else None
+
+    # -- adapters ---------------------------------------------------------------------------------
+
+    async def training_file(self, arm: Arm) -> tuple[str, int, float]:
+        """(file id, examples, seconds spent building them)."""
+        start = time.perf_counter()
+        if arm.training == "closed_book":
+            lines = [closed_book_line(item) for item in self.split.train]
+        else:
+            lines = await self.raft_lines()
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        file_id = await self.client.upload(f"eval-{arm.name.replace('+', '-')}.jsonl", data, "fine-tune")
+        return file_id, len(lines), time.perf_counter() - start
+
+    async def raft_lines(self) -> list[str]:
+        cfg, store_id = self.config, self.run.state["store"]["id"]
+        items = [item for item in self.split.train if item.context.strip()]
+        without_gold = no_gold_ids(items, cfg.no_gold_fraction, cfg.seed)
+        budget = int((cfg.max_seq_length - 160) * CHARS_PER_TOKEN)
+
+        async def one(item: QAItem) -> str:
+            async with self.limit:
+                hits = await self.client.search(store_id, item.question, cfg.distractors + 4, cfg.mode)
+            retrieved = [Passage(h["document_id"], h["filename"], h["content"][0]["text"]) for h in hits]
+            gold = Passage(self.gold_document(item) or "", f"{item.context_id}.txt", item.context)
+            return raft_line(item, gold, retrieved, cfg.distractors, item.id not in without_gold, cfg.seed, budget)
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def ensure_adapter(self, arm: Arm) -> str:
+        jobs = self.run.state.setdefault("jobs", {})
+        entry = jobs.get(arm.name)
+        if entry is None or entry.get("status") in ("failed", "cancelled"):
+            file_id, examples, build_s = await self.training_file(arm)
+            batch_size = self.config.raft_batch_size if arm.training == "raft" else self.config.batch_size
+            body: dict[str, Any] = {
+                "model": self.run.state["base_model"],
+                "training_file": file_id,
+                "suffix": f"eval-{arm.name.replace('+', '-')}",
+                "seed": self.config.seed,
+                "hyperparameters": {"n_epochs": self.config.epochs, "batch_size": batch_size},
+                "validation_fraction": 0,
+                "max_seq_length": self.config.max_seq_length,
+            }
+            if self.config.lora_rank:
+                body["lora"] = {"r": self.config.lora_rank}
+            job = await self.client.create_job(body)
+            entry = {"job_id": job["id"], "examples": examples, "data_build_s": build_s, "status": job["status"]}
+            jobs[arm.name] = entry
+            self.run.save_state()
+        if entry.get("status") != "succeeded":
+            job = await self.wait_job(arm, entry["job_id"])
+            running_at = await self.running_since(job)
+            entry.update(
+                status=job["status"],
+                model=job["fine_tuned_model"],
+                queued_s=running_at - job["created_at"],
+                train_wall_s=(job["finished_at"] or running_at) - running_at,
+                trained_tokens=job["trained_tokens"],
+                train_loss=job.get("train_loss"),
+                steps=job.get("total_steps"),
+                train_cpu_s=None,  # the trainer does not expose CPU time
+            )
+            self.run.save_state()
+            if job["status"] != "succeeded" or job.get("publish_state") != "published":
+                raise EvalApiError(f"fine-tuning job {job['id']} for {arm.name}: {job['status']}: {job.get('error')}")
+        return str(entry["model"])
+
+    async def running_since(self, job: dict[str, Any]) -> int:
+        """When the job left the queue (its first ``running`` event): the wall-clock of training
+        excludes waiting behind other tenants' jobs. The job's creation time if no event says."""
+        for event in await self.client.job_events(job["id"]):
+            if (event.get("data") or {}).get("status") == "running":
+                return int(event["created_at"])
+        return int(job["created_at"])
+
+    async def wait_job(self, arm: Arm, job_id: str) -> dict[str, Any]:
+        self.progress.start(f"train-{arm.name}", f"training {arm.name} ({job_id})", None)
+        while True:
+            job = await self.client.get_job(job_id)
+            loss = f"loss {job['train_loss']:.3f}" if job.get("train_loss") else job["status"]
+            self.progress.update(f"train-{arm.name}", job.get("step") or 0, job.get("total_steps") or None, loss)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            await asyncio.sleep(JOB_POLL_S)
+
+    # -- answering --------------------------------------------------------------------------------
+
+    async def answer_all(self, arm: Arm, model: str) -> None:
+        wanted = [("test", item) for item in self.split.test] + [("train", item) for item in self.split.train_sample]
+        done = self.run.done(arm.name)
+        todo = [(split, item) for split, item in wanted if (split, item.id) not in done]
+        self.progress.start(f"answer-{arm.name}", f"asking {arm.name}", len(wanted))
+        self.progress.update(f"answer-{arm.name}", len(wanted) - len(todo))
+        finished = len(wanted) - len(todo)
+
+        async def one(split: str, item: QAItem) -> None:
+            nonlocal finished
+            async with self.limit:
+                row = await self.answer(arm, model, split, item)
+            self.run.append_result(arm.name, row)
+            finished += 1
+            self.progress.update(f"answer-{arm.name}", finished)
+
+        async with asyncio.TaskGroup() as group:
+            for split, item in todo:
+                group.create_task(one(split, item))
+
+    async def answer(self, arm: Arm, model: str, split: str, item: QAItem) -> dict[str, Any]:
+        cfg = self.config
+        rag = None
+        if arm.retrieval:
+            rag = {"vector_store_ids": [self.run.state["store"]["id"]], "top_k": cfg.top_k, "mode": cfg.mode}
+        result = await self.client.chat(model, question_messages(item), cfg.max_tokens, rag)
+        em, f1 = best_over_answers(result.text, item.answers)
+        row: dict[str, Any] = {
+            "id": item.id,
+            "split": split,
+            "question": item.question,
+            "answers": list(item.answers),
+            "prediction": result.text,
+            "em": em,
+            "f1": f1,
+            "latency_s": round(result.latency_s, 4),
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+        }
+        gold = self.gold_document(item)
+        if arm.retrieval and gold:
+            ranked = list(dict.fromkeys(result.document_ids))
+            answers = [normalize_answer(a) for a in item.answers]
+            row.update(
+                retrieved=ranked,
+                gold_document=gold,
+                hit_at_k=hit_at_k(ranked, [gold], cfg.top_k),
+                recall_at_k=recall_at_k(ranked, [gold], cfg.top_k),
+                answer_in_passages=float(any(a in normalize_answer(p) for p in result.passages for a in answers)),
+            )
+        return row

@@ -1,0 +1,145 @@
+"""Loading SQuAD JSON and JSONL QA sets, the seeded split, RAFT example lines, and the run directory
+that makes an evaluation resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragtune_gateway.evaluation.arms import INSTRUCTION, Passage, closed_book_line, no_gold_ids, parse_arms, raft_line
+from ragtune_gateway.evaluation.dataset import DatasetError, QAItem, load_beir, load_qa, split_dataset
+from ragtune_gateway.evaluation.rundir import RunDir, RunDirError
+
+SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "T",
+            "paragraphs": [
+                {
+                    "context": "Alpha is first. Beta is second.",
+                    "qas": [
+                        {"id": "a", "question": "What is first?", "answers": [{"text": "Alpha", "answer_start": 0}]},
+                        {"id": "b", "question": "What is second?", "answers": [{"text": "Beta", "answer_start": 16}]},
+                        {"id": "c", "question": "Unanswerable?", "answers": [], "is_impossible": True},
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_squad_json(tmp_path: Path) -> None:
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(SQUAD))
+    items = load_qa(path)
+    assert [i.id for i in items] == ["a", "b"]
+    assert items[0].answers == ("Alpha",) and items[0].context.startswith("Alpha")
+    assert items[0].context_id == items[1].context_id
+
+
+def test_jsonl_with_and_without_context(tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        json.dumps({"question": "Q1?", "answers": ["x", "x", " y "]})
+        + "\n\n"
+        + json.dumps({"id": "k", "question": "Q2?", "answers": "z", "context": "ctx"})
+        + "\n"
+    )
+    items = load_qa(path)
+    assert items[0] == QAItem("1", "Q1?", ("x", "y"), "")
+    assert items[1].id == "k" and items[1].answers == ("z",)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "not JSON"),
+        (json.dumps({"answers": ["a"]}), "question"),
+        (json.dumps({"question": "q", "answers": []}), "at least one answer"),
+        (json.dumps({"question": "q", "answers": [1]}), "answers must be"),
+    ],
+)
+def test_bad_jsonl_names_the_line(tmp_path: Path, line: str, reason: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"question": "ok", "answers": ["a"]}) + "\n" + line + "\n")
+    with pytest.raises(DatasetError, match=rf"bad.jsonl:2: .*{reason}"):
+        load_qa(path)
+
+
+def test_split_is_seeded_disjoint_and_stable_when_train_grows() -> None:
+    items = [QAItem(str(i), f"q{i}", ("a",), f"c{i % 7}") for i in range(100)]
+    one = split_dataset(items, 20, 10, seed=5, train_sample=4)
+    assert one == split_dataset(items, 20, 10, seed=5, train_sample=4)
+    assert not {i.id for i in one.train} & {i.id for i in one.test}
+    assert one.train_sample == one.train[:4]
+    assert split_dataset(items, 40, 10, seed=5, train_sample=4).test == one.test
+    assert split_dataset(items, 20, 10, seed=6, train_sample=4).test != one.test
+    assert len(one.contexts()) == len({i.context for i in [*one.train, *one.test]})
+    with pytest.raises(DatasetError, match="asked for"):
+        split_dataset(items, 95, 10, seed=0, train_sample=0)
+
+
+def test_beir_folder(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "T", "text": "body"}) + "\n")
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "what"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq9\td1\t1\n")
+    data = load_beir(tmp_path)
+    assert data.corpus == {"d1": "T\n\nbody"} and data.qrels == {"q1": {"d1": 1}}
+    with pytest.raises(DatasetError, match="missing"):
+        load_beir(tmp_path / "nowhere")
+
+
+def test_parse_arms_keeps_canonical_order() -> None:
+    assert parse_arms("rag+ft, base") == ["base", "rag+ft"]
+    with pytest.raises(ValueError, match="unknown arm"):
+        parse_arms("base,rerank")
+
+
+def test_training_lines() -> None:
+    item = QAItem("q1", "Who?", ("Ada", "Ada V."), "Ada painted it.")
+    closed = json.loads(closed_book_line(item))["messages"]
+    assert closed == [
+        {"role": "system", "content": INSTRUCTION},
+        {"role": "user", "content": "Who?"},
+        {"role": "assistant", "content": "Ada"},
+    ]
+    gold = Passage("file-gold", "g.txt", "Ada painted it.")
+    retrieved = [Passage("file-gold", "g.txt", "Ada painted"), Passage("file-1", "1.txt", "Other text.")]
+    messages = json.loads(raft_line(item, gold, retrieved, 3, True, 0, 10_000))["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    system = messages[0]["content"]  # the gateway's grounded prompt, the instruction kept
+    assert system.startswith(INSTRUCTION) and "Passages:" in system
+    assert "Ada painted it." in system and "Other text." in system and "Ada painted\n" not in system
+    no_gold = json.loads(raft_line(item, gold, retrieved, 3, False, 0, 10_000))["messages"][0]["content"]
+    assert "Ada painted it." not in no_gold and "Other text." in no_gold
+    tight = json.loads(raft_line(item, gold, retrieved, 3, True, 0, 20))["messages"][0]["content"]
+    assert "Ada painted it." in tight and "Other text." not in tight  # over budget: distractors go first
+
+
+def test_no_gold_fraction_is_seeded() -> None:
+    items = [QAItem(str(i), "q", ("a",)) for i in range(10)]
+    assert len(no_gold_ids(items, 0.2, 1)) == 2
+    assert no_gold_ids(items, 0.2, 1) == no_gold_ids(items, 0.2, 1)
+
+
+def test_run_dir_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.check_config({"seed": 1})
+    run.append_result("rag+ft", {"id": "a", "split": "test", "f1": 1.0})
+    with (tmp_path / "run" / "results" / "rag_ft.jsonl").open("a") as f:
+        f.write('{"id": "b", "spl')  # a run killed mid-write
+    again = RunDir(tmp_path / "run")
+    again.check_config({"seed": 1})
+    assert again.done("rag+ft") == {("test", "a")}
+    again.append_result("rag+ft", {"id": "c", "split": "train", "f1": 0.0})
+    assert again.done("rag+ft") == {("test", "a"), ("train", "c")}
+    again.state["store"] = {"id": "vs_1"}
+    again.save_state()
+    assert RunDir(tmp_path / "run").state == {"store": {"id": "vs_1"}}
+    with pytest.raises(RunDirError, match="seed"):
+        RunDir(tmp_path / "run").check_config({"seed": 2})
