@@ -9,10 +9,39 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import ingest_throughput, retrieval_quality, search_latency
+from bench import (
+    eval_squad,
+    gateway_overhead,
+    gateway_throughput,
+    generator_multi_adapter,
+    generator_overhead,
+    generator_ttft,
+    ingest_throughput,
+    retrieval_quality,
+    search_latency,
+    trainer_gsm8k,
+    trainer_publish_latency,
+    trainer_throughput,
+)
 from bench.common import REPO, Context
 
-BENCHMARKS = {m.NAME: m for m in (retrieval_quality, ingest_throughput, search_latency)}
+BENCHMARKS = {
+    m.NAME: m
+    for m in (
+        retrieval_quality,
+        ingest_throughput,
+        search_latency,
+        generator_overhead,
+        generator_multi_adapter,
+        generator_ttft,
+        gateway_overhead,
+        gateway_throughput,
+        trainer_throughput,
+        trainer_publish_latency,
+        trainer_gsm8k,
+        eval_squad,
+    )
+}
 
 
 def main(argv: list[str] | None = None) -> int:

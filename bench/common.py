@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,3 +269,52 @@ def ensure_collection(
         pb.CreateCollectionRequest(name=name, chunking=chunking), timeout=600
     ).collection
     return created
+
+
+# -- any gRPC service as a separate process (generic; the Retriever class above is its own) --------
+
+
+@contextmanager
+def service_process(
+    module: str, service: str, port_env: str, env: dict[str, str], log_path: Path, timeout_s: float = 600
+) -> Iterator[str]:
+    """``python -m <module>`` with exactly ``env`` plus ``port_env`` set to a free port; yields
+    ``127.0.0.1:<port>`` once grpc.health reports ``service`` SERVING. Its log goes to ``log_path``.
+    At exit: SIGTERM, then SIGKILL to its own process group (it may have children) after 60 s."""
+    port = _free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env={**env, port_env: str(port)},
+            stdout=log,
+            stderr=log,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{module} exited with {proc.returncode}; see {log_path}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{module} not SERVING after {timeout_s:.0f}s; see {log_path}")
+                try:
+                    request = health_pb2.HealthCheckRequest(service=service)
+                    if health.Check(request, timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.5)
+        yield address
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

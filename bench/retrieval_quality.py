@@ -14,13 +14,22 @@ in-run references. Target: HYBRID nDCG@10 >= 0.68.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Sequence
 
-from bench.common import Context, Retriever, ensure_collection, ingest_resumable, load_scifact, report, write_result
+from bench.common import (
+    Context,
+    Retriever,
+    ensure_collection,
+    get_collection,
+    ingest_resumable,
+    load_scifact,
+    report,
+    write_result,
+)
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
+from ragtune_gateway.evaluation.metrics import ndcg_at_k, recall_at_k, unique_in_order
 from ragtune_retriever.settings import RetrieverSettings
 
 NAME = "retrieval_quality"
@@ -32,23 +41,20 @@ MODES = {"vector": pb.SEARCH_MODE_VECTOR, "keyword": pb.SEARCH_MODE_KEYWORD, "hy
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--quality-collection", default="bench-scifact", help="reused across runs")
+    group.add_argument("--quality-rebuild", action="store_true", help="delete and re-ingest the collection")
 
 
 def ndcg_at_10(ranked: Sequence[str], relevance: dict[str, int]) -> float:
-    dcg = sum(max(relevance.get(doc, 0), 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:10]))
-    ideal = sorted((r for r in relevance.values() if r > 0), reverse=True)[:10]
-    idcg = sum(r / math.log2(rank + 2) for rank, r in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
+    return ndcg_at_k(ranked, relevance, 10)
 
 
 def recall(ranked: Sequence[str], relevance: dict[str, int]) -> float:
-    relevant = {doc for doc, r in relevance.items() if r > 0}
-    return len(relevant.intersection(ranked)) / len(relevant) if relevant else 0.0
+    return recall_at_k(ranked, [doc for doc, r in relevance.items() if r > 0], len(ranked))
 
 
 def documents(hits: Sequence[pb.SearchHit]) -> list[str]:
     """Document ids in rank order, each at its first (best) chunk."""
-    return list(dict.fromkeys(hit.document_id for hit in hits))
+    return unique_in_order(hit.document_id for hit in hits)
 
 
 def evaluate(
@@ -83,6 +89,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     overlap = min(settings.default_overlap_tokens, max_tokens // 4)  # what CreateCollection defaults to
     name = args.quality_collection
     with Retriever(ctx, NAME) as stub:
+        if args.quality_rebuild and get_collection(stub, name) is not None:
+            stub.DeleteCollection(pb.DeleteCollectionRequest(name=name), timeout=600)
         collection = ensure_collection(stub, name, max_tokens, overlap)
         ingest_s = 0.0
         if collection.document_count != len(data.corpus):

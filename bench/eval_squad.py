@@ -1,0 +1,168 @@
+"""eval_squad: the four-arm evaluation (base, rag, ft, rag+ft) on SQuAD v1.1 dev through the whole
+stack (retriever, generator, trainer, gateway as separate processes, the eval as a REST client).
+
+Measured: token F1 (SQuAD normalisation) of each arm on held-out questions, with EM, retrieval
+hit@k, latency p50/p95, output tokens/s and the costs of each arm; the full report (JSON, Markdown,
+PNG) lands in the run directory. Baseline: the base model alone, measured in the same run.
+Target: rag beats base on token F1 (ratio rag/base > 1). The acceptance size is a few hundred
+questions each (``--eval-train 300 --eval-test 300``, under an hour on 2 cores); rerunning with the
+same ``--eval-run-dir`` resumes where a run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from bench.common import Context, report, service_process, write_result
+from bench.gateway_common import gateway_process
+from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
+from ragtune_gateway.evaluation.gateway_client import GatewayClient
+from ragtune_gateway.evaluation.report import to_markdown
+from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
+
+NAME = "eval_squad"
+ADMIN_KEY = "bench-eval-admin-key"
+RETRIEVER = "ragtune.retriever.v1.RetrieverService"
+GENERATOR = "ragtune.generator.v1.GeneratorService"
+TRAINER = "ragtune.trainer.v1.TrainerService"
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--eval-train", type=int, default=300, help="training questions")
+    group.add_argument("--eval-test", type=int, default=300, help="held-out questions")
+    group.add_argument("--eval-seed", type=int, default=0)
+    group.add_argument("--eval-epochs", type=int, default=2)
+    group.add_argument("--eval-train-sample", type=int, default=50, help="training questions also asked")
+    group.add_argument("--eval-concurrency", type=int, default=8)
+    group.add_argument("--eval-run-dir", type=Path, default=None, help="default: <state-dir>/eval-squad-<sizes>")
+
+
+class PrintedProgress:
+    """Progress as log lines (a benchmark's output is a log, not a terminal)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int | None] = {}
+        self.last: dict[str, float] = {}
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        self.totals[key] = total
+        print(f"  {description} ({total if total is not None else '?'})", flush=True)
+
+    def update(self, key: str, completed: int, total: int | None = None, note: str = "") -> None:
+        total = total or self.totals.get(key)
+        if time.monotonic() - self.last.get(key, 0) > 30 or (total and completed >= total):
+            self.last[key] = time.monotonic()
+            print(f"    {key}: {completed}/{total if total else '?'} {note}", flush=True)
+
+    def log(self, message: str) -> None:
+        print(f"  {message}", flush=True)
+
+
+def _tenant_key(url: str, run_dir: Path) -> str:
+    """The run's tenant (kept in the run dir, so a resumed run finds its store and adapters)."""
+    path = run_dir / "bench-tenant.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["key"])
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=url, headers=admin, timeout=60) as http:
+        tenant = http.post("/v1/admin/tenants", json={"name": "eval", "id": f"eval-{uuid.uuid4().hex[:8]}"})
+        tenant.raise_for_status()
+        key = http.post(f"/v1/admin/tenants/{tenant.json()['id']}/keys").json()["key"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tenant": tenant.json()["id"], "key": key}))
+    return str(key)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> bool:
+    dataset = ctx.datasets / "squad-v1.1" / "dev-v1.1.json"
+    run_dir = (
+        args.eval_run_dir or ctx.state_dir / f"eval-squad-{args.eval_train}-{args.eval_test}-{args.eval_seed}"
+    ).resolve()
+    split = split_dataset(load_qa(dataset), args.eval_train, args.eval_test, args.eval_seed, args.eval_train_sample)
+    config = QaEvalConfig(
+        dataset=dataset.name,
+        train=args.eval_train,
+        test=args.eval_test,
+        seed=args.eval_seed,
+        epochs=args.eval_epochs,
+        train_sample=args.eval_train_sample,
+        concurrency=args.eval_concurrency,
+    )
+    logs = ctx.state_dir / "logs"
+    env = {**os.environ, "DATABASE_URL": ctx.database_url, "RAGTUNE_STATE_DIR": str(ctx.state_dir)}
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        retriever = stack.enter_context(
+            service_process(
+                "ragtune_retriever.main", RETRIEVER, "RAGTUNE_RETRIEVER_PORT", env, logs / "eval-retriever.log"
+            )
+        )
+        generator_env = {**env, "RAGTUNE_GENERATOR_GPU_MEMORY_UTILIZATION": "0.25"}
+        generator = stack.enter_context(
+            service_process(
+                "ragtune_generator.main",
+                GENERATOR,
+                "RAGTUNE_GENERATOR_PORT",
+                generator_env,
+                logs / "eval-generator.log",
+            )
+        )
+        trainer_env = {
+            **env,
+            "RAGTUNE_TRAINER_GENERATOR_ADDRESS": generator,
+            "RAGTUNE_TRAINER_RETRIEVER_ADDRESS": retriever,
+            "RAGTUNE_TRAINER_MIN_EXAMPLES": "1",
+        }
+        trainer = stack.enter_context(
+            service_process(
+                "ragtune_trainer.main", TRAINER, "RAGTUNE_TRAINER_PORT", trainer_env, logs / "eval-trainer.log"
+            )
+        )
+        gateway_env = {
+            **env,
+            "RAGTUNE_GATEWAY_ADMIN_KEY": ADMIN_KEY,
+            "RAGTUNE_GATEWAY_RETRIEVER_ADDRESS": retriever,
+            "RAGTUNE_GATEWAY_GENERATOR_ADDRESS": generator,
+            "RAGTUNE_GATEWAY_TRAINER_ADDRESS": trainer,
+        }
+        url = stack.enter_context(gateway_process(gateway_env, logs / "eval-gateway.log"))
+        print(f"  stack up in {time.perf_counter() - start:.0f}s; run dir {run_dir}", flush=True)
+        key = _tenant_key(url, run_dir)
+
+        async def evaluate() -> dict:
+            async with GatewayClient(url, key) as client:
+                return await QaEvaluation(client, split, config, RunDir(run_dir), PrintedProgress()).execute()
+
+        built = asyncio.run(evaluate())
+    seconds = time.perf_counter() - start
+    print(to_markdown(built), flush=True)
+    arms = built["arms"]
+    rag, base = arms["rag"]["f1"], arms["base"]["f1"]
+    ratio = rag / base if base else float("inf")
+    passed = rag > base
+    report(NAME, f"token F1 rag {rag:.1f} vs base {base:.1f} -> ratio {ratio:.2f} (target rag > base)", passed)
+    write_result(
+        NAME,
+        measured=f"token F1 of the rag arm on {args.eval_test} held-out SQuAD v1.1 dev questions",
+        baseline={"what": "token F1 of the base model alone, same questions, same run", "value": base},
+        value=rag,
+        ratio=round(ratio, 4) if base else float("inf"),
+        target="rag F1 > base F1",
+        passed=passed,
+        arms=arms,
+        recommendation=built["recommendation"],
+        config=built["config"],
+        run_dir=str(run_dir),
+        total_seconds=round(seconds, 1),
+    )
+    return passed

@@ -1,0 +1,121 @@
+"""gateway_overhead: what the gateway adds to a RAG chat completion.
+
+Measured: ``POST /v1/chat/completions`` (non-streamed, ``rag`` over one vector store, top_k 3,
+greedy, ``--gw-max-tokens`` 8) on the gateway process, over a keep-alive HTTP connection.
+Baseline, same run, same requests: the direct gRPC calls the gateway makes, timed end to end from
+this process: ``RetrieverService.Search`` then ``GeneratorService.GenerateUnary`` with the grounded
+prompt built by the gateway's own code. Direct and gateway requests alternate (their order flips
+every round) so drift hits both. Overhead of a request = gateway latency - direct latency; the
+figure is the p50 over ``--gw-requests`` (40) requests after 5 warm-ups. Target: p50 <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import grpc
+import httpx
+
+from bench.common import Context, percentile, report, write_result
+from bench.gateway_common import Stack, stack
+from bench.generator_common import _TOPICS
+from ragtune.generator.v1 import generator_pb2 as gpb
+from ragtune.generator.v1 import generator_pb2_grpc
+from ragtune.retriever.v1 import retriever_pb2 as rpb
+from ragtune.retriever.v1 import retriever_pb2_grpc
+from ragtune_gateway.rag import grounded_messages, select_passages
+
+NAME = "gateway_overhead"
+TARGET_MS = 10.0
+TOP_K = 3
+CONTEXT_CHARS = 6000  # the gateway's default rag_max_context_chars
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--gw-requests", type=int, default=40, help="measured RAG requests per side")
+    group.add_argument("--gw-max-tokens", type=int, default=8)
+
+
+def _direct(
+    s: Stack,
+    search: retriever_pb2_grpc.RetrieverServiceStub,
+    gen: generator_pb2_grpc.GeneratorServiceStub,
+    query: str,
+    max_tokens: int,
+) -> tuple[float, int]:
+    start = time.perf_counter()
+    hits = search.Search(
+        rpb.SearchRequest(
+            tenant=s.tenant, collections=[s.store_id], query=query, top_k=TOP_K, mode=rpb.SEARCH_MODE_HYBRID
+        ),
+        timeout=60,
+    ).hits
+    messages = grounded_messages(
+        [gpb.ChatMessage(role="user", content=query)], select_passages(list(hits), CONTEXT_CHARS, None)
+    )
+    done = gen.GenerateUnary(
+        gpb.GenerateRequest(messages=messages, sampling=gpb.SamplingParams(temperature=0, max_tokens=max_tokens)),
+        timeout=600,
+    )
+    return time.perf_counter() - start, done.usage.completion_tokens
+
+
+def _gateway(s: Stack, http: httpx.Client, query: str, max_tokens: int) -> tuple[float, int]:
+    body = {
+        "model": s.base_model,
+        "messages": [{"role": "user", "content": query}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "rag": {"vector_store_ids": [s.store_id], "top_k": TOP_K},
+    }
+    start = time.perf_counter()
+    response = http.post("/v1/chat/completions", json=body)
+    elapsed = time.perf_counter() - start
+    response.raise_for_status()
+    return elapsed, int(response.json()["usage"]["completion_tokens"])
+
+
+def run(ctx: Context, args: argparse.Namespace) -> bool:
+    with stack(ctx) as s, grpc.insecure_channel(s.retriever) as rch, grpc.insecure_channel(s.generator) as gch:
+        search, gen = retriever_pb2_grpc.RetrieverServiceStub(rch), generator_pb2_grpc.GeneratorServiceStub(gch)
+        with httpx.Client(base_url=s.gateway, headers={"Authorization": f"Bearer {s.key}"}, timeout=600) as http:
+            overheads, direct_ms, gateway_ms, mismatched = [], [], [], 0
+            for i in range(5 + args.gw_requests):
+                query = f"What do the notes say about {_TOPICS[i % len(_TOPICS)]}?"
+                if i % 2:
+                    d, dt = _direct(s, search, gen, query, args.gw_max_tokens)
+                    g, gt = _gateway(s, http, query, args.gw_max_tokens)
+                else:
+                    g, gt = _gateway(s, http, query, args.gw_max_tokens)
+                    d, dt = _direct(s, search, gen, query, args.gw_max_tokens)
+                if i < 5:
+                    continue
+                mismatched += dt != gt
+                overheads.append((g - d) * 1000)
+                direct_ms.append(d * 1000)
+                gateway_ms.append(g * 1000)
+    p50 = percentile(overheads, 50)
+    passed = p50 <= TARGET_MS
+    baseline = {"what": "direct gRPC Search + GenerateUnary, same requests", "p50_ms": percentile(direct_ms, 50)}
+    write_result(
+        NAME,
+        "gateway RAG chat completion overhead p50 (ms)",
+        baseline,
+        p50,
+        percentile(gateway_ms, 50) / percentile(direct_ms, 50),
+        f"p50 overhead <= {TARGET_MS} ms",
+        passed,
+        overhead_p90_ms=percentile(overheads, 90),
+        gateway_p50_ms=percentile(gateway_ms, 50),
+        requests=len(overheads),
+        token_count_mismatches=mismatched,
+    )
+    report(
+        NAME,
+        f"overhead p50 {p50:.1f} ms, p90 {percentile(overheads, 90):.1f} ms (gateway p50 "
+        f"{percentile(gateway_ms, 50):.1f} ms vs direct {percentile(direct_ms, 50):.1f} ms; target p50 <= "
+        f"{TARGET_MS} ms)",
+        passed,
+    )
+    return passed
