@@ -117,7 +117,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     print(f"{NAME}: Recall@100 " + ", ".join(f"{m} {f['recall@100']:.4f}" for m, f in figures.items()))
     write_result(
         NAME,
-        measured="nDCG@10 of HYBRID search (top_k=100, document level) on BEIR SciFact test, 300 queries",
+        measured=f"nDCG@10 of HYBRID search (top_k={TOP_K}, document level) on BEIR SciFact test, {len(qrels)} queries",
         baseline={
             "what": "published BM25 multifield nDCG@10 on SciFact test (Anserini); fixed reference, not measured",
             "value": BM25_NDCG10,
