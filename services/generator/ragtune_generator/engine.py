@@ -67,7 +67,7 @@ class Engine:
             max_model_len=settings.max_model_len,
             max_num_seqs=settings.max_num_seqs,
             enable_lora=True,
-            max_lora_rank=settings.max_lora_rank,
+            max_lora_rank=settings.max_lora_rank,  # type: ignore[arg-type]  # checked in settings
             max_loras=settings.max_loras,
             max_cpu_loras=max(settings.max_cpu_loras, settings.max_loras),
             disable_log_stats=True,
