@@ -24,6 +24,7 @@ import re
 import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -50,7 +51,7 @@ from ragtune.trainer.v1 import trainer_pb2_grpc
 NAME = "trainer_gsm8k"
 SEED = 1234
 CONCURRENCY = 16
-_HASH = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
+_HASH = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)\s*\.?\s*$", re.MULTILINE)  # ends its line: not a heading
 _NUMBER = re.compile(r"-?[\d,]*\.?\d+")
 
 
@@ -111,9 +112,9 @@ async def evaluate(address: str, problems: list[Problem], adapter: str, max_toke
         "truncated_rate": sum(c.finish_reason == gpb.FINISH_REASON_LENGTH for c in completions) / n,
         "mean_completion_tokens": sum(c.usage.completion_tokens for c in completions) / n,
         "wall_s": round(wall, 1),
-        "examples": [
-            {"question": p.question, "reference": p.answer, "answer": c.text}
-            for p, c in zip(problems[:3], completions, strict=False)
+        "answers": [
+            {"question": p.question, "reference": p.answer, "answer": c.text, **s}
+            for p, c, s in zip(problems, completions, scores, strict=True)
         ],
     }
 
@@ -177,7 +178,12 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             print(f"  after: {_brief(after)}", flush=True)
         finally:
             asyncio.run(_unload(addresses.generator))
-    return _finish(args, before, after, job, walls, len(train), len(test))
+    answers = {"before": before.pop("answers"), "after": after.pop("answers")}
+    path = ctx.state_dir / "trainer-bench" / "gsm8k-answers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
+    before["examples"], after["examples"] = answers["before"][:3], answers["after"][:3]
+    return _finish(args, before, after, job, walls, len(train), len(test), path)
 
 
 def _brief(side: dict[str, Any]) -> str:
@@ -195,6 +201,7 @@ def _finish(
     walls: dict[str, float],
     n_train: int,
     n_test: int,
+    answers: Path,
 ) -> bool:
     em_b, em_a = before["exact_match"], after["exact_match"]
     ratio = em_a / em_b if em_b else None
@@ -235,6 +242,7 @@ def _finish(
         },
         "eval": {"test_questions": n_test, "max_tokens": args.gsm_max_tokens, "temperature": 0, "seed": SEED},
         "wall_s": {k: round(v, 1) for k, v in walls.items()},
+        "answers_file": str(answers),
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
