@@ -41,7 +41,8 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eval-train", type=int, default=300, help="training questions")
     group.add_argument("--eval-test", type=int, default=300, help="held-out questions")
     group.add_argument("--eval-seed", type=int, default=0)
-    group.add_argument("--eval-epochs", type=int, default=2)
+    group.add_argument("--eval-epochs", type=int, default=2, help="epochs of the closed-book adapter")
+    group.add_argument("--eval-raft-epochs", type=int, default=1, help="epochs of the RAFT adapter")
     group.add_argument("--eval-train-sample", type=int, default=50, help="training questions also asked")
     group.add_argument("--eval-concurrency", type=int, default=8)
     group.add_argument("--eval-run-dir", type=Path, default=None, help="default: <state-dir>/eval-squad-<sizes>")
@@ -95,6 +96,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         test=args.eval_test,
         seed=args.eval_seed,
         epochs=args.eval_epochs,
+        raft_epochs=args.eval_raft_epochs,
         train_sample=args.eval_train_sample,
         concurrency=args.eval_concurrency,
     )
@@ -107,7 +109,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
                 "ragtune_retriever.main", RETRIEVER, "RAGTUNE_RETRIEVER_PORT", env, logs / "eval-retriever.log"
             )
         )
-        generator_env = {**env, "RAGTUNE_GENERATOR_GPU_MEMORY_UTILIZATION": "0.25"}
+        generator_env = {**env, "RAGTUNE_GENERATOR_KV_CACHE_GIB": "1"}
         generator = stack.enter_context(
             service_process(
                 "ragtune_generator.main",

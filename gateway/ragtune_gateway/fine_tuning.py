@@ -85,6 +85,7 @@ def job_object(job: tpb.Job) -> dict[str, Any]:
         },
         "publish_state": PUBLISH.get(job.publish_state),
         "publish_error": job.publish_error or None,
+        "cpu_seconds": round(job.cpu_seconds, 1),
     }
 
 
@@ -129,6 +130,7 @@ def _event_text(event: tpb.JobEvent) -> tuple[str, str, str, dict[str, Any]]:
             "tokens_per_second": p.tokens_per_second,
             "eta_seconds": p.eta_seconds,
             "trained_tokens": p.trained_tokens,
+            "cpu_seconds": p.cpu_seconds,
         }
         return "info", "metrics", f"Step {p.step}/{p.total_steps}: training loss={p.train_loss:.4f}", data
     if kind == "eval":

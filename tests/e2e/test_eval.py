@@ -82,6 +82,7 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 training = report["arms"][name]["cost"]["training"]
                 assert training["model"].startswith("ft:") and training["train_examples"] == 6
                 assert training["trained_tokens"] > 0 and training["train_wall_s"] >= 0
+                assert training["train_cpu_s"] > 0
             assert (
                 report["arms"]["ft"]["cost"]["training"]["model"]
                 != report["arms"]["rag+ft"]["cost"]["training"]["model"]

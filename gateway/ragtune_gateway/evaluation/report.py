@@ -190,7 +190,9 @@ def cost_text(cost: dict[str, Any]) -> str:
     if index := cost.get("index"):
         parts.append(f"index {index['index_build_s']:.0f}s, {index['chunks']} chunks")
     if (training := cost.get("training")) and training.get("train_wall_s") is not None:
-        parts.append(f"training {training['train_wall_s']}s, {training['trained_tokens']} tokens")
+        cpu = training.get("train_cpu_s")
+        cpu_text = f" ({cpu:.0f} CPU s)" if cpu else ""
+        parts.append(f"training {training['train_wall_s']}s{cpu_text}, {training['trained_tokens']} tokens")
     return "; ".join(parts) or "none"
 
 

@@ -44,11 +44,12 @@ class QaEvalConfig:
     mode: str = "hybrid"
     max_tokens: int = 32
     epochs: int = 2
+    raft_epochs: int = 1  # RAFT examples are ~8x longer than closed-book ones: one pass keeps the run in budget
     batch_size: int = 8  # closed-book examples per step: per-step overhead dominates short examples on CPU
     raft_batch_size: int = 2  # RAFT examples are ~5x longer: larger batches run the trainer out of memory
     lora_rank: int = 0  # 0 = the trainer's default
     max_seq_length: int = 1024
-    distractors: int = 3
+    distractors: int = 2  # with the gold passage: top_k (3) passages, the prompt the adapter sees at inference
     no_gold_fraction: float = 0.2
     concurrency: int = 4
     instruction: str = field(default=INSTRUCTION)
@@ -134,13 +135,15 @@ class QaEvaluation:
         entry = jobs.get(arm.name)
         if entry is None or entry.get("status") in ("failed", "cancelled"):
             file_id, examples, build_s = await self.training_file(arm)
-            batch_size = self.config.raft_batch_size if arm.training == "raft" else self.config.batch_size
+            raft = arm.training == "raft"
+            batch_size = self.config.raft_batch_size if raft else self.config.batch_size
+            epochs = self.config.raft_epochs if raft else self.config.epochs
             body: dict[str, Any] = {
                 "model": self.run.state["base_model"],
                 "training_file": file_id,
                 "suffix": f"eval-{arm.name.replace('+', '-')}",
                 "seed": self.config.seed,
-                "hyperparameters": {"n_epochs": self.config.epochs, "batch_size": batch_size},
+                "hyperparameters": {"n_epochs": epochs, "batch_size": batch_size},
                 "validation_fraction": 0,
                 "max_seq_length": self.config.max_seq_length,
             }
@@ -161,7 +164,7 @@ class QaEvaluation:
                 trained_tokens=job["trained_tokens"],
                 train_loss=job.get("train_loss"),
                 steps=job.get("total_steps"),
-                train_cpu_s=None,  # the trainer does not expose CPU time
+                train_cpu_s=job.get("cpu_seconds"),
             )
             self.run.save_state()
             if job["status"] != "succeeded" or job.get("publish_state") != "published":

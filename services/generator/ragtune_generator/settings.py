@@ -9,6 +9,7 @@ from ragtune_common.models import DEFAULT_MODEL
 from ragtune_common.settings import ServiceSettings
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
+CPU_KV_CACHE_GIB = 1.0  # SmolLM2-135M: ~45 KiB a token, so ~23k tokens of context
 
 
 class GeneratorSettings(ServiceSettings):
@@ -23,11 +24,23 @@ class GeneratorSettings(ServiceSettings):
     max_lora_rank: int = Field(default=64, description="one of 8, 16, 32, 64, 128, 256 (vLLM's choices)")
     max_loras: int = Field(default=4, ge=1, description="adapters active in one batch")
     max_cpu_loras: int = Field(default=16, ge=1, description="adapters kept loaded in memory")
-    gpu_memory_utilization: float | None = Field(
-        default=None, gt=0, le=1, description="unset: 0.3 on CPU (fraction of RAM for the KV cache), 0.85 on GPU"
+    gpu_memory_utilization: float = Field(
+        default=0.85, gt=0, le=1, description="GPU: fraction of GPU memory vLLM uses (weights + KV cache)"
+    )
+    kv_cache_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="KV cache size in GiB. Unset: 1 GiB on CPU; on GPU what gpu_memory_utilization leaves",
     )
     dtype: str = Field(default="auto", description="auto: float32 on CPU, the model's dtype on GPU")
     default_max_tokens: int = Field(default=256, ge=1)
+
+    def kv_cache_bytes(self, cpu: bool) -> int | None:
+        """An explicit KV cache size. On CPU always: vLLM would size it as a fraction of the first NUMA
+        node's memory, which on some VMs is a fraction of the RAM (seen: a 9.5 GiB node on a 24 GiB
+        machine), and the engine then refuses to start."""
+        gib = self.kv_cache_gib if self.kv_cache_gib is not None else (CPU_KV_CACHE_GIB if cpu else None)
+        return None if gib is None else int(gib * 2**30)
 
     @field_validator("max_lora_rank")
     @classmethod

@@ -115,6 +115,7 @@ def job_pb(row: JobRow) -> pb.Job:
         publish_state=PUBLISH[row.publish_state],
         publish_error=row.publish_error,
         resume_count=row.resume_count,
+        cpu_seconds=row.cpu_seconds,
     )
     if row.error:
         job.error.CopyFrom(pb.JobError(**row.error))

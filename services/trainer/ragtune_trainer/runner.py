@@ -42,6 +42,7 @@ class JobRunner:
         self._cancel = asyncio.Event()
         self._current: str | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._cpu_before = 0.0  # CPU seconds of the current job's earlier runs (before a resume)
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -114,7 +115,7 @@ class JobRunner:
                 job.id, {"resume_count": job.resume_count + 1}, [("message", {"message": f"resuming from {where}"})]
             )
         spec_path = await self._write_spec(job, resume)
-        self._current, self._cancel = job.id, asyncio.Event()
+        self._current, self._cancel, self._cpu_before = job.id, asyncio.Event(), job.cpu_seconds
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ragtune_trainer.train_process", str(spec_path), stdout=asyncio.subprocess.PIPE
         )
@@ -227,7 +228,8 @@ class JobRunner:
             }
             await self._update(job_id, changes, [status, ("started", data)])
         elif kind == "progress":
-            changes = {k: data[k] for k in ("step", "total_steps", "train_loss", "trained_tokens")}
+            data = {**data, "cpu_seconds": self._cpu_before + data.get("cpu_seconds", 0.0)}  # over all runs
+            changes = {k: data[k] for k in ("step", "total_steps", "train_loss", "trained_tokens", "cpu_seconds")}
             await self._update(job_id, changes, [("progress", data)])
         elif kind == "eval":
             await self._update(job_id, {"eval_loss": data["eval_loss"]}, [("eval", data)])
@@ -253,6 +255,7 @@ class JobRunner:
             "adapter_path": data["adapter_path"],
             "step": data["step"],
             "trained_tokens": data["trained_tokens"],
+            "cpu_seconds": self._cpu_before + data.get("cpu_seconds", 0.0),
         }
         await self._update(job.id, changes, [("status", {"status": "succeeded", "message": f"trained {name}"})])
         with contextlib.suppress(PublishError):

@@ -62,6 +62,7 @@ class JobRow:
     publish_state: str
     publish_error: str
     resume_count: int
+    cpu_seconds: float
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

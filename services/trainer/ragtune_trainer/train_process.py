@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -197,6 +198,7 @@ def train(spec: dict[str, Any], emit: EventWriter) -> None:
             "step": trainer.state.global_step,
             "train_loss": float(result.training_loss),
             "trained_tokens": dataset.trained_tokens,
+            "cpu_seconds": time.process_time(),
         },
     )
 

@@ -112,6 +112,7 @@ class EventCallback(TrainerCallback):
                 "tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / elapsed,
                 "eta_seconds": per_step * (state.max_steps - state.global_step),
                 "trained_tokens": self.counter.trained_tokens,
+                "cpu_seconds": time.process_time(),  # this process, every thread
             },
         )
         self._last_emit, self._last_time, self._last_tokens = now, now, state.num_input_tokens_seen

@@ -131,3 +131,6 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
     steps = [e.progress.step for e in after_resume if e.WhichOneof("event") == "progress"]
     assert steps == list(range(step + 1, 7)), "the resumed run must continue after the checkpoint"
     assert done.resume_count == 1 and done.step == 6 and is_file(done.adapter_path, "adapter_config.json")
+    progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
+    before = [p.cpu_seconds for p in progress if p.step <= step]
+    assert before and done.cpu_seconds > before[-1], "CPU time adds up over the runs of a resumed job"

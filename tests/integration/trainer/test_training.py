@@ -63,6 +63,8 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     assert [p.step for p in progress] == list(range(1, 7))
     assert progress[-1].train_loss < 0.5 * progress[0].train_loss, [p.train_loss for p in progress]
     assert all(p.tokens_per_second > 0 for p in progress) and progress[-1].eta_seconds == 0
+    cpu = [p.cpu_seconds for p in progress]
+    assert 0 < cpu[0] and cpu == sorted(cpu), cpu
     evals = [e.eval for e in events if e.WhichOneof("event") == "eval"]
     assert [e.step for e in evals] == [0, 3, 6]
     assert evals[-1].eval_loss < evals[0].eval_loss
@@ -78,6 +80,7 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     assert (adapter / "adapter_model.safetensors").is_file()
     assert not [p for p in adapter.parent.iterdir() if p.name.startswith(".adapter-")], "staging dir left behind"
     assert job.publish_state == pb.PUBLISH_STATE_PUBLISHED and job.trained_tokens > 0
+    assert job.cpu_seconds >= cpu[-1], "the job's CPU time covers its whole training process"
     publish = next(e.publish for e in events if e.WhichOneof("event") == "publish")
     assert publish.published and publish.model == job.fine_tuned_model
 
