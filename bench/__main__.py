@@ -4,6 +4,7 @@ missed (each says MISSED); 1 only when a benchmark could not run at all."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import traceback
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in BENCHMARKS.values():
         module.add_arguments(parser.add_argument_group(module.NAME))
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every benchmark's ExitStack stops the services it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = Context(datasets=args.datasets.resolve(), state_dir=args.state_dir.resolve())
 
     outcomes: dict[str, str] = {}

@@ -43,7 +43,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eval-seed", type=int, default=0)
     group.add_argument("--eval-epochs", type=int, default=2, help="epochs of the closed-book adapter")
     group.add_argument("--eval-raft-epochs", type=int, default=1, help="epochs of the RAFT adapter")
-    group.add_argument("--eval-train-sample", type=int, default=50, help="training questions also asked")
+    group.add_argument("--eval-raft-train", type=int, default=100, help="RAFT examples (0 = every train question)")
+    group.add_argument("--eval-max-tokens", type=int, default=16, help="answer length cap (answers are short)")
+    group.add_argument("--eval-train-sample", type=int, default=40, help="training questions also asked")
     group.add_argument("--eval-concurrency", type=int, default=8)
     group.add_argument("--eval-run-dir", type=Path, default=None, help="default: <state-dir>/eval-squad-<sizes>")
 
@@ -97,6 +99,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         seed=args.eval_seed,
         epochs=args.eval_epochs,
         raft_epochs=args.eval_raft_epochs,
+        raft_train=args.eval_raft_train,
+        max_tokens=args.eval_max_tokens,
         train_sample=args.eval_train_sample,
         concurrency=args.eval_concurrency,
     )

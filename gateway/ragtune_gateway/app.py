@@ -9,8 +9,19 @@ from fastapi import FastAPI
 
 from ragtune_gateway.auth import RequestIdMiddleware
 from ragtune_gateway.errors import install_error_handlers
+from ragtune_gateway.evaluations import EvaluationRunner
 from ragtune_gateway.metrics import MetricsMiddleware
-from ragtune_gateway.routers import admin, chat, files, fine_tuning, health, models, vector_stores
+from ragtune_gateway.routers import (
+    admin,
+    aliases,
+    chat,
+    evaluations,
+    files,
+    fine_tuning,
+    health,
+    models,
+    vector_stores,
+)
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.settings import GatewaySettings
 
@@ -22,9 +33,12 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        runner = app.state.evaluations = EvaluationRunner(runtime, app)
+        await runner.resume()
         try:
             yield
         finally:
+            await runner.close()
             await runtime.close()
 
     app = FastAPI(
@@ -35,7 +49,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, admin, models, chat, files, vector_stores, fine_tuning):
+    for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -72,6 +72,10 @@ class GatewayRuntime:
             self._key_cache[key] = (tenant, now + self.settings.auth_cache_s)
         return tenant
 
+    def forget_key(self, key: str) -> None:
+        """Drop a revoked key from the cache of verified keys."""
+        self._key_cache.pop(key, None)
+
     async def _bootstrap_credentials(self, path: Path) -> str:
         """No admin key configured (``make run``): reuse the one in ``path``, or make one with a
         "default" tenant and a key for it, written there (mode 0600) for the CLI to read."""

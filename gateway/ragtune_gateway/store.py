@@ -94,6 +94,11 @@ async def create_key(pool: AsyncConnectionPool, tenant_id: str) -> tuple[ApiKey,
     return row, key
 
 
+async def revoke_key(pool: AsyncConnectionPool, key_id: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE gateway.api_keys SET revoked_at = now() WHERE id = %s", (key_id,))
+
+
 async def tenant_for_key(pool: AsyncConnectionPool, key: str) -> str | None:
     async with pool.connection() as conn:
         cur = await conn.execute(

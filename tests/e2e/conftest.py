@@ -138,7 +138,8 @@ async def tenant_b(admin: httpx.AsyncClient, gateway_url: str) -> AsyncIterator[
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def base_model(tenant_a: Tenant) -> str:
     models = await tenant_a.client.models.list()
-    return next(m.id for m in models.data if not (m.model_extra or {}).get("parent"))
+    extra = [(m.id, m.model_extra or {}) for m in models.data]
+    return next(name for name, more in extra if not more.get("parent") and not more.get("alias_for"))
 
 
 HANDBOOK = (

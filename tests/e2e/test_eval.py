@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
+from ragtune_gateway.evaluation.dataset import Split, load_qa, split_dataset
 from ragtune_gateway.evaluation.gateway_client import GatewayClient
 from ragtune_gateway.evaluation.metrics import best_over_answers
 from ragtune_gateway.evaluation.rundir import RunDir
 from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
-from tests.e2e.conftest import make_tenant
+from tests.e2e.conftest import Tenant, make_tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -98,6 +98,95 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
             assert {k: v["job_id"] for k, v in RunDir(run_dir).state["jobs"].items()} == jobs
             assert all(len(RunDir(run_dir).results(name)) == 6 for name in again["arms"])
             assert again["arms"]["rag"]["f1"] == report["arms"]["rag"]["f1"]
+
+            await check_promotions(client, tenant, admin, gateway_url, split, config, run_dir, report)
     finally:
         await tenant.http.aclose()
         await tenant.client.close()
+
+
+async def check_promotions(
+    client: GatewayClient,
+    tenant: Tenant,
+    admin: httpx.AsyncClient,
+    gateway_url: str,
+    split: Split,
+    config: QaEvalConfig,
+    run_dir: Path,
+    report: dict,
+) -> None:
+    """The ft adapter takes a new alias (no holder); the RAFT adapter is then offered for it, the
+    holder answers the same held-out questions with retrieval, and the alias moves only if the
+    candidate's F1 is higher. Chat completions accept the alias; other tenants cannot see it."""
+    alias = "ft:latest-good"
+    ft_model = report["arms"]["ft"]["cost"]["training"]["model"]
+    raft_model = report["arms"]["rag+ft"]["cost"]["training"]["model"]
+    first = (await QaEvaluation(client, split, config, RunDir(run_dir)).execute((alias, "ft")))["promotion"]
+    assert first["promoted"] and first["candidate"] == ft_model and first["holder"] is None
+    assert first["candidate_score"] == report["arms"]["ft"]["f1"]
+
+    second = (await QaEvaluation(client, split, config, RunDir(run_dir)).execute((alias, "rag+ft")))["promotion"]
+    holder_rows = [n for n in (run_dir / "results").iterdir() if n.name.startswith("holder-rag_ft-")]
+    assert len(holder_rows) == 1, "the holder answers the held-out questions under the candidate's arm"
+    rows = RunDir(run_dir).results(holder_rows[0].stem)
+    assert {r["id"] for r in rows} == {item.id for item in split.test} and all("hit_at_k" in r for r in rows)
+    holder_f1 = round(100 * sum(r["f1"] for r in rows) / len(rows), 4)
+    assert second["holder"] == ft_model and second["holder_score"] == holder_f1
+    assert second["candidate"] == raft_model and second["candidate_score"] == report["arms"]["rag+ft"]["f1"]
+    assert second["promoted"] == (second["candidate_score"] > holder_f1), second
+    expected = raft_model if second["promoted"] else ft_model
+
+    held = (await tenant.http.get(f"/v1/aliases/{alias}")).json()
+    assert held["model"] == expected
+    history = (await tenant.http.get(f"/v1/aliases/{alias}/promotions")).json()["data"]
+    assert [(p["candidate"], p["promoted"]) for p in history] == [(ft_model, True), (raft_model, second["promoted"])]
+    assert (run_dir / "report.md").read_text().count("## Promotion") == 1
+
+    # the alias answers as its holder; it is listed among the models
+    answer = await tenant.client.chat.completions.create(
+        model=alias, messages=[{"role": "user", "content": "Who painted the Zorbel lighthouse?"}], max_tokens=8
+    )
+    assert answer.model == expected and answer.choices[0].message.content
+    listed = {m.id: (m.model_extra or {}).get("alias_for") for m in (await tenant.client.models.list()).data}
+    assert listed[alias] == expected
+
+    # the rules, on the API itself
+    promotions = f"/v1/aliases/{alias}/promotions"
+    stale = {"candidate": ft_model, "candidate_score": 100.0, "holder": None, "holder_score": None}
+    moved = await tenant.http.post(promotions, json=stale)
+    assert moved.status_code == 409 and moved.json()["error"]["param"] == "holder"
+    low = {"candidate": raft_model if expected == ft_model else ft_model, "candidate_score": 1.0}
+    kept = await tenant.http.post(promotions, json={**low, "holder": expected, "holder_score": 2.0})
+    assert kept.status_code == 200 and not kept.json()["promoted"]
+    tie_body = {**low, "candidate_score": 2.0, "holder": expected, "holder_score": 2.0}
+    tie = await tenant.http.post(promotions, json=tie_body)
+    assert tie.status_code == 200 and not tie.json()["promoted"], "a tie keeps the holder"
+    assert (await tenant.http.get(f"/v1/aliases/{alias}")).json()["model"] == expected
+    assert len((await tenant.http.get(promotions)).json()["data"]) == 4, "refused promotions are recorded too"
+    for body, param in (
+        ({**low, "holder": expected}, "holder_score"),
+        ({**low, "candidate": await client.base_model(), "holder": expected, "holder_score": 0.0}, "candidate"),
+        ({**low, "candidate": "ft:nope:x:ftjob-missing", "holder": expected, "holder_score": 0.0}, "candidate"),
+        ({**low, "candidate_score": "high"}, "candidate_score"),
+    ):
+        bad = await tenant.http.post(promotions, json=body)
+        assert 400 <= bad.status_code < 500 and bad.json()["error"]["param"] == param, (body, bad.text)
+    bad_alias = await tenant.http.post("/v1/aliases/latest/promotions", json=low)
+    assert bad_alias.status_code == 400 and bad_alias.json()["error"]["param"] == "alias"
+
+    # another tenant: the alias does not exist for it
+    other = await make_tenant(admin, gateway_url)
+    try:
+        assert (await other.http.get(f"/v1/aliases/{alias}")).status_code == 404
+        assert (await other.http.get("/v1/aliases")).json()["data"] == []
+        chat = await other.http.post(
+            "/v1/chat/completions", json={"model": alias, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert chat.status_code == 404 and chat.json()["error"]["code"] == "model_not_found"
+        steal = await other.http.post(promotions, json={**low, "holder": None})
+        assert steal.status_code == 404 and steal.json()["error"]["param"] == "candidate"
+        assert (await other.http.delete(f"/v1/aliases/{alias}")).status_code == 404
+    finally:
+        await other.http.aclose()
+        await other.client.close()
+    assert (await tenant.http.get(f"/v1/aliases/{alias}")).json()["model"] == expected

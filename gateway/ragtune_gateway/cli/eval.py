@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from ragtune_gateway.aliases import is_alias
 from ragtune_gateway.cli.client import CliError, api_key, base_url
 from ragtune_gateway.evaluation.arms import parse_arms
 from ragtune_gateway.evaluation.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
@@ -19,7 +20,7 @@ from ragtune_gateway.evaluation.dataset import DatasetError, load_beir, load_qa,
 from ragtune_gateway.evaluation.gateway_client import EvalApiError, GatewayClient
 from ragtune_gateway.evaluation.report import to_markdown
 from ragtune_gateway.evaluation.rundir import RunDir, RunDirError
-from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
+from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation, check_promotion
 
 eval_app = typer.Typer(help="Measure RAG vs fine-tuning vs both, or retrieval alone, on your data.")
 console = Console()
@@ -71,15 +72,24 @@ def squad(
     epochs: Annotated[int, typer.Option(min=1, max=50, help="epochs of the closed-book adapter")] = 2,
     raft_epochs: Annotated[int, typer.Option(min=1, max=50, help="epochs of the RAFT adapter")] = 1,
     distractors: Annotated[int, typer.Option(min=0, max=20, help="retrieved distractors per RAFT example")] = 2,
+    raft_train: Annotated[int, typer.Option(min=0, help="RAFT examples (a seeded sample of --train); 0 = all")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="closed-book examples per step")] = 8,
     raft_batch_size: Annotated[int, typer.Option(min=1, max=256, help="RAFT examples per step")] = 2,
     max_tokens: Annotated[int, typer.Option(min=1)] = 32,
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    promote: Annotated[
+        str, typer.Option(help="alias (e.g. ft:latest-good) the adapter takes if it beats the holder")
+    ] = "",
+    promote_arm: Annotated[str, typer.Option(help="the adapter offered for --promote: ft or rag+ft")] = "ft",
 ) -> None:
     """The four-arm QA evaluation: EM/F1, retrieval hit@k, latency, tokens/s and costs per arm."""
     try:
         chosen = parse_arms(arms)
         split = split_dataset(load_qa(path), train, test, seed, train_sample)
+        if promote:
+            if not is_alias(promote):
+                raise ValueError(f"--promote {promote!r}: an alias is 'ft:' and a name without ':'")
+            check_promotion(promote_arm, tuple(chosen))
     except (ValueError, DatasetError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -95,6 +105,7 @@ def squad(
         epochs=epochs,
         raft_epochs=raft_epochs,
         distractors=distractors,
+        raft_train=raft_train,
         batch_size=batch_size,
         raft_batch_size=raft_batch_size,
         max_tokens=max_tokens,
@@ -104,7 +115,8 @@ def squad(
     async def main() -> dict:
         async with GatewayClient(base_url(), api_key()) as client:
             with _bars() as bars:
-                return await QaEvaluation(client, split, config, RunDir(run_dir), RichProgress(bars)).execute()
+                evaluation = QaEvaluation(client, split, config, RunDir(run_dir), RichProgress(bars))
+                return await evaluation.execute((promote, promote_arm) if promote else None)
 
     try:
         built = asyncio.run(main())

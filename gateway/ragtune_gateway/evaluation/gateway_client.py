@@ -13,6 +13,10 @@ import httpx
 class EvalApiError(RuntimeError):
     """A REST call the evaluation cannot go on without, with the gateway's message."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass(frozen=True)
 class ChatResult:
@@ -25,9 +29,18 @@ class ChatResult:
 
 
 class GatewayClient:
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = 900.0,
+        transport: httpx.AsyncBaseTransport | None = None,  # the gateway's own app, when it evaluates
+    ) -> None:
         self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
         )
 
     async def __aenter__(self) -> GatewayClient:
@@ -47,12 +60,12 @@ class GatewayClient:
                 message = error["message"] + (f" ({error['param']})" if error.get("param") else "")
             except (ValueError, KeyError, TypeError):
                 message = response.text[:300]
-            raise EvalApiError(f"{method} {path}: HTTP {response.status_code}: {message}")
+            raise EvalApiError(f"{method} {path}: HTTP {response.status_code}: {message}", response.status_code)
         return response.json()
 
     async def base_model(self) -> str:
         models = (await self.call("GET", "/v1/models"))["data"]
-        return str(next(m["id"] for m in models if not m.get("parent")))
+        return str(next(m["id"] for m in models if not m.get("parent") and not m.get("alias_for")))
 
     async def upload(self, filename: str, data: bytes, purpose: str) -> str:
         body = await self.call("POST", "/v1/files", files={"file": (filename, data)}, data={"purpose": purpose})
@@ -99,6 +112,34 @@ class GatewayClient:
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/v1/fine_tuning/jobs/{job_id}"))
+
+    async def get_alias(self, alias: str) -> dict[str, Any] | None:
+        """The alias's record, or None when it has no holder yet."""
+        try:
+            return dict(await self.call("GET", f"/v1/aliases/{alias}"))
+        except EvalApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def promote(
+        self,
+        alias: str,
+        candidate: str,
+        score: float,
+        holder: str | None,
+        holder_score: float | None,
+        evaluation: dict[str, Any],
+    ) -> dict[str, Any]:
+        body = {
+            "candidate": candidate,
+            "candidate_score": score,
+            "holder": holder,
+            "holder_score": holder_score,
+            "metric": "f1",
+            "evaluation": evaluation,
+        }
+        return dict(await self.call("POST", f"/v1/aliases/{alias}/promotions", json=body))
 
     async def job_events(self, job_id: str) -> list[dict[str, Any]]:
         """A finished job's events, oldest first."""

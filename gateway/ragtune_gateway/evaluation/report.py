@@ -93,7 +93,8 @@ def build_report(config: dict[str, Any], state: dict[str, Any], results: dict[st
             "EM and F1 are SQuAD v1.1 definitions (max over reference answers), in percent, on held-out questions.",
             f"Latency is per request through the gateway at concurrency {config.get('concurrency')}.",
             "hit@k / recall@k: the question's own context among the passages the gateway cited (k = top_k).",
-            "Training CPU seconds are not exposed by the trainer; training cost is wall-clock and trained tokens.",
+            "Training cost: wall-clock from the job leaving the queue to its end, the CPU seconds of its training"
+            " process (user + system, all threads), and the tokens that carried loss.",
         ],
     }
     built["recommendation"] = recommend(arms)
@@ -181,8 +182,17 @@ def to_markdown(built: dict[str, Any]) -> str:
             f"{_cell(fig['latency_p95_ms'], 0)} | {_cell(fig['output_tokens_per_s'])} | {cost_text(fig['cost'])} |"
         )
     lines += ["", "## Recommendation", "", *[f"- {line}" for line in built["recommendation"]], ""]
+    if promotion := built.get("promotion"):
+        lines += ["## Promotion", "", f"- {promotion_text(promotion)}", ""]
     lines += ["## Notes", "", *[f"- {note}" for note in built["notes"]], ""]
     return "\n".join(lines)
+
+
+def promotion_text(p: dict[str, Any]) -> str:
+    verdict = "promoted" if p["promoted"] else "not promoted"
+    holder = f"holder {p['holder']}" if p["holder"] else "no holder"
+    score = f"{p['metric']} {p['candidate_score']:.2f}"
+    return f"{p['alias']}: {p['candidate']} {verdict} ({score}; {holder}): {p['reason']}"
 
 
 def cost_text(cost: dict[str, Any]) -> str:

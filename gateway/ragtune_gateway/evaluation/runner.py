@@ -5,7 +5,9 @@ score the answers. Each step records what it did in the run directory, so a reru
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,6 +47,7 @@ class QaEvalConfig:
     max_tokens: int = 32
     epochs: int = 2
     raft_epochs: int = 1  # RAFT examples are ~8x longer than closed-book ones: one pass keeps the run in budget
+    raft_train: int = 0  # RAFT examples: a seeded sample of this many training questions; 0 = all of them
     batch_size: int = 8  # closed-book examples per step: per-step overhead dominates short examples on CPU
     raft_batch_size: int = 2  # RAFT examples are ~5x longer: larger batches run the trainer out of memory
     lora_rank: int = 0  # 0 = the trainer's default
@@ -56,6 +59,12 @@ class QaEvalConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "arms": list(self.arms)}
+
+
+def check_promotion(arm: str, arms: tuple[str, ...]) -> None:
+    if arm not in arms or not ARMS[arm].training:
+        trained = [a for a in arms if ARMS[a].training]
+        raise ValueError(f"promote: arm {arm!r} is not a fine-tuned arm of this run (choose from {trained})")
 
 
 class NoProgress:
@@ -77,7 +86,11 @@ class QaEvaluation:
         self.progress = progress or NoProgress()
         self.limit = asyncio.Semaphore(config.concurrency)
 
-    async def execute(self) -> dict[str, Any]:
+    async def execute(self, promote: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Run (or resume) every arm and write the report; ``promote`` = (alias, arm): then offer
+        that arm's adapter for the alias (see ``promote``)."""
+        if promote is not None:
+            check_promotion(promote[1], self.config.arms)
         self.run.check_config(self.config.as_dict())
         state = self.run.state
         state.setdefault("base_model", await self.client.base_model())
@@ -90,6 +103,8 @@ class QaEvaluation:
             await self.answer_all(arm, model)
         results = {arm.name: self.run.results(arm.name) for arm in arms}
         built = report.build_report(self.config.as_dict(), state, results)
+        if promote is not None:
+            built["promotion"] = await self.promote(*promote)
         report.write_all(built, self.run.path)
         return built
 
@@ -118,6 +133,9 @@ class QaEvaluation:
     async def raft_lines(self) -> list[str]:
         cfg, store_id = self.config, self.run.state["store"]["id"]
         items = [item for item in self.split.train if item.context.strip()]
+        if 0 < cfg.raft_train < len(items):
+            chosen = {item.id for item in random.Random(f"raft:{cfg.seed}").sample(items, cfg.raft_train)}
+            items = [item for item in items if item.id in chosen]
         without_gold = no_gold_ids(items, cfg.no_gold_fraction, cfg.seed)
         budget = int((cfg.max_seq_length - 160) * CHARS_PER_TOKEN)
 
@@ -191,25 +209,71 @@ class QaEvaluation:
 
     # -- answering --------------------------------------------------------------------------------
 
-    async def answer_all(self, arm: Arm, model: str) -> None:
-        wanted = [("test", item) for item in self.split.test] + [("train", item) for item in self.split.train_sample]
-        done = self.run.done(arm.name)
+    async def answer_all(self, arm: Arm, model: str, results: str | None = None, train_sample: bool = True) -> None:
+        """Ask the held-out questions (and the training sample) of ``arm`` with ``model``; the
+        answers go to the results named ``results`` (default: the arm's)."""
+        results = results or arm.name
+        wanted = [("test", item) for item in self.split.test]
+        if train_sample:
+            wanted += [("train", item) for item in self.split.train_sample]
+        done = self.run.done(results)
         todo = [(split, item) for split, item in wanted if (split, item.id) not in done]
-        self.progress.start(f"answer-{arm.name}", f"asking {arm.name}", len(wanted))
-        self.progress.update(f"answer-{arm.name}", len(wanted) - len(todo))
+        self.progress.start(f"answer-{results}", f"asking {results}", len(wanted))
+        self.progress.update(f"answer-{results}", len(wanted) - len(todo))
         finished = len(wanted) - len(todo)
 
         async def one(split: str, item: QAItem) -> None:
             nonlocal finished
             async with self.limit:
                 row = await self.answer(arm, model, split, item)
-            self.run.append_result(arm.name, row)
+            self.run.append_result(results, row)
             finished += 1
-            self.progress.update(f"answer-{arm.name}", finished)
+            self.progress.update(f"answer-{results}", finished)
 
         async with asyncio.TaskGroup() as group:
             for split, item in todo:
                 group.create_task(one(split, item))
+
+    # -- promotion --------------------------------------------------------------------------------
+
+    def held_out_f1(self, results: str) -> float:
+        """Mean token F1 (percent) on the held-out questions, as in the report."""
+        rows = [r for r in self.run.results(results) if r["split"] == "test"]
+        return round(100 * sum(r["f1"] for r in rows) / len(rows), 4) if rows else 0.0
+
+    async def promote(self, alias: str, arm_name: str) -> dict[str, Any]:
+        """Offer ``arm_name``'s adapter for ``alias``. The alias's current holder (another adapter)
+        answers the same held-out questions under the same arm (retrieval or not), so both scores
+        are measured alike; the gateway moves the alias only if the candidate's F1 is higher, and
+        records the decision either way. The decision is kept in the run: a rerun does not retake it."""
+        key = f"{alias}|{arm_name}"
+        decisions = self.run.state.setdefault("promotions", {})
+        if key in decisions:
+            return dict(decisions[key])
+        arm = ARMS[arm_name]
+        candidate = self.run.state["jobs"][arm_name]["model"]
+        score = self.held_out_f1(arm_name)
+        holder = await self.client.get_alias(alias)
+        holder_model = holder["model"] if holder else None
+        holder_score = None
+        if holder_model and holder_model != candidate:
+            results = f"holder-{arm_name}-{hashlib.sha256(holder_model.encode()).hexdigest()[:12]}"
+            self.progress.log(f"{alias} is held by {holder_model}: asking it the held-out questions ({arm_name})")
+            await self.answer_all(arm, holder_model, results, train_sample=False)
+            holder_score = self.held_out_f1(results)
+        evaluation = {
+            "dataset": self.config.dataset,
+            "seed": self.config.seed,
+            "test_questions": len(self.split.test),
+            "arm": arm_name,
+            "run_dir": str(self.run.path),
+        }
+        decision = await self.client.promote(alias, candidate, score, holder_model, holder_score, evaluation)
+        decisions[key] = decision
+        self.run.save_state()
+        verdict = "promoted" if decision["promoted"] else "not promoted"
+        self.progress.log(f"{alias}: {candidate} {verdict}: {decision['reason']}")
+        return decision
 
     async def answer(self, arm: Arm, model: str, split: str, item: QAItem) -> dict[str, Any]:
         cfg = self.config

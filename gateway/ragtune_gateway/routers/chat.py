@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune_common.logging import request_id_var
-from ragtune_gateway import completion, rag
+from ragtune_gateway import aliases, completion, rag
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError
 from ragtune_gateway.rag import RagOptions
@@ -118,10 +118,12 @@ async def create_chat_completion(
     request = gpb.GenerateRequest(
         messages=messages, sampling=body.sampling(), adapter=adapter, request_id=request_id_var.get()
     )
+    # an alias answers under the name of the adapter that holds it (as OpenAI names the snapshot)
+    shown = adapter if adapter and aliases.is_alias(body.model) else body.model
     if not body.stream:
-        return await completion.complete(runtime, request, body.model, citations)
+        return await completion.complete(runtime, request, shown, citations)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    events = await completion.stream(runtime, request, body.model, citations, include_usage)
+    events = await completion.stream(runtime, request, shown, citations, include_usage)
     return StreamingResponse(
         events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )

@@ -1,5 +1,5 @@
-"""``/v1/files``: documents for vector stores (kept by the gateway) and fine-tune datasets
-(validated and kept by the trainer), all scoped to the caller's tenant."""
+"""``/v1/files``: documents for vector stores and QA datasets for evaluations (kept by the gateway)
+and fine-tune datasets (validated and kept by the trainer), all scoped to the caller's tenant."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ragtune_gateway.errors import ApiError, not_found
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 DOCUMENT_PURPOSES = ("assistants", "user_data")
-Purpose = Literal["assistants", "user_data", "fine-tune"]
+Purpose = Literal["assistants", "user_data", "fine-tune", "evals"]  # evals: QA datasets for /v1/evaluations
 
 
 async def check_content_length(request: Request, runtime: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""``/v1/models``: the base model and the caller's own fine-tuned adapters."""
+"""``/v1/models``: the base model, the caller's own fine-tuned adapters and its aliases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ragtune.generator.v1 import generator_pb2 as gpb
+from ragtune_gateway import aliases
 from ragtune_gateway.auth import Runtime, TenantId, metadata
 from ragtune_gateway.errors import ApiError, rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
@@ -35,18 +36,23 @@ async def tenant_models(runtime: GatewayRuntime, tenant: str) -> list[gpb.Model]
     return models
 
 
-async def resolve_adapter(runtime: GatewayRuntime, tenant: str, model: str) -> str:
-    """The generator adapter for ``model`` ("" = the base model). Another tenant's adapter is
-    answered exactly like an unknown model. Adapter names are immutable, so ownership once seen
-    is remembered; the base model's name too."""
+async def resolve_adapter(runtime: GatewayRuntime, tenant: str, model: str, param: str = "model") -> str:
+    """The generator adapter for ``model`` ("" = the base model); an alias gives its holder.
+    Another tenant's adapter is answered exactly like an unknown model. Adapter names are
+    immutable, so ownership once seen is remembered; the base model's name too."""
     if model and model == runtime.base_model:
         return ""
+    if aliases.is_alias(model):
+        alias = await aliases.get_alias(runtime.pool, tenant, model)
+        if alias is None:
+            raise _model_not_found(model, param)
+        model = alias.model
     if (tenant, model) in runtime.owned_models:
         return model
     for m in await tenant_models(runtime, tenant):
         if m.id == model:
             return model if m.is_adapter else ""
-    raise _model_not_found(model)
+    raise _model_not_found(model, param)
 
 
 def model_object(m: gpb.Model) -> dict[str, Any]:
@@ -60,13 +66,28 @@ def model_object(m: gpb.Model) -> dict[str, Any]:
     }
 
 
+def alias_model_object(alias: aliases.Alias) -> dict[str, Any]:
+    return {
+        "id": alias.alias,
+        "object": "model",
+        "created": int(alias.updated_at.timestamp()),
+        "owned_by": alias.tenant_id,
+        "parent": None,
+        "alias_for": alias.model,
+    }
+
+
 @router.get("")
 async def list_models(runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
-    return {"object": "list", "data": [model_object(m) for m in await tenant_models(runtime, tenant)]}
+    data = [model_object(m) for m in await tenant_models(runtime, tenant)]
+    data += [alias_model_object(a) for a in await aliases.list_aliases(runtime.pool, tenant)]
+    return {"object": "list", "data": data}
 
 
 @router.get("/{model:path}")
 async def get_model(model: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    if aliases.is_alias(model) and (alias := await aliases.get_alias(runtime.pool, tenant, model)):
+        return alias_model_object(alias)
     for m in await tenant_models(runtime, tenant):
         if m.id == model:
             return model_object(m)

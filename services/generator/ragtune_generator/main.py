@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from ragtune.generator.v1 import generator_pb2, generator_pb2_grpc
 from ragtune_common.logging import configure_logging
@@ -24,16 +25,16 @@ async def create_server(settings: GeneratorSettings, runtime: GeneratorRuntime) 
     )
 
 
-async def serve(settings: GeneratorSettings) -> None:
+async def serve(settings: GeneratorSettings) -> int:
     runtime = GeneratorRuntime(settings)
     bound = await create_server(settings, runtime)
-    await run_until_signal(bound, settings, ready=runtime.start, close=runtime.close)
+    return await run_until_signal(bound, settings, ready=runtime.start, close=runtime.close, fatal=runtime.fatal)
 
 
 def main() -> None:
     settings = GeneratorSettings()
     configure_logging(settings.log_level, settings.log_json, service="generator")
-    asyncio.run(serve(settings))
+    sys.exit(asyncio.run(serve(settings)))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ragtune.generator.v1 import generator_pb2 as pb
 from ragtune.generator.v1 import generator_pb2_grpc
+from ragtune_common.server import run_until_signal
 from ragtune_generator.main import create_server
 from ragtune_generator.runtime import GeneratorRuntime
 from tests.fixtures.generator import write_fake_adapter
@@ -208,29 +211,47 @@ async def test_back_pressure(generator_stub, generator_runtime, generator_settin
     assert answer.usage.completion_tokens >= 1, "back-pressure did not release"
 
 
-async def test_restart_restores_adapters_and_health(generator_stub, generator_settings, make_adapter):
+async def test_restart_restores_adapters_and_a_dead_engine_stops_the_server(
+    generator_stub, generator_settings, make_adapter
+):
     path = make_adapter(seed=3, rank=4, targets=("q_proj", "k_proj", "v_proj", "o_proj"))
     await generator_stub.LoadAdapter(pb.LoadAdapterRequest(name="ft:test:restart:v1", path=str(path)))
     before = await generator_stub.GenerateUnary(chat("Say hello.", adapter="ft:test:restart:v1"))
 
-    runtime = GeneratorRuntime(generator_settings)  # a second generator on the same state directory
+    # a second generator on the same state directory, served as `ragtune-generator` serves it
+    children = {p.pid for p in psutil.Process().children()}
+    runtime = GeneratorRuntime(generator_settings)
     bound = await create_server(generator_settings, runtime)
-    await bound.server.start()
+    serving = asyncio.ensure_future(
+        run_until_signal(bound, generator_settings, ready=runtime.start, close=runtime.close, fatal=runtime.fatal)
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
-            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
-            await runtime.start()
-            await bound.set_serving()
-            status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
-            assert status == health_pb2.HealthCheckResponse.SERVING
+            check = health_pb2.HealthCheckRequest()
+            status = (await health.Check(check, timeout=5, wait_for_ready=True)).status
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING, "serving before the engine is up"
+            for _ in range(600):
+                if (await health.Check(check, timeout=5)).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                await asyncio.sleep(0.5)
             stub = generator_pb2_grpc.GeneratorServiceStub(channel)
             names = [a.name for a in (await stub.ListAdapters(pb.ListAdaptersRequest())).adapters]
             assert "ft:test:restart:v1" in names
             after = await stub.GenerateUnary(chat("Say hello.", adapter="ft:test:restart:v1"))
             assert after.text == before.text
+
+            # its vLLM engine core dies: requests get UNAVAILABLE (retryable), never INTERNAL, and
+            # the server stops with exit status 1 so that its supervisor starts a fresh one
+            engine_cores = [p for p in psutil.Process().children() if p.pid not in children]
+            assert engine_cores, "the second engine's core process was not found"
+            for process in engine_cores:
+                process.kill()
+            await expect(stub.GenerateUnary(chat("Say hello."), timeout=30), grpc.StatusCode.UNAVAILABLE)
+            assert await asyncio.wait_for(serving, 60) == 1
     finally:
-        await bound.stop(1)
-        await runtime.close()
+        if not serving.done():
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
     await generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:restart:v1"))

@@ -64,7 +64,7 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     assert progress[-1].train_loss < 0.5 * progress[0].train_loss, [p.train_loss for p in progress]
     assert all(p.tokens_per_second > 0 for p in progress) and progress[-1].eta_seconds == 0
     cpu = [p.cpu_seconds for p in progress]
-    assert 0 < cpu[0] and cpu == sorted(cpu), cpu
+    assert cpu[0] > 0 and cpu == sorted(cpu), cpu
     evals = [e.eval for e in events if e.WhichOneof("event") == "eval"]
     assert [e.step for e in evals] == [0, 3, 6]
     assert evals[-1].eval_loss < evals[0].eval_loss

@@ -1,0 +1,145 @@
+"""``/v1/evaluations``: RAG vs fine-tuning vs both on the caller's QA data, run by the gateway
+(ragtune extension). The dataset is a file uploaded with purpose ``evals`` (SQuAD JSON, or JSONL
+of ``{question, answers, context?}``); the evaluation is checked when created (bad file or sizes:
+400 naming the field) and then runs in the background; poll ``GET /v1/evaluations/{id}``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragtune_gateway import aliases, evaluations, files, store
+from ragtune_gateway.auth import Runtime, TenantId
+from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.evaluation.arms import ARMS
+from ragtune_gateway.evaluation.dataset import DatasetError, load_qa, split_dataset
+from ragtune_gateway.evaluations import EvaluationRunner
+
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+ArmName = Literal["base", "rag", "ft", "rag+ft"]
+
+
+class Promote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field(description="e.g. 'ft:latest-good'")
+    arm: Literal["ft", "rag+ft"] = "ft"
+
+
+class CreateEvaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str = Field(description="a file uploaded with purpose 'evals'")
+    train: int = Field(default=300, ge=1, le=100_000)
+    test: int = Field(default=300, ge=1, le=100_000)
+    seed: int = 0
+    arms: list[ArmName] = Field(default=["base", "rag", "ft", "rag+ft"], min_length=1)
+    train_sample: int = Field(default=50, ge=0, le=10_000)
+    top_k: int = Field(default=3, ge=1, le=50)
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    max_tokens: int = Field(default=32, ge=1, le=1024)
+    epochs: int = Field(default=2, ge=1, le=50)
+    raft_epochs: int = Field(default=1, ge=1, le=50)
+    raft_train: int = Field(default=0, ge=0, le=100_000, description="RAFT examples; 0 = every training question")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    promote: Promote | None = None
+
+
+def get_runner(request: Request) -> EvaluationRunner:
+    runner: EvaluationRunner = request.app.state.evaluations
+    return runner
+
+
+async def owned(runtime: Runtime, tenant: str, evaluation_id: str) -> evaluations.EvaluationRow:
+    row = await evaluations.get(runtime.pool, tenant, evaluation_id)
+    if row is None:
+        raise not_found("evaluation", evaluation_id)
+    return row
+
+
+@router.post("")
+async def create_evaluation(body: CreateEvaluation, request: Request, runtime: Runtime, tenant: TenantId) -> dict:
+    record = await store.get_file(runtime.pool, tenant, body.file_id)
+    if record is None:
+        raise not_found("file", body.file_id, "file_id")
+    if record.purpose != "evals":
+        raise ApiError(400, f"File {body.file_id} has purpose '{record.purpose}', not 'evals'.", param="file_id")
+    arms = [a for a in ARMS if a in body.arms]  # canonical order, no repeats
+    if body.promote is not None:
+        aliases.check_alias(body.promote.alias, "promote.alias")
+        if body.promote.arm not in arms:
+            raise ApiError(400, f"promote.arm {body.promote.arm!r} is not among the arms.", param="promote.arm")
+    runner = get_runner(request)
+    evaluation_id = store.new_id("eval_")
+    run_dir = runner.run_dir(evaluation_id)
+    suffix = ".jsonl" if record.filename.lower().endswith(".jsonl") else ".json"
+    dataset = run_dir / f"dataset{suffix}"
+    try:
+        await asyncio.to_thread(_copy_and_check, files.file_path(runtime, record.id), dataset, body)
+    except DatasetError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        param = "train" if "asked for" in str(exc) else "file_id"
+        raise ApiError(400, str(exc).replace(str(dataset), record.filename), param=param) from None
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    saved = {**body.model_dump(), "arms": arms, "dataset_name": dataset.name, "filename": record.filename}
+    row = await evaluations.insert(runtime.pool, evaluation_id, tenant, saved)
+    runner.submit(evaluation_id)
+    return evaluations.evaluation_object(row)
+
+
+def _copy_and_check(source: Path, target: Path, body: CreateEvaluation) -> None:
+    """The dataset is copied into the run (the file may be deleted later) and split once here,
+    so that a bad file or impossible sizes fail the request, not the run."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    split_dataset(load_qa(target), body.train, body.test, body.seed, body.train_sample)
+
+
+@router.get("")
+async def list_evaluations(
+    runtime: Runtime,
+    tenant: TenantId,
+    after: str = "",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    rows = await evaluations.list_for(runtime.pool, tenant, after, limit + 1)
+    data = [evaluations.evaluation_object(r) for r in rows[:limit]]
+    return {"object": "list", "data": data, "has_more": len(rows) > limit}
+
+
+@router.get("/{evaluation_id}")
+async def get_evaluation(evaluation_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    return evaluations.evaluation_object(await owned(runtime, tenant, evaluation_id))
+
+
+@router.post("/{evaluation_id}/cancel")
+async def cancel_evaluation(evaluation_id: str, request: Request, runtime: Runtime, tenant: TenantId) -> dict:
+    row = await owned(runtime, tenant, evaluation_id)
+    if row.status in evaluations.FINAL:
+        raise ApiError(400, f"Evaluation {evaluation_id} is already {row.status}.", param="evaluation_id")
+    await get_runner(request).cancel(row)
+    return evaluations.evaluation_object(await owned(runtime, tenant, evaluation_id))
+
+
+@router.get("/{evaluation_id}/report.md", response_class=PlainTextResponse)
+async def evaluation_markdown(evaluation_id: str, request: Request, runtime: Runtime, tenant: TenantId) -> Any:
+    return _report_file(request, await owned(runtime, tenant, evaluation_id), "report.md", "text/markdown")
+
+
+@router.get("/{evaluation_id}/chart.png", response_class=FileResponse)
+async def evaluation_chart(evaluation_id: str, request: Request, runtime: Runtime, tenant: TenantId) -> Any:
+    return _report_file(request, await owned(runtime, tenant, evaluation_id), "chart.png", "image/png")
+
+
+def _report_file(request: Request, row: evaluations.EvaluationRow, name: str, media_type: str) -> FileResponse:
+    path = get_runner(request).run_dir(row.id) / name
+    if row.status != "succeeded" or not path.is_file():
+        raise ApiError(404, f"Evaluation {row.id} has no {name} (status {row.status}).", code="not_found")
+    return FileResponse(path, media_type=media_type)
