@@ -157,9 +157,14 @@ class DbProgress:
         self.pending = asyncio.create_task(_update(self.pool, self.id, progress=snapshot))
 
     async def drain(self) -> None:
+        """Wait for the write in flight, then write the latest figures (a throttled update may
+        have been skipped while it ran)."""
         if self.pending is not None:
             with contextlib.suppress(Exception):
                 await self.pending
+        snapshot = {"steps": [{"key": k, **v} for k, v in self.steps.items()]}
+        with contextlib.suppress(Exception):
+            await _update(self.pool, self.id, progress=snapshot)
 
 
 def build_config(request: dict[str, Any], dataset_name: str) -> QaEvalConfig:

@@ -130,7 +130,7 @@ async def check_promotions(
     assert len(holder_rows) == 1, "the holder answers the held-out questions under the candidate's arm"
     rows = RunDir(run_dir).results(holder_rows[0].stem)
     assert {r["id"] for r in rows} == {item.id for item in split.test} and all("hit_at_k" in r for r in rows)
-    holder_f1 = round(100 * sum(r["f1"] for r in rows) / len(rows), 4)
+    holder_f1 = round(100 * sum(r["f1"] for r in rows) / len(rows), 2)
     assert second["holder"] == ft_model and second["holder_score"] == holder_f1
     assert second["candidate"] == raft_model and second["candidate_score"] == report["arms"]["rag+ft"]["f1"]
     assert second["promoted"] == (second["candidate_score"] > holder_f1), second

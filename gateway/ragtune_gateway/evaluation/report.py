@@ -14,7 +14,7 @@ OVERFIT_GAP = 10.0  # F1 points by which a fine-tuned arm's train/held-out gap m
 SMALL_SAMPLE = 100  # held-out questions below which the report warns about noise
 
 
-def _pct(values: list[float]) -> float | None:
+def percent(values: list[float]) -> float | None:
     return round(100 * mean(values), 2) if values else None
 
 
@@ -26,8 +26,8 @@ def _arm_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     with_retrieval = [r for r in test if "hit_at_k" in r]
     figures: dict[str, Any] = {
         "questions": len(test),
-        "em": _pct([r["em"] for r in test]),
-        "f1": _pct([r["f1"] for r in test]),
+        "em": percent([r["em"] for r in test]),
+        "f1": percent([r["f1"] for r in test]),
         "latency_p50_ms": round(1000 * percentile(latencies, 50), 1) if latencies else None,
         "latency_p95_ms": round(1000 * percentile(latencies, 95), 1) if latencies else None,
         "output_tokens_per_s": round(tokens / sum(latencies), 2) if latencies and sum(latencies) else None,
@@ -35,8 +35,8 @@ def _arm_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_output_tokens": round(mean([r["completion_tokens"] for r in test]), 1) if test else None,
         "train_sample": {
             "questions": len(train),
-            "em": _pct([r["em"] for r in train]),
-            "f1": _pct([r["f1"] for r in train]),
+            "em": percent([r["em"] for r in train]),
+            "f1": percent([r["f1"] for r in train]),
         },
     }
     if with_retrieval:

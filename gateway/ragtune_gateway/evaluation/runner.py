@@ -239,7 +239,7 @@ class QaEvaluation:
     def held_out_f1(self, results: str) -> float:
         """Mean token F1 (percent) on the held-out questions, as in the report."""
         rows = [r for r in self.run.results(results) if r["split"] == "test"]
-        return round(100 * sum(r["f1"] for r in rows) / len(rows), 4) if rows else 0.0
+        return report.percent([r["f1"] for r in rows]) or 0.0
 
     async def promote(self, alias: str, arm_name: str) -> dict[str, Any]:
         """Offer ``arm_name``'s adapter for ``alias``. The alias's current holder (another adapter)
