@@ -65,6 +65,10 @@ def _ts(value: datetime | None) -> int | None:
 
 
 def evaluation_object(row: EvaluationRow) -> dict[str, Any]:
+    report = row.report
+    if report and isinstance(report.get("arms"), dict):  # jsonb keeps no key order: the arms' own
+        arms = report["arms"]
+        report = {**report, "arms": {a: arms[a] for a in row.request.get("arms", []) if a in arms}}
     return {
         "id": row.id,
         "object": "evaluation",
@@ -74,7 +78,7 @@ def evaluation_object(row: EvaluationRow) -> dict[str, Any]:
         "finished_at": _ts(row.finished_at),
         "request": row.request,
         "progress": row.progress,
-        "report": row.report,
+        "report": report,
         "promotion": row.promotion,
         "error": {"message": row.error} if row.error else None,
     }
@@ -179,6 +183,7 @@ def build_config(request: dict[str, Any], dataset_name: str) -> QaEvalConfig:
         "epochs",
         "raft_epochs",
         "raft_train",
+        "max_seq_length",
     )
     values = {k: request[k] for k in keys if request.get(k) is not None}
     return QaEvalConfig(

@@ -113,7 +113,7 @@ async def test_bad_evaluation_requests_name_the_field(tenant_a: Tenant, tenant_b
 
 async def test_cancelled_evaluation_stays_cancelled(tenant_a: Tenant, tmp_path: Path) -> None:
     file_id = await upload(tenant_a, write_dataset(tmp_path / "qa.jsonl"))
-    body = {"file_id": file_id, "train": 6, "test": 4, "arms": ["ft"], "epochs": 1}
+    body = {"file_id": file_id, "train": 6, "test": 4, "arms": ["ft"], "epochs": 1, "max_seq_length": 512}
     created = (await tenant_a.http.post("/v1/evaluations", json=body)).json()
     await asyncio.sleep(0.5)
     cancelled = await tenant_a.http.post(f"/v1/evaluations/{created['id']}/cancel")

@@ -3,11 +3,15 @@ ragtune's extensions), over one async httpx client, so that every figure is what
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+RETRIES = 8
+RETRY_PAUSE_S = 0.25
 
 
 class EvalApiError(RuntimeError):
@@ -50,10 +54,19 @@ class GatewayClient:
         await self.http.aclose()
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise EvalApiError(f"cannot reach the gateway at {self.http.base_url}: {exc}") from None
+        """One REST call. Back-pressure (429: refused, so nothing was done) is retried with a
+        growing pause; so is 503 (a service restarting) for calls that only read or answer."""
+        for attempt in range(RETRIES + 1):
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise EvalApiError(f"cannot reach the gateway at {self.http.base_url}: {exc}") from None
+            retryable = response.status_code == 429 or (
+                response.status_code == 503 and (method == "GET" or path.endswith(("/chat/completions", "/search")))
+            )
+            if not retryable or attempt == RETRIES:
+                break
+            await asyncio.sleep(min(RETRY_PAUSE_S * 2**attempt, 10.0))
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]

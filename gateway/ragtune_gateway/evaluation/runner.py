@@ -61,6 +61,12 @@ class QaEvalConfig:
         return {**asdict(self), "arms": list(self.arms)}
 
 
+def first_error(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 def check_promotion(arm: str, arms: tuple[str, ...]) -> None:
     if arm not in arms or not ARMS[arm].training:
         trained = [a for a in arms if ARMS[a].training]
@@ -230,9 +236,12 @@ class QaEvaluation:
             finished += 1
             self.progress.update(f"answer-{results}", finished)
 
-        async with asyncio.TaskGroup() as group:
-            for split, item in todo:
-                group.create_task(one(split, item))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for split, item in todo:
+                    group.create_task(one(split, item))
+        except ExceptionGroup as failed:  # the first failure, as itself (the answers so far are kept)
+            raise first_error(failed) from None
 
     # -- promotion --------------------------------------------------------------------------------
 

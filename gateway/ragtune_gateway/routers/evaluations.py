@@ -47,6 +47,7 @@ class CreateEvaluation(BaseModel):
     raft_epochs: int = Field(default=1, ge=1, le=50)
     raft_train: int = Field(default=0, ge=0, le=100_000, description="RAFT examples; 0 = every training question")
     concurrency: int = Field(default=4, ge=1, le=64)
+    max_seq_length: int = Field(default=1024, ge=128, le=8192, description="of the training examples")
     promote: Promote | None = None
 
 
