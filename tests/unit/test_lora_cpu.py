@@ -18,6 +18,7 @@ CASES = [
     torch.tensor([1, 1, 0, 0, 0, 2, 2, 1]),  # a mixed decode batch
     torch.tensor([-1, -1, 0, 0, 1, -1]),  # requests without an adapter beside others
     torch.tensor([2]),
+    torch.tensor([0, 1, 2, -1] * 30),  # a mixed prefill: grouped per adapter rather than all-for-all
 ]
 
 
