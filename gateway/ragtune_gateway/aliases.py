@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +25,6 @@ from ragtune_gateway.store import new_id
 
 # "ft:" and a name without further colons: never the name of an adapter ("ft:<base>:<suffix>:<id>")
 ALIAS = re.compile(r"ft:[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-METRICS = ("f1", "em")
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,17 @@ _PROMOTION_COLUMNS = (
 )
 
 
+async def _fetch_alias(conn: psycopg.AsyncConnection, tenant: str, alias: str) -> Alias | None:
+    cur = conn.cursor(row_factory=class_row(Alias))
+    await cur.execute(
+        f"SELECT {_ALIAS_COLUMNS} FROM gateway.model_aliases WHERE tenant_id = %s AND alias = %s", (tenant, alias)
+    )
+    return await cur.fetchone()
+
+
 async def get_alias(pool: AsyncConnectionPool, tenant: str, alias: str) -> Alias | None:
     async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=class_row(Alias))
-        await cur.execute(
-            f"SELECT {_ALIAS_COLUMNS} FROM gateway.model_aliases WHERE tenant_id = %s AND alias = %s", (tenant, alias)
-        )
-        return await cur.fetchone()
+        return await _fetch_alias(conn, tenant, alias)
 
 
 async def list_aliases(pool: AsyncConnectionPool, tenant: str) -> list[Alias]:
@@ -170,12 +174,7 @@ async def promote(
     async with pool.connection() as conn, conn.transaction():
         # one promotion of an alias at a time, whether or not its row exists yet
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ragtune-alias:{tenant}:{alias}",))
-        cur = conn.cursor(row_factory=class_row(Alias))
-        await cur.execute(
-            f"SELECT {_ALIAS_COLUMNS} FROM gateway.model_aliases WHERE tenant_id = %s AND alias = %s",
-            (tenant, alias),
-        )
-        holder = await cur.fetchone()
+        holder = await _fetch_alias(conn, tenant, alias)
         current = holder.model if holder else None
         if current != expected_holder:
             raise ApiError(

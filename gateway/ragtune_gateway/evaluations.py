@@ -157,8 +157,10 @@ class DbProgress:
         if self.pending is not None and not self.pending.done():
             return  # the next update writes the newer figures
         self.last = now
-        snapshot = {"steps": [{"key": k, **v} for k, v in self.steps.items()]}
-        self.pending = asyncio.create_task(_update(self.pool, self.id, progress=snapshot))
+        self.pending = asyncio.create_task(_update(self.pool, self.id, progress=self._snapshot()))
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"steps": [{"key": k, **v} for k, v in self.steps.items()]}
 
     async def drain(self) -> None:
         """Wait for the write in flight, then write the latest figures (a throttled update may
@@ -166,9 +168,8 @@ class DbProgress:
         if self.pending is not None:
             with contextlib.suppress(Exception):
                 await self.pending
-        snapshot = {"steps": [{"key": k, **v} for k, v in self.steps.items()]}
         with contextlib.suppress(Exception):
-            await _update(self.pool, self.id, progress=snapshot)
+            await _update(self.pool, self.id, progress=self._snapshot())
 
 
 def build_config(request: dict[str, Any], dataset_name: str) -> QaEvalConfig:

@@ -18,7 +18,7 @@ from ragtune_gateway import aliases, evaluations, files, store
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.evaluation.arms import ARMS
-from ragtune_gateway.evaluation.dataset import DatasetError, load_qa, split_dataset
+from ragtune_gateway.evaluation.dataset import DatasetError, QAItem, load_qa, split_dataset
 from ragtune_gateway.evaluations import EvaluationRunner
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
@@ -80,11 +80,13 @@ async def create_evaluation(body: CreateEvaluation, request: Request, runtime: R
     run_dir = runner.run_dir(evaluation_id)
     suffix = ".jsonl" if record.filename.lower().endswith(".jsonl") else ".json"
     dataset = run_dir / f"dataset{suffix}"
+    param = "file_id"  # until the file reads as a QA dataset; then the sizes are at fault
     try:
-        await asyncio.to_thread(_copy_and_check, files.file_path(runtime, record.id), dataset, body)
+        items = await asyncio.to_thread(_copy_and_load, files.file_path(runtime, record.id), dataset)
+        param = "train"
+        split_dataset(items, body.train, body.test, body.seed, body.train_sample)
     except DatasetError as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
-        param = "train" if "asked for" in str(exc) else "file_id"
         raise ApiError(400, str(exc).replace(str(dataset), record.filename), param=param) from None
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -95,12 +97,12 @@ async def create_evaluation(body: CreateEvaluation, request: Request, runtime: R
     return evaluations.evaluation_object(row)
 
 
-def _copy_and_check(source: Path, target: Path, body: CreateEvaluation) -> None:
-    """The dataset is copied into the run (the file may be deleted later) and split once here,
-    so that a bad file or impossible sizes fail the request, not the run."""
+def _copy_and_load(source: Path, target: Path) -> list[QAItem]:
+    """The dataset is copied into the run (the file may be deleted later) and read (and then split)
+    once here, so that a bad file or impossible sizes fail the request, not the run."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    split_dataset(load_qa(target), body.train, body.test, body.seed, body.train_sample)
+    return load_qa(target)
 
 
 @router.get("")

@@ -46,6 +46,9 @@ class Step:
 class EngineDead(Unavailable):
     """The engine core is gone; nothing but a restart brings generation back."""
 
+    def __init__(self) -> None:
+        super().__init__("the generation engine has stopped; the generator is restarting")
+
 
 class Engine:
     def __init__(self, settings: GeneratorSettings, model_path: Path) -> None:
@@ -121,7 +124,7 @@ class Engine:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         if self.dead:
-            raise EngineDead("the generation engine has stopped; the generator is restarting")
+            raise EngineDead()
 
         params = SamplingParams(
             temperature=sampling.temperature,
@@ -145,7 +148,7 @@ class Engine:
                 yield Step(completion.text, len(completion.token_ids), finished, completion.finish_reason, stop_reason)
         except EngineDeadError as exc:
             finished = True  # nothing to abort
-            raise EngineDead("the generation engine has stopped; the generator is restarting") from exc
+            raise EngineDead() from exc
         finally:
             if not finished and not self.dead:
                 await self._llm.abort(request_id)

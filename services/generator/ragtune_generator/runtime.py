@@ -32,7 +32,7 @@ class GeneratorRuntime:
         if self._engine is None or self._adapters is None or self._prompts is None:
             raise Unavailable("the generator is starting")
         if self._engine.dead:
-            raise EngineDead("the generation engine has stopped; the generator is restarting")
+            raise EngineDead()
         return self._engine, self._adapters, self._prompts
 
     @property
