@@ -52,7 +52,7 @@ test-unit: install protos
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 run: install protos
-	$(PY) -m ragtune_common.launcher
+	$(PY) -m ragtune_common.launcher $(if $(REPLICAS),--replicas $(REPLICAS))
 
 bench: install protos
 	$(PY) -m bench $(if $(NAME),--only $(NAME))

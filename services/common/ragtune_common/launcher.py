@@ -1,9 +1,18 @@
-"""Start the whole system on embedded defaults, in the foreground (``make run``).
+"""Start the whole system on embedded defaults and keep it up, in the foreground (``make run``,
+``ragtune up``).
 
 Starts the embedded PostgreSQL once (unless ``DATABASE_URL`` is set) and hands its URL to every
-service, starts each installed service as its own process, waits until each reports SERVING on
-grpc.health.v1, prints where it listens, and on Ctrl-C / SIGTERM stops them all (SIGTERM, then
-their grace period, then SIGKILL) before stopping the database.
+service; starts N processes of each installed service (``--replicas retriever=2,generator=2``) on
+consecutive ports (the service's port, +10, +20, ...), each with its Prometheus metrics on its port
++ 1000; tells every caller the address list of the services it calls; waits until each replica
+reports SERVING on grpc.health.v1 and prints where it listens. Then it supervises: a process that
+dies is restarted with exponential backoff (logged), the rest of the stack stays up. Ctrl-C /
+SIGTERM stops them all (SIGTERM, their grace period, then SIGKILL) before the database.
+
+Callers authenticate to the services with ``RAGTUNE_SERVICE_TOKEN``; when it is unset the launcher
+makes one for the run, so even loopback ports answer only the stack's own processes. It is written,
+readable only by the owner, to ``<state_dir>/service-token`` (for grpcurl: ``-H "authorization:
+Bearer $(cat .ragtune/service-token)"``).
 """
 
 from __future__ import annotations
@@ -11,18 +20,24 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ragtune_common.database import start_embedded_postgres
+
+REPLICA_PORT_STEP = 10
+METRICS_PORT_OFFSET = 1000
+MAX_BACKOFF_S = 30.0
+HEALTHY_RESET_S = 60.0  # a replica that stayed up this long starts its backoff afresh
 
 
 @dataclass(frozen=True)
@@ -47,8 +62,31 @@ def installed_services() -> list[ServiceSpec]:
     return [spec for spec in SERVICES if importlib.util.find_spec(spec.module.split(".")[0]) is not None]
 
 
+def select_services(text: str) -> list[ServiceSpec]:
+    """The installed services named in ``text`` (comma-separated), or all installed ones."""
+    installed = installed_services()
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(names) - {spec.name for spec in installed})
+    if unknown:
+        raise ValueError(f"--services: not installed or unknown: {', '.join(unknown)}")
+    return [spec for spec in installed if not names or spec.name in names]
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``retriever=2,generator=2`` -> counts per service (1 for those not named)."""
+    counts = {spec.name: 1 for spec in SERVICES}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in counts:
+            raise ValueError(f"--replicas: expected SERVICE=N with SERVICE one of {', '.join(counts)}, got {item!r}")
+        if not value.strip().isdigit() or not 1 <= int(value) <= 9:
+            raise ValueError(f"--replicas: {name.strip()} needs a count from 1 to 9, got {value.strip()!r}")
+        counts[name.strip()] = int(value)
+    return counts
+
+
 def health_status(address: str, timeout_s: float = 1.0) -> int | None:
-    """The overall grpc.health.v1 status of a server, or None if it does not answer."""
+    """The overall grpc.health.v1 status of a server, or None if it does not answer (health needs no token)."""
     try:
         with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
@@ -65,41 +103,152 @@ def http_ready(address: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def wait_serving(address: str, process: subprocess.Popen[bytes], timeout_s: float, http: bool = False) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if http_ready(address) if http else health_status(address) == health_pb2.HealthCheckResponse.SERVING:
-            return True
-        time.sleep(0.5)
-    return False
+def is_ready(address: str, http: bool) -> bool:
+    return http_ready(address) if http else health_status(address) == health_pb2.HealthCheckResponse.SERVING
 
 
-def stop_all(processes: list[tuple[ServiceSpec, subprocess.Popen[bytes]]], grace_s: float) -> None:
-    for _, process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+@dataclass
+class Replica:
+    """One supervised process of a service."""
+
+    spec: ServiceSpec
+    index: int
+    host: str
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = 1.0
+    restart_at: float | None = None
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = self.spec.name if self.index == 0 else f"{self.spec.name}-{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", self.spec.module], env=self.env)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def schedule_restart(self, now: float) -> float:
+        """After an unexpected exit: restart after the current backoff, which doubles up to a cap
+        (and starts afresh for a replica that had stayed up a while)."""
+        if now - self.started_at >= HEALTHY_RESET_S:
+            self.backoff_s = 1.0
+        delay = self.backoff_s
+        self.restart_at = now + delay
+        self.backoff_s = min(MAX_BACKOFF_S, self.backoff_s * 2)
+        return delay
+
+
+def plan(
+    services: list[ServiceSpec], counts: dict[str, int], host: str, env: dict[str, str]
+) -> dict[str, list[Replica]]:
+    """Every replica of every service, with its port and environment. Each caller learns the address
+    list of the others (``RAGTUNE_<SERVICE>_<OTHER>_ADDRESS=h:p1,h:p2``) unless set already."""
+    ports = {
+        spec.name: [int(env.get(spec.port_env, spec.port)) + REPLICA_PORT_STEP * i for i in range(counts[spec.name])]
+        for spec in services
+    }
+    addresses = {s.name: ",".join(f"{host}:{p}" for p in ports[s.name]) for s in services if not s.http}
+    replicas: dict[str, list[Replica]] = {}
+    for spec in services:
+        prefix = f"RAGTUNE_{spec.name.upper()}_"
+        replicas[spec.name] = []
+        for index, port in enumerate(ports[spec.name]):
+            child = dict(env, **{spec.port_env: str(port), f"{prefix}HOST": host})
+            if not spec.http:
+                child[f"{prefix}METRICS_PORT"] = str(port + METRICS_PORT_OFFSET)
+            child["RAGTUNE_REPLICA_NAME"] = spec.name if index == 0 else f"{spec.name}-{index}"
+            for other, address in addresses.items():
+                if other != spec.name:
+                    child.setdefault(f"{prefix}{other.upper()}_ADDRESS", address)
+            replicas[spec.name].append(Replica(spec, index, host, port, child))
+    return replicas
+
+
+def stop_all(replicas: list[Replica], grace_s: float) -> None:
+    running = [r for r in replicas if r.process is not None and r.process.poll() is None]
+    for replica in running:
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    for spec, process in reversed(processes):
+    for replica in reversed(running):
+        assert replica.process is not None
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"{spec.name} did not stop within {grace_s:.0f}s, killing it", file=sys.stderr)
-            process.kill()
-            process.wait()
+            print(f"{replica.label} did not stop within {grace_s:.0f}s, killing it", file=sys.stderr)
+            replica.process.kill()
+            replica.process.wait()
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def supervise_once(replicas: list[Replica], now: float) -> None:
+    """One supervision step: notice exits, schedule restarts, start what is due."""
+    for replica in replicas:
+        code = replica.exited()
+        if code is not None and replica.restart_at is None:
+            delay = replica.schedule_restart(now)
+            _log(
+                f"{replica.label} ({replica.address}) exited with code {code}; "
+                f"restarting in {delay:.0f}s (restart {replica.restarts + 1})"
+            )
+        elif replica.restart_at is not None and now >= replica.restart_at:
+            replica.restarts += 1
+            replica.start()
+            _log(f"{replica.label} restarted (pid {replica.process.pid if replica.process else '?'})")
+
+
+def _service_token(env: dict[str, str], state_dir: Path) -> None:
+    if env.get("RAGTUNE_SERVICE_TOKEN"):
+        return
+    token = secrets.token_urlsafe(32)
+    path = state_dir / "service-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    env["RAGTUNE_SERVICE_TOKEN"] = token
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ragtune up", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("RAGTUNE_HOST", "127.0.0.1"))
     parser.add_argument("--state-dir", default=os.environ.get("RAGTUNE_STATE_DIR", ".ragtune"))
+    parser.add_argument(
+        "--replicas",
+        default=os.environ.get("RAGTUNE_REPLICAS", ""),
+        help="processes per service, e.g. retriever=2,generator=2,trainer=2 (default 1 each)",
+    )
+    parser.add_argument(
+        "--services",
+        default=os.environ.get("RAGTUNE_SERVICES", ""),
+        help="start only these, comma-separated (default: every installed service)",
+    )
     parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds to wait for SERVING")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds services get to drain on stop")
     args = parser.parse_args(argv)
+    try:
+        counts = parse_replicas(args.replicas)
+        services = select_services(args.services)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     state_dir = Path(args.state_dir).expanduser().resolve()
     env = dict(os.environ, RAGTUNE_STATE_DIR=str(state_dir))
+    _service_token(env, state_dir)
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = start_embedded_postgres(state_dir)  # stops when this process exits
         print(f"database   embedded PostgreSQL, data in {state_dir / 'postgres'}", flush=True)
@@ -111,39 +260,40 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    processes: list[tuple[ServiceSpec, subprocess.Popen[bytes]]] = []
-    # every service learns where the others listen (RAGTUNE_<SERVICE>_<OTHER>_ADDRESS), unless set
-    addresses = {s.name: f"{args.host}:{env.get(s.port_env, s.port)}" for s in SERVICES if not s.http}
+    replicas = plan(services, counts, args.host, env)
+    started: list[Replica] = []
     try:
-        for spec in installed_services():
-            port = int(env.get(spec.port_env, spec.port))
-            child_env = dict(env, **{spec.port_env: str(port), f"RAGTUNE_{spec.name.upper()}_HOST": args.host})
-            for other, address in addresses.items():
-                child_env.setdefault(f"RAGTUNE_{spec.name.upper()}_{other.upper()}_ADDRESS", address)
-            process = subprocess.Popen([sys.executable, "-m", spec.module], env=child_env)
-            processes.append((spec, process))
-            address = f"{args.host}:{port}"
-            if not wait_serving(address, process, args.start_timeout, spec.http) or stop_requested:
-                if not stop_requested:
-                    print(f"{spec.name} failed to reach SERVING at {address}", file=sys.stderr)
-                return 1
-            if spec.http:
-                print(f"{spec.name:<10} http://{address}/v1 (OpenAPI: http://{address}/docs)", flush=True)
-                if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
-                    print(f"{'':<10} keys: {state_dir / 'gateway' / 'credentials.json'}", flush=True)
-            else:
-                print(f"{spec.name:<10} SERVING on {address}", flush=True)
+        for name, group in replicas.items():
+            for replica in group:  # a service's replicas start together, services one after another
+                replica.start()
+                started.append(replica)
+            deadline = time.monotonic() + args.start_timeout
+            for replica in group:
+                while not is_ready(replica.address, replica.spec.http):
+                    supervise_once([r for r in started if r.spec.name != name], time.monotonic())
+                    if stop_requested:
+                        return 1
+                    if replica.exited() is not None or time.monotonic() > deadline:
+                        print(f"{replica.label} failed to reach SERVING at {replica.address}", file=sys.stderr)
+                        return 1
+                    time.sleep(0.5)
+                if replica.spec.http:
+                    print(f"{name:<10} http://{replica.address}/v1 (OpenAPI: http://{replica.address}/docs)")
+                    if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
+                        print(f"{'':<10} keys: {state_dir / 'gateway' / 'credentials.json'}")
+                else:
+                    metrics = replica.port + METRICS_PORT_OFFSET
+                    pid = replica.process.pid if replica.process else "?"
+                    print(f"{replica.label:<10} SERVING on {replica.address} (pid {pid}, metrics :{metrics})")
+                sys.stdout.flush()
         print("ragtune is up; Ctrl-C stops everything", flush=True)
         while not stop_requested:
-            for spec, process in processes:
-                if process.poll() is not None:
-                    print(f"{spec.name} exited with code {process.returncode}", file=sys.stderr)
-                    return 1
+            supervise_once(started, time.monotonic())
             time.sleep(0.5)
         return 0
     finally:
         print("stopping ragtune ...", flush=True)
-        stop_all(processes, args.grace)
+        stop_all(started, args.grace)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ragtune_common.interceptors import ErrorMappingInterceptor
+from ragtune_common.metrics import MetricsInterceptor, serve_metrics
 from ragtune_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ async def build_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()], options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -94,6 +95,7 @@ async def run_until_signal(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    serve_metrics(settings.host, settings.metrics_port)
     await bound.server.start()
     log.info("listening on port %d (health NOT_SERVING until ready)", bound.port)
     try:

@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
         default=1.0, ge=0, description="NOT_SERVING is reported this long before refusing calls"
     )
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus metrics over HTTP on this port (0 = off)"
+    )
 
     @field_validator("state_dir")
     @classmethod
