@@ -55,3 +55,9 @@ class Unavailable(RagtuneError):
 
 class DeadlineExceeded(RagtuneError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class PermissionDenied(RagtuneError):
+    """The caller may not do this (e.g. a path outside the configured roots)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
