@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
+from ragtune_common.errors import InvalidArgument
+from ragtune_retriever.filters import compile_filter
 from tests.integration.helpers import doc, search, upsert
+from tests.unit.test_filters import JSON, NAMES
 
 BOOKS = [
     doc("b1", "A history of the Roman empire and its roads.", lang="en", year=1999, tags="history", pages=320),
@@ -89,3 +99,67 @@ async def test_selective_filter_still_returns_k_rows(stub, collection):
     hits = (await stub.Search(request)).hits
     assert len(hits) == 10
     assert all(h.metadata["group"] == "rare" for h in hits)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"$or": [{"k": i} for i in range(40_000)]}, "filter.$or["),  # was 80,000 parameters: UNAVAILABLE
+        ({"a\x00b": 1}, "filter.a\\x00b"),  # was a psycopg DataError: INTERNAL
+        ({"lang": "e\x00n"}, "filter.lang"),
+        ({"lang": {"$in": ["en", "\x00"]}}, "filter.lang.$in[1]"),
+    ],
+)
+async def test_huge_or_nul_filters_are_invalid_argument(stub, books, spec, field):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Search(search(books, "anything", filter=spec))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert field in err.value.details()
+
+
+# Rows of every JSON type under the keys the generated filters name.
+_ROWS = [
+    {},
+    {"a": 1, "b": "x", "c": True},
+    {"a": {"b": [1, "two", None]}, "$eq": 2.5, "x y": None},
+    {"a": "1", "0": [[]], "%s": "{}", "'; DROP": False},
+]
+_STATEMENT = "SELECT count(*) FROM (VALUES {}) AS c(metadata) WHERE {}"
+
+
+@pytest.fixture(scope="module")
+def sync_conn(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(NAMES, JSON, max_size=5) | JSON)
+def test_compiled_filters_run_in_postgresql(sync_conn, spec: Any) -> None:
+    """Whatever the compiler accepts, PostgreSQL executes (over rows of every JSON type)."""
+    try:
+        expr, params = compile_filter(spec)
+    except InvalidArgument:
+        return
+    rows = sql.SQL(", ").join(sql.SQL("({}::jsonb)").format(sql.Placeholder()) for _ in _ROWS)
+    statement = sql.SQL(_STATEMENT).format(rows, expr)
+    count = sync_conn.execute(statement, [*(Jsonb(r) for r in _ROWS), *params]).fetchone()[0]
+    assert 0 <= count <= len(_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"a": 1}, 1),
+        ({"a.b.1": "two"}, 1),
+        ({"$or": [{"b": "x"}, {"'; DROP": False}]}, 2),
+        ({"%s": {"$in": ["{}", "y"]}}, 1),
+        ({"a": {"$exists": True}, "c": {"$ne": True}}, 2),
+        ({"x y": None}, 4),
+    ],
+)
+def test_compiled_filters_select_the_right_rows(sync_conn, spec, expected) -> None:
+    expr, params = compile_filter(spec)
+    rows = sql.SQL(", ").join(sql.SQL("({}::jsonb)").format(sql.Placeholder()) for _ in _ROWS)
+    statement = sql.SQL(_STATEMENT).format(rows, expr)
+    assert sync_conn.execute(statement, [*(Jsonb(r) for r in _ROWS), *params]).fetchone()[0] == expected

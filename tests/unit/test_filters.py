@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ragtune_common.errors import InvalidArgument
-from ragtune_retriever.filters import MAX_DEPTH, compile_filter
+from ragtune_retriever.filters import MAX_DEPTH, MAX_NODES, compile_filter
 
 P = "(c.metadata #> %s::text[])"
 
@@ -270,3 +273,85 @@ def test_field_prefix_is_configurable() -> None:
     with pytest.raises(InvalidArgument) as info:
         compile_filter({"k": {"$bad": 1}}, field="request.filter")
     assert info.value.field == "request.filter.k.$bad"
+
+
+def test_breadth_is_bounded_and_names_the_path() -> None:
+    """40,000 conditions would have made a statement with more parameters than PostgreSQL takes."""
+    err = error({"$or": [{"k": i} for i in range(40_000)]})
+    assert err.field is not None and err.field.startswith("filter.$or[")
+    assert f"more than {MAX_NODES} nodes" in err.message
+    err = error({f"k{i}": {"$in": list(range(1000))} for i in range(3)})
+    assert err.field == "filter.k1.$in"
+
+
+def test_empty_objects_count_towards_the_bound() -> None:
+    err = error({"$and": [{}] * (MAX_NODES + 1)})
+    assert err.field is not None and err.field.startswith("filter.$and[")
+
+
+def test_filter_at_the_bound_compiles() -> None:
+    _, params = render({"k": {"$in": list(range(1000))}, "$or": [{f"a{i}": i} for i in range(498)]})
+    assert len(params) == 2 + 2 * 498  # 1002 + 1 + 2 * 498 = 1999 nodes
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"a\x00b": 1}, "filter.a\\x00b"),
+        ({"a": "x\x00"}, "filter.a"),
+        ({"a": {"$in": ["ok", "b\x00"]}}, "filter.a.$in[1]"),
+        ({"$or": [{"a": {"$gt": "\x00"}}]}, "filter.$or[0].a.$gt"),
+    ],
+)
+def test_nul_in_keys_and_values_is_refused(spec: Any, field: str) -> None:
+    err = error(spec)
+    assert err.field == field
+    assert "NUL" in err.message
+
+
+# -- properties: any JSON in -> a parameterised expression, or InvalidArgument --------------------
+
+_KEYS = st.sampled_from(["$and", "$or", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"])
+NAMES = st.one_of(_KEYS, st.text(max_size=6), st.sampled_from(["a", "a.b", "a.0", "x y", "'; DROP", "%s", "{}"]))
+_SCALARS_ST = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+JSON = st.recursive(
+    _SCALARS_ST,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NAMES, inner, max_size=4),
+    max_leaves=40,
+)
+# What may appear in the SQL text besides placeholders: the compiler's own fixed vocabulary.
+_VOCABULARY = re.compile(
+    r"c\.metadata|#>|::text\[\]|::jsonb|%s|'null'|'string'|'number'|jsonb_typeof|COALESCE|IS DISTINCT FROM|"
+    r"IS NOT NULL|IS NULL|NOT|ANY|AND|OR|TRUE|FALSE|<>|>=|<=|=|<|>|[(),\s]"
+)
+
+
+def _outcome(spec: Any) -> tuple[str, list[Any]] | None:
+    try:
+        expr, params = compile_filter(spec)
+    except InvalidArgument as exc:
+        assert exc.field is not None and exc.field.startswith("filter")
+        return None
+    return expr.as_string(None), params
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSON)
+def test_any_json_compiles_or_is_invalid_argument(spec: Any) -> None:
+    result = _outcome(spec)
+    if result is not None:
+        text, params = result
+        assert text.count("%s") == len(params)
+        assert _VOCABULARY.sub("", text) == "", f"user input reached the SQL text: {text!r}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(NAMES, JSON, max_size=6))
+def test_any_object_compiles_or_is_invalid_argument(spec: Any) -> None:
+    test_any_json_compiles_or_is_invalid_argument.hypothesis.inner_test(spec)  # type: ignore[attr-defined]

@@ -19,6 +19,10 @@ Several entries at one level are ANDed. Operators and their semantics:
   ``$nin`` is true when the key is missing.
 * ``$exists``: a boolean; a key holding JSON null exists.
 
+A filter is bounded in breadth as well as depth: at most 2000 nodes in all (keys, operators and
+list values), so one request cannot make a statement with more parameters than PostgreSQL takes.
+Keys and string values must not contain NUL (PostgreSQL text cannot hold it).
+
 Numbers compare by value (2020 equals 2020.0). Keys and values never enter the SQL
 text: paths travel as ``text[]`` parameters, values as ``jsonb`` ones, and jsonb is
 only compared with jsonb, so nothing can fail at run time whatever the stored data.
@@ -41,6 +45,7 @@ from ragtune_common.errors import InvalidArgument
 
 MAX_DEPTH = 10
 MAX_IN_VALUES = 1000
+MAX_NODES = 2000
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _OPERATORS = ("$eq", "$ne", *_COMPARISONS, "$in", "$nin", "$exists")
 _LOGICAL = ("$and", "$or")
@@ -95,6 +100,8 @@ def _check(value: Any, field: str, allowed: tuple[str, ...], what: str) -> None:
         _fail(field, f"{what} must be {' or '.join(allowed)}, got {_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         _fail(field, f"{what} must be a finite number, got {value}")
+    if isinstance(value, str) and "\x00" in value:
+        _fail(field, f"{what} must not contain NUL (\\x00) characters")
 
 
 def _join(parts: list[sql.Composable], op: str) -> sql.Composable:
@@ -109,6 +116,13 @@ class _Compiler:
     def __init__(self, column: sql.Composable) -> None:
         self.column = column
         self.params: list[Any] = []
+        self.nodes = 0
+
+    def _count(self, field: str, n: int = 1) -> None:
+        """Spend ``n`` of the filter's node budget; ``field`` is where it ran out."""
+        self.nodes += n
+        if self.nodes > MAX_NODES:
+            _fail(field, f"filter has more than {MAX_NODES} nodes (keys, operators and values) in all")
 
     def _param(self, value: Any) -> sql.Composable:
         self.params.append(value)
@@ -127,10 +141,16 @@ class _Compiler:
             sub = f"{field}.{key}"
             if not isinstance(key, str) or not key:
                 _fail(sub, "metadata key must be a non-empty string")
+            if "\x00" in key:  # named escaped: a NUL cannot travel in a status message
+                _fail(sub.replace("\x00", "\\x00"), "key must not contain NUL (\\x00) characters")
+            self._count(sub)
             if key in _LOGICAL:
                 if not isinstance(value, list | tuple) or not value:
                     _fail(sub, f"{key} takes a non-empty list of filter objects")
-                items = [self.filter(f, f"{sub}[{i}]", depth + 1) for i, f in enumerate(value)]
+                items = []
+                for i, item in enumerate(value):
+                    self._count(f"{sub}[{i}]")
+                    items.append(self.filter(item, f"{sub}[{i}]", depth + 1))
                 parts.append(_join(items, key[1:].upper()))
             elif key in _OPERATORS:
                 _fail(
@@ -157,7 +177,10 @@ class _Compiler:
             _fail(field, "condition mixes operators and plain keys")
         if not any(dollars):
             _fail(field, "object values are not supported; use a dotted key (a.b)")
-        conds = [self.op(o, v, segments, f"{field}.{o}") for o, v in value.items()]
+        conds = []
+        for o, v in value.items():
+            self._count(f"{field}.{o}")
+            conds.append(self.op(o, v, segments, f"{field}.{o}"))
         return _join(conds, "AND")
 
     def op(self, op: str, value: Any, segs: list[str], field: str) -> sql.Composable:
@@ -181,6 +204,7 @@ class _Compiler:
                     field,
                     f"{op} takes a non-empty list of at most {MAX_IN_VALUES} values",
                 )
+            self._count(field, len(value))
             for i, item in enumerate(value):
                 _check(item, f"{field}[{i}]", _SCALARS, f"{op} value")
             path = self._path(segs)  # before the list: params follow text order
