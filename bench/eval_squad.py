@@ -31,7 +31,7 @@ from ragtune_gateway.evaluation.rundir import RunDir
 from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
 
 NAME = "eval_squad"
-ADMIN_KEY = "bench-eval-admin-key"
+ADMIN_KEY = "bench-eval-admin-key-0123456789abcdef0123456789"
 RETRIEVER = "ragtune.retriever.v1.RetrieverService"
 GENERATOR = "ragtune.generator.v1.GeneratorService"
 TRAINER = "ragtune.trainer.v1.TrainerService"

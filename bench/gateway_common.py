@@ -21,7 +21,7 @@ from bench.generator_common import _TOPICS
 
 RETRIEVER = "ragtune.retriever.v1.RetrieverService"
 GENERATOR = "ragtune.generator.v1.GeneratorService"
-ADMIN_KEY = "bench-admin-key"
+ADMIN_KEY = "bench-admin-key-0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,30 @@ def _bearer(request: Request) -> str:
 
 
 async def current_tenant(request: Request, runtime: Runtime) -> str:
-    tenant = await runtime.tenant_for_key(_bearer(request))
-    if tenant is None:
+    """The caller's tenant; each call also takes one request from the key's rate limit (429)."""
+    caller = await runtime.caller(_bearer(request))
+    if caller is None:
         raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-    return tenant
+    request.state.key_hash = caller.key_hash  # what per-key limits count by (limits.StreamSlots)
+    runtime.rate_limiter.check(caller.key_hash)
+    return caller.tenant
 
 
 TenantId = Annotated[str, Depends(current_tenant)]
 
 
+def is_admin(request: Request, runtime: GatewayRuntime) -> bool:
+    """Whether the request carries the admin key (no error when it carries none)."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    admin = runtime.admin_key
+    if scheme.lower() != "bearer" or admin is None:
+        return False
+    return hmac.compare_digest(key.strip().encode(), admin.encode())
+
+
 async def require_admin(request: Request, runtime: Runtime) -> None:
-    key = _bearer(request)
-    if runtime.admin_key is None or not hmac.compare_digest(key.encode(), runtime.admin_key.encode()):
+    _bearer(request)
+    if not is_admin(request, runtime):
         raise ApiError(401, "This route needs the admin key.", code="invalid_admin_key")
 
 

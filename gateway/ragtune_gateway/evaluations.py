@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -84,17 +85,42 @@ def evaluation_object(row: EvaluationRow) -> dict[str, Any]:
     }
 
 
-async def insert(pool: AsyncConnectionPool, evaluation_id: str, tenant: str, request: dict[str, Any]) -> EvaluationRow:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=class_row(EvaluationRow))
-        await cur.execute(
-            f"INSERT INTO gateway.evaluations (id, tenant_id, status, request) VALUES (%s, %s, 'queued', %s)"
-            f" RETURNING {_COLUMNS}",
-            (evaluation_id, tenant, Jsonb(request)),
-        )
-        row = await cur.fetchone()
+async def count_active(conn: AsyncConnection, tenant: str) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM gateway.evaluations WHERE tenant_id = %s AND status IN ('queued', 'running')", (tenant,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def insert(conn: AsyncConnection, evaluation_id: str, tenant: str, request: dict[str, Any]) -> EvaluationRow:
+    """On the caller's connection: the one that holds the tenant's cap lock (``limits.tenant_cap``)."""
+    cur = conn.cursor(row_factory=class_row(EvaluationRow))
+    await cur.execute(
+        f"INSERT INTO gateway.evaluations (id, tenant_id, status, request) VALUES (%s, %s, 'queued', %s)"
+        f" RETURNING {_COLUMNS}",
+        (evaluation_id, tenant, Jsonb(request)),
+    )
+    row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def delete_finished(pool: AsyncConnectionPool, tenant: str, evaluation_id: str) -> bool:
+    """Delete the tenant's evaluation if it is finished (an active one stays)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "DELETE FROM gateway.evaluations WHERE id = %s AND tenant_id = %s"
+            " AND status IN ('succeeded', 'failed', 'cancelled')",
+            (evaluation_id, tenant),
+        )
+        return cur.rowcount > 0
+
+
+async def existing_ids(pool: AsyncConnectionPool, ids: list[str]) -> set[str]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM gateway.evaluations WHERE id = ANY(%s)", (ids,))
+        return {str(r[0]) for r in await cur.fetchall()}
 
 
 async def get(pool: AsyncConnectionPool, tenant: str | None, evaluation_id: str) -> EvaluationRow | None:
@@ -216,6 +242,9 @@ class EvaluationRunner:
             ids = [str(r[0]) for r in await cur.fetchall()]
         for evaluation_id in ids:
             self.submit(evaluation_id)
+        from ragtune_gateway.evaluation_cleanup import sweep_run_dirs
+
+        await sweep_run_dirs(self.runtime, self.root)
 
     def submit(self, evaluation_id: str) -> None:
         if evaluation_id not in self.tasks or self.tasks[evaluation_id].done():

@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import UploadFile
 
@@ -38,6 +39,12 @@ def file_object(record: store.FileRecord) -> dict[str, Any]:
 
 def file_path(runtime: GatewayRuntime, file_id: str) -> Path:
     return runtime.settings.files_dir / file_id
+
+
+def attachment(filename: str) -> str:
+    """``Content-Disposition`` of a download: an ASCII fallback name and the real one (RFC 6266/5987)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def guess_mime(filename: str) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
+from ragtune_gateway.auth import metadata
+from ragtune_gateway.errors import rpc_errors
+from ragtune_gateway.runtime import GatewayRuntime
 
 STATUS = {
     tpb.JOB_STATUS_VALIDATING_FILES: "validating_files",
@@ -30,6 +33,26 @@ def _number(value: tpb.NumberOrAuto) -> float | int | str:
     if value.WhichOneof("value") != "number":
         return "auto"
     return int(value.number) if value.number.is_integer() else value.number
+
+
+ACTIVE = (tpb.JOB_STATUS_VALIDATING_FILES, tpb.JOB_STATUS_QUEUED, tpb.JOB_STATUS_RUNNING)
+PAGE = 1000
+
+
+async def count_active_jobs(runtime: GatewayRuntime, tenant: str) -> int:
+    """The tenant's jobs the trainer has not finished (all replicas share its queue), every page read."""
+    count, token = 0, ""
+    while True:
+        request = tpb.ListJobsRequest(tenant=tenant)
+        request.page.page_size, request.page.page_token = PAGE, token
+        with rpc_errors("trainer"):
+            response = await runtime.downstream.trainer.ListJobs(
+                request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+            )
+        count += sum(1 for job in response.jobs if job.status in ACTIVE)
+        token = response.next_page_token
+        if not token:
+            return count
 
 
 def job_status(job: tpb.Job) -> str:

@@ -1,5 +1,9 @@
-"""Prometheus metrics of one gateway (its own registry, so apps in one process do not collide),
-and the ASGI middleware that counts and times every request by route template."""
+"""Prometheus metrics of one gateway (its own registries, so apps in one process do not collide),
+and the ASGI middleware that counts and times every request by route template.
+
+``registry`` carries nothing that identifies a tenant (routes are templates, tokens are by kind) and
+is served to anyone; ``admin_registry`` (tokens by model: fine-tuned model names are the tenant's)
+is added to ``/metrics`` only for the admin key."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.admin_registry = CollectorRegistry()
         self.requests = Counter(
             "ragtune_gateway_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )
@@ -25,8 +30,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.tokens = Counter(
-            "ragtune_gateway_tokens", "tokens of chat completions", ["kind", "model"], registry=self.registry
+        self.tokens = Counter("ragtune_gateway_tokens", "tokens of chat completions", ["kind"], registry=self.registry)
+        self.model_tokens = Counter(
+            "ragtune_gateway_model_tokens",
+            "tokens of chat completions by model (admin only)",
+            ["kind", "model"],
+            registry=self.admin_registry,
         )
         self.retrieval_latency = Histogram(
             "ragtune_gateway_retrieval_seconds",
@@ -36,8 +45,10 @@ class Metrics:
         )
 
     def count_tokens(self, model: str, prompt: int, completion: int) -> None:
-        self.tokens.labels("prompt", model).inc(prompt)
-        self.tokens.labels("completion", model).inc(completion)
+        self.tokens.labels("prompt").inc(prompt)
+        self.tokens.labels("completion").inc(completion)
+        self.model_tokens.labels("prompt", model).inc(prompt)
+        self.model_tokens.labels("completion", model).inc(completion)
 
 
 class MetricsMiddleware:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
@@ -14,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 from ragtune_common.database import apply_migrations, open_pool, resolve_database_url, wait_for_database
 from ragtune_gateway import store
 from ragtune_gateway.clients import Downstream
+from ragtune_gateway.keys import Caller, KeyCache
+from ragtune_gateway.limits import KeyRateLimiter, StreamSlots
 from ragtune_gateway.metrics import Metrics
 from ragtune_gateway.settings import GatewaySettings
 
@@ -29,7 +30,9 @@ class GatewayRuntime:
         self.admin_key: str | None = settings.admin_key.get_secret_value() if settings.admin_key else None
         self._pool: AsyncConnectionPool | None = None
         self._downstream: Downstream | None = None
-        self._key_cache: dict[str, tuple[str, float]] = {}
+        self.keys = KeyCache(settings.auth_cache_s)
+        self.rate_limiter = KeyRateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)  # per process
+        self.streams = StreamSlots(settings.max_streams_per_key)  # per process
         self.base_model: str | None = None  # learnt from the generator's ListModels
         self.owned_models: set[tuple[str, str]] = set()  # (tenant, adapter) pairs seen in ListModels
 
@@ -48,33 +51,30 @@ class GatewayRuntime:
         await wait_for_database(url, timeout_s=60)
         await apply_migrations(url, store.SCHEMA, "ragtune_gateway.migrations")
         self._pool = await open_pool(url, self.settings)
+        self.keys.start(url)
         self.settings.files_dir.mkdir(parents=True, exist_ok=True)
         self._downstream = Downstream.open(self.settings)
         if self.admin_key is None:
             self.admin_key = await self._bootstrap_credentials(self.settings.credentials_path)
 
     async def close(self) -> None:
+        await self.keys.close()
         if self._downstream is not None:
             await self._downstream.close()
         if self._pool is not None:
             await self._pool.close()
 
+    async def caller(self, key: str) -> Caller | None:
+        """The tenant of an unrevoked API key (see :class:`KeyCache`)."""
+        return await self.keys.caller(self.pool, key)
+
     async def tenant_for_key(self, key: str) -> str | None:
-        """The tenant of an API key; verified keys are remembered for ``auth_cache_s``."""
-        now = time.monotonic()
-        cached = self._key_cache.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        tenant = await store.tenant_for_key(self.pool, key)
-        if tenant is not None and self.settings.auth_cache_s > 0:
-            if len(self._key_cache) > 10_000:
-                self._key_cache.clear()
-            self._key_cache[key] = (tenant, now + self.settings.auth_cache_s)
-        return tenant
+        caller = await self.caller(key)
+        return caller.tenant if caller else None
 
     def forget_key(self, key: str) -> None:
-        """Drop a revoked key from the cache of verified keys."""
-        self._key_cache.pop(key, None)
+        """Drop a revoked key from this process's cache (the others learn it by notification)."""
+        self.keys.forget(store.hash_key(key))
 
     async def _bootstrap_credentials(self, path: Path) -> str:
         """No admin key configured (``make run``): reuse the one in ``path``, or make one with a

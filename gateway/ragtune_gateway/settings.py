@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
 
+MIN_ADMIN_KEY_CHARS = 32
+
 
 class GatewaySettings(ServiceSettings, DatabaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAGTUNE_GATEWAY_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RAGTUNE_GATEWAY_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     port: int = Field(default=8080, ge=0, le=65535)
     admin_key: SecretStr | None = Field(
@@ -28,7 +32,27 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     rag_default_top_k: int = Field(default=5, ge=1, le=50)
     rag_max_context_chars: int = Field(default=6000, ge=200, description="passage text put into a grounded prompt")
-    auth_cache_s: float = Field(default=30.0, ge=0, description="how long a verified API key is remembered")
+    auth_cache_s: float = Field(
+        default=30.0, ge=0, description="how long a verified API key is remembered (revocation still acts at once)"
+    )
+    # Fairness (see limits.py): rates and streams are counted per process, the caps globally.
+    rate_limit_per_s: float = Field(default=50.0, ge=0, description="requests per second per API key; 0 = off")
+    rate_limit_burst: int = Field(default=100, ge=1, description="requests one API key may send at once")
+    max_streams_per_key: int = Field(default=8, ge=0, description="concurrent SSE streams per API key; 0 = off")
+    max_active_jobs_per_tenant: int = Field(default=4, ge=0, description="queued + running fine-tuning jobs; 0 = off")
+    max_active_evaluations_per_tenant: int = Field(default=2, ge=0, description="queued + running; 0 = off")
+    max_vector_stores_per_tenant: int = Field(default=200, ge=0, description="0 = off")
+    cap_retry_after_s: int = Field(default=30, ge=1, description="Retry-After of a 429 for a full job/evaluation cap")
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"RAGTUNE_GATEWAY_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} characters"
+                " (e.g. `openssl rand -hex 32`), or unset to have one generated"
+            )
+        return value
 
     @property
     def gateway_dir(self) -> Path:

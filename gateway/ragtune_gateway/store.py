@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 SCHEMA = "gateway"
 KEY_PREFIX = "rt-"
+KEY_REVOKED_CHANNEL = "ragtune_gateway_key_revoked"  # NOTIFY payload: the revoked key's sha256
 
 
 def hash_key(key: str) -> str:
@@ -40,6 +41,10 @@ class ApiKey:
     tenant_id: str
     prefix: str
     created_at: datetime
+    revoked_at: datetime | None = None
+
+
+_KEY_COLUMNS = "id, tenant_id, prefix, created_at, revoked_at"
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ async def create_key(pool: AsyncConnectionPool, tenant_id: str) -> tuple[ApiKey,
         cur = conn.cursor(row_factory=class_row(ApiKey))
         await cur.execute(
             "INSERT INTO gateway.api_keys (id, tenant_id, key_hash, prefix) VALUES (%s, %s, %s, %s)"
-            " RETURNING id, tenant_id, prefix, created_at",
+            f" RETURNING {_KEY_COLUMNS}",
             (new_id("key_"), tenant_id, hash_key(key), key[:8]),
         )
         row = await cur.fetchone()
@@ -94,15 +99,37 @@ async def create_key(pool: AsyncConnectionPool, tenant_id: str) -> tuple[ApiKey,
     return row, key
 
 
-async def revoke_key(pool: AsyncConnectionPool, key_id: str) -> None:
+async def list_keys(pool: AsyncConnectionPool, tenant_id: str) -> list[ApiKey]:
+    """The tenant's keys (revoked ones too), oldest first; never the keys themselves."""
     async with pool.connection() as conn:
-        await conn.execute("UPDATE gateway.api_keys SET revoked_at = now() WHERE id = %s", (key_id,))
+        cur = conn.cursor(row_factory=class_row(ApiKey))
+        await cur.execute(
+            f"SELECT {_KEY_COLUMNS} FROM gateway.api_keys WHERE tenant_id = %s ORDER BY created_at, id", (tenant_id,)
+        )
+        return await cur.fetchall()
 
 
-async def tenant_for_key(pool: AsyncConnectionPool, key: str) -> str | None:
+async def revoke_key(pool: AsyncConnectionPool, key_id: str, tenant_id: str | None = None) -> tuple[ApiKey, str] | None:
+    """Revoke the key (of ``tenant_id``, when given) and, in the same statement, notify every gateway
+    process (:data:`KEY_REVOKED_CHANNEL`) so none serves it from its cache. The key and its hash, or None if
+    there is none; revoking a revoked key changes nothing and notifies again."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT tenant_id FROM gateway.api_keys WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(key),)
+            "WITH revoked AS (UPDATE gateway.api_keys SET revoked_at = coalesce(revoked_at, now())"
+            "  WHERE id = %s AND (%s::text IS NULL OR tenant_id = %s)"
+            f"  RETURNING {_KEY_COLUMNS}, key_hash)"
+            f" SELECT {_KEY_COLUMNS}, key_hash FROM revoked,"
+            " pg_notify(%s, revoked.key_hash) AS notified",
+            (key_id, tenant_id, tenant_id, KEY_REVOKED_CHANNEL),
+        )
+        row = await cur.fetchone()
+    return (ApiKey(*row[:5]), str(row[5])) if row else None
+
+
+async def tenant_for_key_hash(pool: AsyncConnectionPool, key_hash: str) -> str | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT tenant_id FROM gateway.api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
         )
         row = await cur.fetchone()
     return str(row[0]) if row else None
@@ -156,3 +183,12 @@ async def delete_file(pool: AsyncConnectionPool, tenant_id: str, file_id: str) -
     async with pool.connection() as conn:
         cur = await conn.execute("DELETE FROM gateway.files WHERE tenant_id = %s AND id = %s", (tenant_id, file_id))
         return cur.rowcount > 0
+
+
+async def delete_files(pool: AsyncConnectionPool, tenant_id: str, file_ids: list[str]) -> list[str]:
+    """Delete those of the tenant's files that exist; their ids."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "DELETE FROM gateway.files WHERE tenant_id = %s AND id = ANY(%s) RETURNING id", (tenant_id, file_ids)
+        )
+        return [str(r[0]) for r in await cur.fetchall()]

@@ -10,6 +10,7 @@ from ragtune_common.protoconv import dict_to_struct, struct_to_dict
 from ragtune_gateway import files, store
 from ragtune_gateway.auth import metadata
 from ragtune_gateway.errors import ApiError, not_found, rpc_errors
+from ragtune_gateway.rag import VECTOR_STORE_PREFIX
 from ragtune_gateway.runtime import GatewayRuntime
 
 RETRIEVER_MIME = {"text/plain", "text/markdown", "text/html", "application/pdf"}
@@ -67,6 +68,22 @@ def store_file_object(store_id: str, doc: rpb.Document, attributes: dict[str, An
         "chunk_count": doc.chunk_count,
         "filename": doc.source_name or None,
     }
+
+
+async def count_stores(runtime: GatewayRuntime, tenant: str) -> int:
+    """The tenant's vector stores (retriever collections named as stores), every page read."""
+    count, token = 0, ""
+    while True:
+        request = rpb.ListCollectionsRequest(tenant=tenant)
+        request.page.page_size, request.page.page_token = 1000, token
+        with rpc_errors("retriever"):
+            response = await runtime.downstream.retriever.ListCollections(
+                request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+            )
+        count += sum(1 for c in response.collections if c.name.startswith(VECTOR_STORE_PREFIX))
+        token = response.next_page_token
+        if not token:
+            return count
 
 
 async def get_store(runtime: GatewayRuntime, tenant: str, store_id: str) -> rpb.Collection:

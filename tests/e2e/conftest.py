@@ -26,7 +26,7 @@ from ragtune_gateway.app import create_app
 from ragtune_gateway.settings import GatewaySettings
 from tests.fixtures.trainer import serve_trainer, small_trainer_settings
 
-ADMIN_KEY = "e2e-admin-key"
+ADMIN_KEY = "e2e-admin-key-0123456789abcdef0123456789abcdef"  # >= 32 characters
 MAX_UPLOAD_BYTES = 256 * 1024
 
 

@@ -48,10 +48,36 @@ async def create_key(tenant_id: str, runtime: Runtime) -> dict[str, Any]:
     if await store.get_tenant(runtime.pool, tenant_id) is None:
         raise not_found("tenant", tenant_id)
     record, key = await store.create_key(runtime.pool, tenant_id)
+    return {**_key_object(record), "key": key}
+
+
+def _key_object(record: store.ApiKey) -> dict[str, Any]:
+    """A key as listed: its id and first characters, never the key (only its hash is stored)."""
     return {
         "id": record.id,
         "object": "api_key",
-        "tenant_id": tenant_id,
-        "key": key,
+        "tenant_id": record.tenant_id,
+        "prefix": record.prefix,
         "created_at": int(record.created_at.timestamp()),
+        "revoked_at": int(record.revoked_at.timestamp()) if record.revoked_at else None,
     }
+
+
+@router.get("/tenants/{tenant_id}/keys")
+async def list_keys(tenant_id: str, runtime: Runtime) -> dict[str, Any]:
+    """The tenant's keys, revoked ones too, oldest first."""
+    if await store.get_tenant(runtime.pool, tenant_id) is None:
+        raise not_found("tenant", tenant_id)
+    return {"object": "list", "data": [_key_object(k) for k in await store.list_keys(runtime.pool, tenant_id)]}
+
+
+@router.delete("/tenants/{tenant_id}/keys/{key_id}")
+async def revoke_key(tenant_id: str, key_id: str, runtime: Runtime) -> dict[str, Any]:
+    """Revokes the key on every gateway process at once (PostgreSQL NOTIFY drops it from their
+    caches); revoking it again answers the same."""
+    revoked = await store.revoke_key(runtime.pool, key_id, tenant_id)
+    if revoked is None:
+        raise not_found("API key", key_id, "key_id")
+    record, key_hash = revoked
+    runtime.keys.forget(key_hash)  # here at once; the other processes as the notification arrives
+    return {**_key_object(record), "deleted": True}

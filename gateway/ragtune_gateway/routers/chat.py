@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune_common.logging import request_id_var
-from ragtune_gateway import aliases, completion, rag
+from ragtune_gateway import aliases, completion, limits, rag
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError
 from ragtune_gateway.rag import RagOptions
@@ -92,7 +92,7 @@ def _messages(request: ChatCompletionRequest) -> list[gpb.ChatMessage]:
 
 @router.post("/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, runtime: Runtime, tenant: TenantId
+    body: ChatCompletionRequest, runtime: Runtime, tenant: TenantId, http: Request
 ) -> dict[str, Any] | StreamingResponse:
     if body.tools:
         raise ApiError(400, "Tools are not supported.", param="tools", code="unsupported_parameter")
@@ -123,7 +123,10 @@ async def create_chat_completion(
     if not body.stream:
         return await completion.complete(runtime, request, shown, citations)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    events = await completion.stream(runtime, request, shown, citations, include_usage)
-    return StreamingResponse(
-        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    release = runtime.streams.acquire(http.state.key_hash)  # 429 beyond max_streams_per_key
+    try:
+        events = await completion.stream(runtime, request, shown, citations, include_usage)
+    except BaseException:
+        release()
+        raise
+    return limits.limited_stream(events, release, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragtune_gateway import aliases, evaluations, files, store
+from ragtune_gateway import aliases, evaluation_cleanup, evaluations, files, limits, store
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.evaluation.arms import ARMS
@@ -92,7 +92,16 @@ async def create_evaluation(body: CreateEvaluation, request: Request, runtime: R
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     saved = {**body.model_dump(), "arms": arms, "dataset_name": dataset.name, "filename": record.filename}
-    row = await evaluations.insert(runtime.pool, evaluation_id, tenant, saved)
+    cap = runtime.settings.max_active_evaluations_per_tenant
+    try:
+        async with limits.tenant_cap(runtime.pool, tenant, "evaluations") as conn:  # counted in every replica
+            if cap and (active := await evaluations.count_active(conn, tenant)) >= cap:
+                what, setting = "queued or running evaluations", "RAGTUNE_GATEWAY_MAX_ACTIVE_EVALUATIONS_PER_TENANT"
+                raise limits.cap_reached(what, active, cap, setting, runtime.settings.cap_retry_after_s)
+            row = await evaluations.insert(conn, evaluation_id, tenant, saved)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     runner.submit(evaluation_id)
     return evaluations.evaluation_object(row)
 
@@ -131,6 +140,15 @@ async def cancel_evaluation(evaluation_id: str, request: Request, runtime: Runti
     return evaluations.evaluation_object(await owned(runtime, tenant, evaluation_id))
 
 
+@router.delete("/{evaluation_id}")
+async def delete_evaluation(evaluation_id: str, request: Request, runtime: Runtime, tenant: TenantId) -> dict:
+    """Deletes a finished evaluation with its run directory and the vector store and files it made
+    (its adapters stay); 409 while it is queued or running: cancel it first."""
+    row = await owned(runtime, tenant, evaluation_id)
+    await evaluation_cleanup.delete_evaluation(runtime, row, get_runner(request).run_dir(row.id))
+    return {"id": evaluation_id, "object": "evaluation.deleted", "deleted": True}
+
+
 @router.get("/{evaluation_id}/report.md", response_class=PlainTextResponse)
 async def evaluation_markdown(evaluation_id: str, request: Request, runtime: Runtime, tenant: TenantId) -> Any:
     return _report_file(request, await owned(runtime, tenant, evaluation_id), "report.md", "text/markdown")
@@ -145,4 +163,4 @@ def _report_file(request: Request, row: evaluations.EvaluationRow, name: str, me
     path = get_runner(request).run_dir(row.id) / name
     if row.status != "succeeded" or not path.is_file():
         raise ApiError(404, f"Evaluation {row.id} has no {name} (status {row.status}).", code="not_found")
-    return FileResponse(path, media_type=media_type)
+    return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})

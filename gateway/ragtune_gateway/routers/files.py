@@ -76,7 +76,9 @@ async def get_file_content(file_id: str, runtime: Runtime, tenant: TenantId) -> 
     if record.purpose == "fine-tune":
         raise ApiError(400, "Files with purpose 'fine-tune' cannot be downloaded.", param="file_id")
     data = await files.read_bytes(runtime, record)
-    return Response(data, media_type=record.mime_type or "application/octet-stream")
+    # a download, never a page of this origin: an uploaded HTML or SVG file must not run as one
+    headers = {"Content-Disposition": files.attachment(record.filename), "X-Content-Type-Options": "nosniff"}
+    return Response(data, media_type=record.mime_type or "application/octet-stream", headers=headers)
 
 
 @router.delete("/{file_id}")

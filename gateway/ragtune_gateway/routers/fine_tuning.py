@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_common.paging import next_page_token
 from ragtune_gateway import fine_tuning as ft
-from ragtune_gateway import store
+from ragtune_gateway import limits, store
 from ragtune_gateway.auth import Runtime, TenantId, metadata
 from ragtune_gateway.errors import from_rpc_error, not_found, rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
@@ -119,10 +119,15 @@ async def create_job(body: CreateJob, runtime: Runtime, tenant: TenantId) -> dic
             if record is None or record.purpose != "fine-tune":
                 raise not_found("fine-tune file", file_id, param)
     params = {"hyperparameters": "hyperparameters", "lora": "lora", "model": "model", "suffix": "suffix"}
-    with rpc_errors("trainer", params=params):
-        response = await runtime.downstream.trainer.CreateJob(
-            _job_request(tenant, body), timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
-        )
+    cap = runtime.settings.max_active_jobs_per_tenant
+    async with limits.tenant_cap(runtime.pool, tenant, "fine-tuning-jobs"):  # one creation at a time, globally
+        if cap and (active := await ft.count_active_jobs(runtime, tenant)) >= cap:
+            what, setting = "queued or running fine-tuning jobs", "RAGTUNE_GATEWAY_MAX_ACTIVE_JOBS_PER_TENANT"
+            raise limits.cap_reached(what, active, cap, setting, runtime.settings.cap_retry_after_s)
+        with rpc_errors("trainer", params=params):
+            response = await runtime.downstream.trainer.CreateJob(
+                _job_request(tenant, body), timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+            )
     return ft.job_object(response.job)
 
 
@@ -170,6 +175,7 @@ async def list_events(
     job_id: str,
     runtime: Runtime,
     tenant: TenantId,
+    http: Request,
     after: str = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     stream: bool = False,
@@ -178,7 +184,8 @@ async def list_events(
     server-sent events until it finishes (a ragtune extension the CLI uses)."""
     job = await _get_job(runtime, tenant, job_id)
     if stream:
-        return StreamingResponse(_follow(runtime, tenant, job.id, ft.event_seq(after)), media_type="text/event-stream")
+        release = runtime.streams.acquire(http.state.key_hash)  # 429 beyond max_streams_per_key
+        return limits.limited_stream(_follow(runtime, tenant, job.id, ft.event_seq(after)), release)
     final = ft.job_status(job) in ft.FINAL
     call = _watch(runtime, tenant, job.id, ft.event_seq(after), runtime.settings.rpc_timeout_s)
     events: list[tpb.JobEvent] = []

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ragtune_gateway.auth import Runtime
+from ragtune_gateway.auth import Runtime, is_admin
 
 router = APIRouter(tags=["health"])
 
@@ -41,5 +41,9 @@ async def readyz(runtime: Runtime) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(runtime: Runtime) -> Response:
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, runtime: Runtime) -> Response:
+    """Open to scrapers; series that name a tenant's models are added only for the admin key."""
+    body = generate_latest(runtime.metrics.registry)
+    if is_admin(request, runtime):
+        body += generate_latest(runtime.metrics.admin_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.paging import next_page_token
 from ragtune_common.protoconv import dict_to_struct
-from ragtune_gateway import rag, store
+from ragtune_gateway import limits, rag, store
 from ragtune_gateway import vector_stores as vs
 from ragtune_gateway.auth import Runtime, TenantId, metadata
 from ragtune_gateway.errors import ApiError, not_found, rpc_errors
@@ -71,12 +71,17 @@ async def create_store(body: CreateStore, runtime: Runtime, tenant: TenantId) ->
         "chunking.max_tokens": "chunking_strategy.static.max_chunk_size_tokens",
         "chunking.overlap_tokens": "chunking_strategy.static.chunk_overlap_tokens",
     }
-    with rpc_errors("retriever", params=chunk_params):
-        collection = (
-            await runtime.downstream.retriever.CreateCollection(
-                request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
-            )
-        ).collection
+    cap = runtime.settings.max_vector_stores_per_tenant
+    async with limits.tenant_cap(runtime.pool, tenant, "vector-stores"):  # one creation at a time, globally
+        if cap and (count := await vs.count_stores(runtime, tenant)) >= cap:
+            setting = "RAGTUNE_GATEWAY_MAX_VECTOR_STORES_PER_TENANT"
+            raise limits.cap_reached("vector stores", count, cap, setting, None)  # 409: only a delete frees one
+        with rpc_errors("retriever", params=chunk_params):
+            collection = (
+                await runtime.downstream.retriever.CreateCollection(
+                    request, timeout=runtime.settings.rpc_timeout_s, metadata=metadata()
+                )
+            ).collection
     if documents:
         try:
             await vs.upsert(runtime, tenant, store_id, documents, "file_ids")

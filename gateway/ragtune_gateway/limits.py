@@ -1,0 +1,157 @@
+"""Fairness between tenants: per-key request rates and concurrent streams, and per-tenant caps.
+
+What is per process and what is global (several gateway replicas):
+
+- The request rate (a token bucket per API key) and the concurrent streams per key are counted in
+  this process's memory. Behind N replicas a key gets up to N times the configured figures (set them
+  to the share of one replica). A bucket in PostgreSQL would make them global, at the price of one
+  write to one hot row per request (see the README's figures).
+- The per-tenant caps on active fine-tuning jobs, active evaluations and vector stores are global:
+  they are counted from the shared state (the trainer's jobs, the ``gateway.evaluations`` table, the
+  retriever's collections) under a PostgreSQL advisory lock of the tenant, so two replicas cannot
+  both admit the last free place.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from starlette.background import BackgroundTask
+
+from ragtune_gateway.errors import ApiError
+
+MAX_TRACKED_KEYS = 100_000  # buckets kept; the least recently used are dropped (they refill anyway)
+
+
+class RateLimited(ApiError):
+    """429 in the OpenAI shape with ``Retry-After`` (whole seconds, at least 1)."""
+
+    def __init__(self, message: str, retry_after_s: float, code: str = "rate_limit_exceeded") -> None:
+        super().__init__(429, message, code=code, type_="rate_limit_error")
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=429, headers={"Retry-After": str(self.retry_after_s)})
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; a request takes one."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = float(burst), now
+
+    def take(self, now: float) -> float:
+        """0 if a token was taken, else the seconds until one is there."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class KeyRateLimiter:
+    """A token bucket per API key (by its hash), in this process. ``rate`` 0 turns it off."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, max(1, burst), clock
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def check(self, key_hash: str) -> None:
+        """Take a token for the key, or raise :class:`RateLimited`."""
+        if self.rate <= 0:
+            return
+        now = self.clock()
+        bucket = self.buckets.get(key_hash)
+        if bucket is None:
+            bucket = self.buckets[key_hash] = TokenBucket(self.rate, self.burst, now)
+            if len(self.buckets) > MAX_TRACKED_KEYS:
+                self.buckets.popitem(last=False)
+        else:
+            self.buckets.move_to_end(key_hash)
+        wait = bucket.take(now)
+        if wait > 0:
+            raise RateLimited(
+                f"Rate limit reached for this API key: {self.rate:g} requests per second"
+                f" (bursts of {self.burst}). Retry after {math.ceil(wait)} s.",
+                wait,
+            )
+
+
+class StreamSlots:
+    """Concurrent streaming responses per API key, in this process. ``limit`` 0 turns it off."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def acquire(self, key_hash: str) -> Callable[[], None]:
+        """Take a slot (or raise :class:`RateLimited`); the answer releases it, once."""
+        count = self.open.get(key_hash, 0)
+        if self.limit > 0 and count >= self.limit:
+            raise RateLimited(
+                f"This API key already has {count} streams open (the limit is {self.limit}); close one or retry later.",
+                1,
+                code="too_many_streams",
+            )
+        self.open[key_hash] = count + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self.open.get(key_hash, 1) - 1
+            if left > 0:
+                self.open[key_hash] = left
+            else:
+                self.open.pop(key_hash, None)
+
+        return release
+
+
+async def release_after(events: AsyncIterator[bytes], release: Callable[[], None]) -> AsyncIterator[bytes]:
+    """``events``, releasing the stream slot when they end, fail or the client goes away."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        release()
+
+
+def limited_stream(events: AsyncIterator[bytes], release: Callable[[], None], **kwargs: Any) -> StreamingResponse:
+    """An SSE response that gives its stream slot back however it ends (the background task covers
+    a stream cancelled before its first event, whose generator never ran)."""
+    return StreamingResponse(
+        release_after(events, release), media_type="text/event-stream", background=BackgroundTask(release), **kwargs
+    )
+
+
+@asynccontextmanager
+async def tenant_cap(pool: AsyncConnectionPool, tenant: str, kind: str) -> AsyncIterator[AsyncConnection]:
+    """Hold the tenant's advisory lock for ``kind`` (in every gateway replica) while counting and
+    creating, so the count and the creation are one step. Yields the connection holding the lock."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ragtune-cap:{kind}:{tenant}",))
+        yield conn
+
+
+def cap_reached(what: str, count: int, cap: int, setting: str, retry_after_s: float | None) -> ApiError:
+    """429 (with ``Retry-After``) for caps that free themselves as work finishes; 409 for caps that
+    only the tenant can free (by deleting something)."""
+    message = f"This tenant already has {count} {what} (the limit is {cap}, {setting})."
+    if retry_after_s is None:
+        return ApiError(409, message + " Delete one first.", code="limit_reached")
+    return RateLimited(message + " Retry when one has finished.", retry_after_s, code="limit_reached")
