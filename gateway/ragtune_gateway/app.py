@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ragtune_gateway.auth import RequestIdMiddleware
+from ragtune_gateway.body_limits import BodyLimitMiddleware
 from ragtune_gateway.errors import install_error_handlers
 from ragtune_gateway.evaluations import EvaluationRunner
 from ragtune_gateway.metrics import MetricsMiddleware
@@ -51,6 +52,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     install_error_handlers(app)
     for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
         app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, runtime=runtime)  # innermost: refusals are counted and carry an id
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestIdMiddleware)
     return app

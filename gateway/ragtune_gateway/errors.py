@@ -1,7 +1,10 @@
 """Every error a client sees, in the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``.
 
 One table maps gRPC status codes to HTTP; downstream ``field: message`` details become ``param``.
-Anything unexpected is logged with its traceback and answered 500 with only the request id.
+Faults that are not the client's and pass: a downstream service or PostgreSQL unavailable -> 503
+with ``Retry-After``; a message over gRPC's size limit -> 413 (it is the request that is too big,
+not back-pressure). A client that goes away mid-request -> 499. Anything unexpected is logged with
+its traceback and answered 500 with only the request id.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ragtune_common.logging import request_id_var
 
@@ -42,6 +47,11 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.DATA_LOSS: (500, "api_error"),
 }
 _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+RETRY_AFTER_S = 5  # what a 503 asks the client to wait: a restarted service or database is back by then
+# gRPC's own refusal of an oversized message (either side's max_*_message_length), not back-pressure
+_MESSAGE_TOO_LARGE = re.compile(r"message larger than max|larger than max \(|message too large", re.I)
+# pydantic's tags for the branch of a union that failed ("str", "list[TextPart]", "function-after[...]")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|constrained-\w+)$|[\[(]")
 # The `field: message` prefix the services put on a detail (ragtune_common.errors.RagtuneError.describe).
 _FIELD_DETAIL = re.compile(r"^(?P<field>[A-Za-z_$][\w.$\[\]-]*): (?P<message>.+)$", re.S)
 
@@ -55,6 +65,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type_: str | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -62,18 +73,46 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.type = type_ or _HTTP_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        self.retry_after_s = retry_after_s
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def headers(self) -> dict[str, str]:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
+
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers() or None)
 
 
 def not_found(what: str, ident: str, param: str | None = None) -> ApiError:
     """The one answer for a missing object and for another tenant's: the two are indistinguishable."""
     return ApiError(404, f"No {what} found with id '{ident}'.", param=param, code="not_found")
+
+
+def database_unavailable() -> ApiError:
+    """PostgreSQL cannot be reached (down, restarting, pool exhausted): retryable, never a 500."""
+    return ApiError(
+        503, "The database is unavailable; retry later.", code="database_unavailable", retry_after_s=RETRY_AFTER_S
+    )
+
+
+def client_disconnected() -> ApiError:
+    """The client went away before its request was read whole (an aborted upload)."""
+    return ApiError(499, "The client closed the request before it was complete.", code="client_closed_request")
+
+
+@contextmanager
+def best_effort(action: str) -> Iterator[None]:
+    """For cleanup after a failure: a cleanup that fails too is logged, and the original error
+    (the one being handled) is what propagates, never the cleanup's."""
+    try:
+        yield
+    except Exception:
+        log.exception("cleanup failed: %s", action)
 
 
 def from_rpc_error(
@@ -91,12 +130,15 @@ def from_rpc_error(
     code_name = code.name.lower() if code is not None else "unknown"
     if code == grpc.StatusCode.NOT_FOUND and missing is not None:
         return missing
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _MESSAGE_TOO_LARGE.search(exc.details() or ""):
+        message = f"The request is too large for the {service} service; send less at once."
+        return ApiError(413, message, code="request_too_large", type_="invalid_request_error")
     if status >= 500 and code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED):
         if status == 503:
             message = f"The {service} service is unavailable; retry later."
-        else:
-            log.error("%s answered %s: %s", service, code_name, exc.details())
-            message = f"Internal error in the {service} service (request id {request_id_var.get()})."
+            return ApiError(status, message, code=code_name, type_=type_, retry_after_s=RETRY_AFTER_S)
+        log.error("%s answered %s: %s", service, code_name, exc.details())
+        message = f"Internal error in the {service} service (request id {request_id_var.get()})."
         return ApiError(status, message, code=code_name, type_=type_)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ApiError(status, f"The {service} service did not answer in time.", code=code_name, type_=type_)
@@ -124,11 +166,18 @@ def rpc_errors(
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)  # where, then what
+    parts = [p for p in parts if isinstance(p, int) or not _UNION_TAG.search(str(p))]
     text = ""
     for part in parts:
+        if isinstance(part, str) and not part.isprintable():
+            break  # a key that is itself the fault (a NUL in it): the param is its object, never echoed
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or None
+
+
+def _is_type_mismatch(error_type: str) -> bool:
+    return error_type.endswith("_type") or error_type in ("literal_error", "union_tag_invalid", "is_instance_of")
 
 
 def _validation_error(exc: RequestValidationError) -> ApiError:
@@ -141,6 +190,9 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
             400, f"The body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}.", code="invalid_json"
         )
     param = _param(tuple(first.get("loc", ())))
+    # of a union's branches (same param), the one that says what is wrong with the value, not its type
+    same = [e for e in errors if _param(tuple(e.get("loc", ()))) == param]
+    first = next((e for e in same if not _is_type_mismatch(str(e.get("type", "")))), first)
     message = str(first.get("msg", "invalid value"))
     if first.get("type") == "missing":
         message = "Field required"
@@ -162,6 +214,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "Unknown route." if exc.status_code == 404 else str(exc.detail)
         return ApiError(exc.status_code, message).response()
 
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return database_unavailable().response()
+
+    async def disconnected(request: Request, exc: Exception) -> JSONResponse:
+        return client_disconnected().response()  # nobody reads it; the status is for logs and metrics
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         message = f"Internal error (request id {request_id_var.get()})."
@@ -170,4 +229,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(psycopg.OperationalError, database_down)  # includes the pool's PoolTimeout
+    app.add_exception_handler(ClientDisconnect, disconnected)
     app.add_exception_handler(Exception, unexpected)

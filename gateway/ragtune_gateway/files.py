@@ -17,7 +17,7 @@ from fastapi import UploadFile
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_gateway import store
 from ragtune_gateway.auth import metadata
-from ragtune_gateway.errors import ApiError, rpc_errors
+from ragtune_gateway.errors import ApiError, best_effort, rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
 
 CHUNK_BYTES = 1024 * 1024
@@ -72,10 +72,12 @@ async def save_document(runtime: GatewayRuntime, tenant: str, upload: UploadFile
         try:
             return await store.insert_file(runtime.pool, file_id, tenant, filename, purpose, size, guess_mime(filename))
         except BaseException:
-            target.unlink(missing_ok=True)
+            with best_effort(f"remove the bytes of {file_id}"):
+                target.unlink(missing_ok=True)
             raise
     finally:
-        staging.unlink(missing_ok=True)
+        with best_effort(f"remove the staging file of {file_id}"):
+            staging.unlink(missing_ok=True)
 
 
 def too_large(runtime: GatewayRuntime) -> ApiError:
@@ -96,22 +98,32 @@ def _report_message(report: tpb.ValidationReport) -> str:
 async def upload_dataset(runtime: GatewayRuntime, tenant: str, upload: UploadFile) -> store.FileRecord:
     """Stream the JSONL to the trainer, which validates every line before storing anything."""
     size = 0
+    failure: Exception | None = None
 
     async def parts() -> AsyncIterator[tpb.UploadDatasetRequest]:
-        nonlocal size
-        yield tpb.UploadDatasetRequest(
-            header=tpb.DatasetHeader(tenant=tenant, filename=upload.filename or "data.jsonl")
-        )
-        while chunk := await upload.read(CHUNK_BYTES):
-            size += len(chunk)
-            if size > runtime.settings.max_upload_bytes:
-                raise too_large(runtime)
-            yield tpb.UploadDatasetRequest(chunk=chunk)
+        nonlocal size, failure
+        try:
+            yield tpb.UploadDatasetRequest(
+                header=tpb.DatasetHeader(tenant=tenant, filename=upload.filename or "data.jsonl")
+            )
+            while chunk := await upload.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > runtime.settings.max_upload_bytes:
+                    raise too_large(runtime)
+                yield tpb.UploadDatasetRequest(chunk=chunk)
+        except Exception as exc:
+            failure = exc  # grpc only cancels the call on it: kept to be raised instead of that
+            raise
 
-    with rpc_errors("trainer", params={"chunk": "file", "header.filename": "file", "header": "file"}):
-        response = await runtime.downstream.trainer.UploadDataset(
-            parts(), timeout=runtime.settings.ingest_timeout_s, metadata=metadata()
-        )
+    try:
+        with rpc_errors("trainer", params={"chunk": "file", "header.filename": "file", "header": "file"}):
+            response = await runtime.downstream.trainer.UploadDataset(
+                parts(), timeout=runtime.settings.ingest_timeout_s, metadata=metadata()
+            )
+    except BaseException:  # a CancelledError or CANCELLED when reading the upload failed: that failure
+        if failure is not None:
+            raise failure from None
+        raise
     if not response.report.valid or not response.HasField("dataset"):
         raise ApiError(400, _report_message(response.report), param="file", code="invalid_file")
     dataset = response.dataset

@@ -4,9 +4,7 @@ with numbered passages, and describe each passage as a citation."""
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.retriever.v1 import retriever_pb2 as rpb
@@ -23,18 +21,6 @@ GROUNDING = (
     "with their numbers in square brackets, like [1]. If the passages do not contain the answer, say "
     "that you do not know."
 )
-
-
-class RagOptions(BaseModel):
-    """The ``rag`` extension field of a chat completion request."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    vector_store_ids: list[str] = Field(min_length=1, max_length=16)
-    top_k: int | None = Field(default=None, ge=1, le=50)
-    filter: dict[str, Any] | None = None
-    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
-    score_threshold: float | None = None
 
 
 def check_store_ids(ids: list[str], param: str) -> None:

@@ -30,6 +30,14 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     ingest_timeout_s: float = Field(default=600.0, gt=0, description="deadline of uploads and document ingestion")
     health_timeout_s: float = Field(default=2.0, gt=0)
     max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="any request body but an upload; refused (413) before it is read"
+    )
+    max_request_file_bytes: int = Field(
+        default=48 * 1024 * 1024,
+        ge=1024,
+        description="the files one request sends to the retriever together (below gRPC's 64 MiB message limit)",
+    )
     rag_default_top_k: int = Field(default=5, ge=1, le=50)
     rag_max_context_chars: int = Field(default=6000, ge=200, description="passage text put into a grounded prompt")
     auth_cache_s: float = Field(

@@ -99,8 +99,10 @@ async def get_store(runtime: GatewayRuntime, tenant: str, store_id: str) -> rpb.
 async def documents_for(
     runtime: GatewayRuntime, tenant: str, file_ids: list[str], attributes: dict[str, Any] | None, param: str
 ) -> list[rpb.DocumentInput]:
-    """The tenant's document files as retriever inputs; every id is checked before any is sent."""
-    inputs = []
+    """The tenant's document files as retriever inputs; every id is checked, and their total size
+    against ``max_request_file_bytes`` (one retriever message carries them all), before any is read."""
+    records = []
+    total, limit = 0, runtime.settings.max_request_file_bytes
     for i, file_id in enumerate(file_ids):
         record = await store.get_file(runtime.pool, tenant, file_id)
         where = f"{param}[{i}]" if param.endswith("ids") else param
@@ -108,6 +110,13 @@ async def documents_for(
             raise not_found("file", file_id, where)
         if record.purpose == "fine-tune":
             raise ApiError(400, f"File '{file_id}' is a fine-tune file, not a document.", param=where)
+        total += record.bytes
+        if total > limit:
+            message = f"The files come to more than {limit} bytes; add them in several requests."
+            raise ApiError(413, message, param=where, code="request_too_large")
+        records.append(record)
+    inputs = []
+    for record in records:
         doc = rpb.DocumentInput(
             id=record.id,
             data=await files.read_bytes(runtime, record),

@@ -6,20 +6,15 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
 
 from ragtune_gateway import store
 from ragtune_gateway.auth import Runtime, require_admin
 from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.schemas.admin import CreateTenant
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 _TENANT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # what every service accepts as a tenant
-
-
-class CreateTenant(BaseModel):
-    name: str = Field(min_length=1, max_length=256)
-    id: str | None = Field(default=None, description="1-64 of [A-Za-z0-9_.-]; unset = generated")
 
 
 def _tenant_object(tenant: store.Tenant) -> dict[str, Any]:

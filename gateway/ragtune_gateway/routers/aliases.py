@@ -6,36 +6,17 @@ holder it was compared with (and that holder's score on the same questions); ``r
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragtune_gateway import aliases
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.routers.models import resolve_adapter
+from ragtune_gateway.schemas.aliases import PromotionRequest
 
 router = APIRouter(prefix="/v1/aliases", tags=["models"])
-
-
-class PromotionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    candidate: str = Field(min_length=1, description="the adapter to promote")
-    candidate_score: float
-    holder: str | None = Field(default=None, description="the holder the candidate was compared with; null: none")
-    holder_score: float | None = None
-    metric: Literal["f1", "em"] = "f1"
-    evaluation: dict[str, Any] = Field(default_factory=dict, description="where the scores come from")
-
-    @field_validator("candidate_score", "holder_score")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
 
 async def owned_alias(runtime: Runtime, tenant: str, alias: str) -> aliases.Alias:

@@ -3,83 +3,20 @@ in the caller's vector stores (the ``rag`` extension field), streamed as SSE or 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune_common.logging import request_id_var
 from ragtune_gateway import aliases, completion, limits, rag
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError
-from ragtune_gateway.rag import RagOptions
 from ragtune_gateway.routers.models import resolve_adapter
+from ragtune_gateway.schemas.chat import ChatCompletionRequest
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
-
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    # Unknown OpenAI fields (logprobs, presence_penalty, ...) are ignored; unsupported ones that
-    # change the answer's shape are refused below.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=1024)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
-    tools: list[Any] | None = None
-    user: str | None = None
-    rag: RagOptions | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 8:
-            raise ValueError("at most 8 stop sequences")
-        return value
-
-    def sampling(self) -> gpb.SamplingParams:
-        params = gpb.SamplingParams(max_tokens=self.max_completion_tokens or self.max_tokens or 0)
-        if self.temperature is not None:
-            params.temperature = self.temperature
-        if self.top_p is not None:
-            params.top_p = self.top_p
-        if self.seed is not None:
-            params.seed = self.seed
-        if self.stop:
-            params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
-        return params
 
 
 def _messages(request: ChatCompletionRequest) -> list[gpb.ChatMessage]:

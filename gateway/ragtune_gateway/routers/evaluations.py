@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune_gateway import aliases, evaluation_cleanup, evaluations, files, limits, store
 from ragtune_gateway.auth import Runtime, TenantId
@@ -20,35 +19,9 @@ from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.evaluation.arms import ARMS
 from ragtune_gateway.evaluation.dataset import DatasetError, QAItem, load_qa, split_dataset
 from ragtune_gateway.evaluations import EvaluationRunner
+from ragtune_gateway.schemas.evaluations import CreateEvaluation
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
-ArmName = Literal["base", "rag", "ft", "rag+ft"]
-
-
-class Promote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    alias: str = Field(description="e.g. 'ft:latest-good'")
-    arm: Literal["ft", "rag+ft"] = "ft"
-
-
-class CreateEvaluation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    file_id: str = Field(description="a file uploaded with purpose 'evals'")
-    train: int = Field(default=300, ge=1, le=100_000)
-    test: int = Field(default=300, ge=1, le=100_000)
-    seed: int = 0
-    arms: list[ArmName] = Field(default=["base", "rag", "ft", "rag+ft"], min_length=1)
-    train_sample: int = Field(default=50, ge=0, le=10_000)
-    top_k: int = Field(default=3, ge=1, le=50)
-    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
-    max_tokens: int = Field(default=32, ge=1, le=1024)
-    epochs: int = Field(default=2, ge=1, le=50)
-    raft_epochs: int = Field(default=1, ge=1, le=50)
-    raft_train: int = Field(default=0, ge=0, le=100_000, description="RAFT examples; 0 = every training question")
-    concurrency: int = Field(default=4, ge=1, le=64)
-    max_seq_length: int = Field(default=1024, ge=128, le=8192, description="of the training examples")
-    promote: Promote | None = None
 
 
 def get_runner(request: Request) -> EvaluationRunner:

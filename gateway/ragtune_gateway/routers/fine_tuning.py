@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_common.paging import next_page_token
@@ -19,49 +18,11 @@ from ragtune_gateway import limits, store
 from ragtune_gateway.auth import Runtime, TenantId, metadata
 from ragtune_gateway.errors import from_rpc_error, not_found, rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.schemas.common import Cursor, PathId
+from ragtune_gateway.schemas.fine_tuning import CreateJob
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 IDLE_S = 0.3  # a watch that stays quiet this long has delivered every stored event
-
-
-class Hyperparameters(BaseModel):
-    n_epochs: Literal["auto"] | int = Field(default="auto")
-    batch_size: Literal["auto"] | int = Field(default="auto")
-    learning_rate_multiplier: Literal["auto"] | float = Field(default="auto")
-
-
-class Supervised(BaseModel):
-    hyperparameters: Hyperparameters | None = None
-
-
-class Method(BaseModel):
-    type: Literal["supervised"]
-    supervised: Supervised | None = None
-
-
-class Lora(BaseModel):
-    r: int = 0
-    alpha: float = 0
-    dropout: float | None = None
-    target_modules: list[str] = Field(default_factory=list)
-
-
-class CreateJob(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str = ""
-    training_file: str
-    validation_file: str | None = None
-    hyperparameters: Hyperparameters | None = None
-    method: Method | None = None
-    suffix: str | None = Field(default=None, max_length=40)
-    seed: int | None = None
-    # ragtune extensions
-    lora: Lora | None = None
-    validation_fraction: float | None = None
-    max_seq_length: int = 0
-    eval_interval_steps: int = 0
-    early_stopping_patience: int = 0
-    checkpoint_interval_steps: int = 0
 
 
 def _number(value: str | float) -> tpb.NumberOrAuto:
@@ -133,7 +94,7 @@ async def create_job(body: CreateJob, runtime: Runtime, tenant: TenantId) -> dic
 
 @router.get("")
 async def list_jobs(
-    runtime: Runtime, tenant: TenantId, after: str = "", limit: Annotated[int, Query(ge=1, le=100)] = 20
+    runtime: Runtime, tenant: TenantId, after: Cursor = "", limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
     """Newest first; ``after`` is the last job id of the previous page."""
     request = tpb.ListJobsRequest(tenant=tenant)
@@ -150,12 +111,12 @@ async def list_jobs(
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def get_job(job_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     return ft.job_object(await _get_job(runtime, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel")
-async def cancel_job(job_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def cancel_job(job_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     with rpc_errors("trainer", missing=not_found("fine-tuning job", job_id)):
         response = await runtime.downstream.trainer.CancelJob(
             tpb.CancelJobRequest(tenant=tenant, id=job_id),
@@ -172,11 +133,11 @@ def _watch(runtime: GatewayRuntime, tenant: str, job_id: str, after_seq: int, ti
 
 @router.get("/{job_id}/events", response_model=None)
 async def list_events(
-    job_id: str,
+    job_id: PathId,
     runtime: Runtime,
     tenant: TenantId,
     http: Request,
-    after: str = "",
+    after: Cursor = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     stream: bool = False,
 ) -> dict[str, Any] | StreamingResponse:
@@ -218,7 +179,7 @@ async def _follow(runtime: GatewayRuntime, tenant: str, job_id: str, after_seq: 
 
 
 @router.get("/{job_id}/checkpoints")
-async def list_checkpoints(job_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def list_checkpoints(job_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     job = await _get_job(runtime, tenant, job_id)
     with rpc_errors("trainer", missing=not_found("fine-tuning job", job_id)):
         response = await runtime.downstream.trainer.ListCheckpoints(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.paging import next_page_token
@@ -13,48 +12,11 @@ from ragtune_common.protoconv import dict_to_struct
 from ragtune_gateway import limits, rag, store
 from ragtune_gateway import vector_stores as vs
 from ragtune_gateway.auth import Runtime, TenantId, metadata
-from ragtune_gateway.errors import ApiError, not_found, rpc_errors
+from ragtune_gateway.errors import ApiError, best_effort, not_found, rpc_errors
+from ragtune_gateway.schemas.common import Cursor, PathId
+from ragtune_gateway.schemas.vector_stores import AddFile, CreateStore, RankingOptions, SearchBody
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector stores"])
-
-
-class StaticChunking(BaseModel):
-    max_chunk_size_tokens: int = Field(default=256, ge=16, le=8192)
-    chunk_overlap_tokens: int = Field(default=32, ge=0)
-
-
-class ChunkingStrategy(BaseModel):
-    type: Literal["auto", "static"] = "auto"
-    static: StaticChunking | None = None
-
-
-class CreateStore(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: str | None = Field(default=None, max_length=256)
-    file_ids: list[str] = Field(default_factory=list, max_length=500)
-    metadata: dict[str, str] | None = None
-    chunking_strategy: ChunkingStrategy | None = None
-
-
-class AddFile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    file_id: str
-    attributes: dict[str, str | float | bool] | None = None
-
-
-class RankingOptions(BaseModel):
-    ranker: Literal["auto", "default-2024-11-15", "hybrid", "vector", "keyword"] = "auto"
-    score_threshold: float | None = None
-
-
-class SearchBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    query: str | list[str]
-    max_num_results: int = Field(default=10, ge=1, le=50)
-    filters: dict[str, Any] | None = None
-    ranking_options: RankingOptions | None = None
-    rewrite_query: bool = False
-    ef_search: int | None = Field(default=None, ge=1, le=1000, description="ragtune: HNSW breadth of this search")
 
 
 @router.post("")
@@ -86,9 +48,12 @@ async def create_store(body: CreateStore, runtime: Runtime, tenant: TenantId) ->
         try:
             await vs.upsert(runtime, tenant, store_id, documents, "file_ids")
         except BaseException:  # nothing half-written: the store goes if its files cannot be added
-            await runtime.downstream.retriever.DeleteCollection(
-                rpb.DeleteCollectionRequest(tenant=tenant, name=store_id), timeout=runtime.settings.rpc_timeout_s
-            )
+            with best_effort(f"delete the vector store {store_id} whose files failed"):
+                await runtime.downstream.retriever.DeleteCollection(
+                    rpb.DeleteCollectionRequest(tenant=tenant, name=store_id),
+                    timeout=runtime.settings.rpc_timeout_s,
+                    metadata=metadata(),
+                )
             raise
         collection = await vs.get_store(runtime, tenant, store_id)
     return vs.store_object(collection)
@@ -96,7 +61,7 @@ async def create_store(body: CreateStore, runtime: Runtime, tenant: TenantId) ->
 
 @router.get("")
 async def list_stores(
-    runtime: Runtime, tenant: TenantId, after: str = "", limit: Annotated[int, Query(ge=1, le=100)] = 20
+    runtime: Runtime, tenant: TenantId, after: Cursor = "", limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
     token = next_page_token([after], 1) if after else ""  # the retriever's cursor is the last name
     request = rpb.ListCollectionsRequest(tenant=tenant)
@@ -116,12 +81,12 @@ async def list_stores(
 
 
 @router.get("/{store_id}")
-async def get_store(store_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def get_store(store_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     return vs.store_object(await vs.get_store(runtime, tenant, store_id))
 
 
 @router.delete("/{store_id}")
-async def delete_store(store_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def delete_store(store_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     with rpc_errors("retriever", missing=vs.missing_store(store_id)):
         await runtime.downstream.retriever.DeleteCollection(
             rpb.DeleteCollectionRequest(tenant=tenant, name=store_id),
@@ -132,7 +97,7 @@ async def delete_store(store_id: str, runtime: Runtime, tenant: TenantId) -> dic
 
 
 @router.post("/{store_id}/files")
-async def add_file(store_id: str, body: AddFile, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def add_file(store_id: PathId, body: AddFile, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     await vs.get_store(runtime, tenant, store_id)
     documents = await vs.documents_for(runtime, tenant, [body.file_id], body.attributes, "file_id")
     await vs.upsert(runtime, tenant, store_id, documents, "file_id")
@@ -141,10 +106,10 @@ async def add_file(store_id: str, body: AddFile, runtime: Runtime, tenant: Tenan
 
 @router.get("/{store_id}/files")
 async def list_store_files(
-    store_id: str,
+    store_id: PathId,
     runtime: Runtime,
     tenant: TenantId,
-    after: str = "",
+    after: Cursor = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     request = rpb.ListDocumentsRequest(tenant=tenant, collection=store_id)
@@ -164,7 +129,7 @@ async def list_store_files(
 
 
 @router.get("/{store_id}/files/{file_id}")
-async def get_store_file(store_id: str, file_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def get_store_file(store_id: PathId, file_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     await vs.get_store(runtime, tenant, store_id)
     with rpc_errors("retriever", missing=not_found("file", file_id)):
         response = await runtime.downstream.retriever.GetDocument(
@@ -177,7 +142,7 @@ async def get_store_file(store_id: str, file_id: str, runtime: Runtime, tenant: 
 
 
 @router.delete("/{store_id}/files/{file_id}")
-async def delete_store_file(store_id: str, file_id: str, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def delete_store_file(store_id: PathId, file_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     with rpc_errors("retriever", missing=vs.missing_store(store_id)):
         response = await runtime.downstream.retriever.DeleteDocuments(
             rpb.DeleteDocumentsRequest(tenant=tenant, collection=store_id, ids=[file_id]),
@@ -190,7 +155,7 @@ async def delete_store_file(store_id: str, file_id: str, runtime: Runtime, tenan
 
 
 @router.post("/{store_id}/search")
-async def search_store(store_id: str, body: SearchBody, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+async def search_store(store_id: PathId, body: SearchBody, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
     query = body.query if isinstance(body.query, str) else " ".join(body.query)
     if not query.strip():
         raise ApiError(400, "must not be empty", param="query")

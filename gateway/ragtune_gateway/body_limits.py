@@ -1,0 +1,163 @@
+"""Bounded work before the work: an ASGI middleware that checks a request before its body is read.
+
+In this order, answering at once (the body is never read) when a check fails:
+
+1. NUL characters in the URL path or query -> 400 (PostgreSQL text cannot hold them; a query
+   parameter is named).
+2. A request to ``/v1/`` that carries a body must carry ``Authorization: Bearer <key>`` -> 401.
+3. ``Content-Length`` over the limit of the route's class -> 413: an upload (``POST /v1/files``)
+   may be ``max_upload_bytes`` plus multipart overhead, any other body ``max_json_body_bytes``.
+4. The key is checked (the admin key on ``/v1/admin``, an API key elsewhere) -> 401, or 503 when
+   PostgreSQL cannot say.
+
+While the app reads the body, the bytes actually received are counted against the same limit (a
+chunked body has no ``Content-Length``, and a declared one may lie): past it, reading stops and the
+answer is 413, whatever the app made of the interrupted body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import parse_qsl
+
+import psycopg
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragtune_gateway.errors import ApiError, database_unavailable
+from ragtune_gateway.runtime import GatewayRuntime
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around an uploaded file
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int, upload: bool) -> None:
+        what = "The file" if upload else "The request body"
+        code = "file_too_large" if upload else "request_too_large"
+        super().__init__(
+            413, f"{what} is over the limit of {limit} bytes.", param="file" if upload else None, code=code
+        )
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, runtime: GatewayRuntime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    def limit(self, scope: Scope) -> tuple[int, bool]:
+        """(byte limit, is an upload) of the route class of this request."""
+        settings = self.runtime.settings
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/files":
+            return settings.max_upload_bytes, True
+        return settings.max_json_body_bytes, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            limit, upload = self.limit(scope)
+            await self._check(scope, limit, upload)
+        except ApiError as refusal:
+            await send_error(send, refusal)
+            return
+        await self._forward_counted(scope, receive, send, limit, upload)
+
+    async def _check(self, scope: Scope, limit: int, upload: bool) -> None:
+        _check_url(scope)
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        declared = headers.get(b"content-length", b"").decode("latin-1").strip()
+        has_body = (declared not in ("", "0")) or b"transfer-encoding" in headers
+        if not (has_body and scope["method"] in _BODY_METHODS):
+            return
+        needs_key = scope["path"].startswith("/v1/")
+        key = _bearer(headers.get(b"authorization", b"").decode("latin-1"))
+        if needs_key and key is None:
+            raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
+        allowed = limit + MULTIPART_OVERHEAD_BYTES if upload else limit
+        if declared.isdigit() and int(declared) > allowed:
+            raise BodyTooLarge(limit, upload)
+        if needs_key and key is not None:
+            await self._check_key(scope["path"], key)
+
+    async def _check_key(self, path: str, key: str) -> None:
+        if path.startswith("/v1/admin"):
+            admin = self.runtime.admin_key
+            if admin is None or not hmac.compare_digest(key.encode(), admin.encode()):
+                raise ApiError(401, "This route needs the admin key.", code="invalid_admin_key")
+            return
+        try:
+            tenant = await self.runtime.tenant_for_key(key)
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable while checking a key: %s", exc)
+            raise database_unavailable() from None
+        if tenant is None:
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    async def _forward_counted(self, scope: Scope, receive: Receive, send: Send, limit: int, upload: bool) -> None:
+        allowed = limit + MULTIPART_OVERHEAD_BYTES if upload else limit
+        received = 0
+        refusal: BodyTooLarge | None = None
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, refusal
+            if refusal is not None:  # never hand the app more once over the limit
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > allowed:
+                    refusal = BodyTooLarge(limit, upload)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refusal is not None and not started:  # whatever the app answered to a cut body: 413
+                started = True
+                await send_error(send, refusal)
+                return
+            if refusal is not None:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if refusal is None or started:
+                raise
+            started = True
+            await send_error(send, refusal)
+
+
+def _check_url(scope: Scope) -> None:
+    if "\x00" in scope["path"]:
+        raise ApiError(400, "The URL path must not contain NUL (%00) characters.", code="invalid_value")
+    query = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                message = f"{name}: must not contain NUL (%00) characters"
+                raise ApiError(400, message, param=name.replace("\x00", "") or None, code="invalid_value")
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def send_error(send: Send, error: ApiError) -> None:
+    """Answer ``error`` directly over ASGI (the body, if any, is left unread)."""
+    body = error.response().body
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers().items()]
+    if error.status == 413:
+        headers.append((b"connection", b"close"))  # the unread body is not worth draining
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
