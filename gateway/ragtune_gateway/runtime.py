@@ -54,6 +54,7 @@ class GatewayRuntime:
         self.keys.start(url)
         self.settings.files_dir.mkdir(parents=True, exist_ok=True)
         self._downstream = Downstream.open(self.settings)
+        await self._downstream.start()
         if self.admin_key is None:
             self.admin_key = await self._bootstrap_credentials(self.settings.credentials_path)
 

@@ -41,3 +41,14 @@ def test_required_variables_fail_loudly() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "${POSTGRES_PASSWORD:?" in text
     assert not re.search(r"\$\{POSTGRES_PASSWORD(?!:\?)", text), "POSTGRES_PASSWORD used without :?"
+
+
+def test_only_the_gateway_is_published_and_services_require_the_token() -> None:
+    services = load_compose()["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"gateway"}, f"only the gateway may publish a port, not {published - {'gateway'}}"
+    callers_and_servers = [n for n in services if n != "postgres"]
+    assert {"retriever", "generator", "generator-cpu", "trainer", "gateway"} <= set(callers_and_servers)
+    for name in callers_and_servers:
+        environment = services[name].get("environment") or {}
+        assert environment.get("RAGTUNE_SERVICE_TOKEN") == "${RAGTUNE_SERVICE_TOKEN:?set RAGTUNE_SERVICE_TOKEN}", name

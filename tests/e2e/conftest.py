@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from ragtune_common.server import GrpcServer
 from ragtune_gateway.app import create_app
 from ragtune_gateway.settings import GatewaySettings
+from tests.fixtures.security import SERVICE_TOKEN_SECRET
 from tests.fixtures.trainer import serve_trainer, small_trainer_settings
 
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef0123456789abcdef"  # >= 32 characters
@@ -77,6 +78,7 @@ def gateway_settings(
         trainer_address=f"127.0.0.1:{e2e_trainer.port}",
         max_upload_bytes=MAX_UPLOAD_BYTES,
         generate_timeout_s=120,
+        service_token=SERVICE_TOKEN_SECRET,
     )
 
 

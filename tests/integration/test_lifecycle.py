@@ -12,6 +12,7 @@ from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_retriever.main import create_server
 from ragtune_retriever.runtime import RetrieverRuntime
+from tests.fixtures.security import direct_channel
 from tests.integration.helpers import doc, search, upsert
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -29,7 +30,7 @@ async def test_health_transitions_and_graceful_shutdown_during_stream(retriever_
     runtime = RetrieverRuntime(settings)
     bound = await create_server(settings, runtime)
     await bound.server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+    async with direct_channel(bound.port, SERVICE) as channel:
         stub = retriever_pb2_grpc.RetrieverServiceStub(channel)
         assert await health(channel) == NOT_SERVING
         assert await health(channel, SERVICE) == NOT_SERVING

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
+from ragtune_common.channels import service_config
 from ragtune_gateway import fine_tuning as ft
-from ragtune_gateway.clients import service_config
+from ragtune_gateway.clients import RETRIEVER, RETRIEVER_IDEMPOTENT
 from ragtune_gateway.errors import ApiError, from_rpc_error, not_found
 from ragtune_gateway.vector_stores import search_filter
 
@@ -68,8 +71,16 @@ def test_openai_filters_become_retriever_filters() -> None:
     assert bad.value.param == "filters.filters[0].type"
 
 
-def test_retry_policy_retries_unavailable_only() -> None:
-    assert '"retryableStatusCodes": ["UNAVAILABLE"]' in service_config("ragtune.retriever.v1.RetrieverService")
+def test_retry_policy_retries_unavailable_only_for_idempotent_methods() -> None:
+    config = json.loads(service_config(RETRIEVER, RETRIEVER_IDEMPOTENT))
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert config["healthCheckConfig"] == {"serviceName": RETRIEVER}
+    (method_config,) = config["methodConfig"]
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    retried = {name["method"] for name in method_config["name"]}
+    assert "Search" in retried and "CreateCollection" not in retried and "DeleteCollection" not in retried
+    assert all(name["service"] == RETRIEVER for name in method_config["name"])
+    assert "methodConfig" not in json.loads(service_config(RETRIEVER))
 
 
 def test_job_status_waits_for_publication() -> None:

@@ -1,6 +1,7 @@
 """The gRPC server bootstrap every service uses: grpc.aio with the error-mapping interceptor,
 grpc.health.v1 (NOT_SERVING until the service says it is ready, and again while draining),
-reflection, message size limits, and graceful shutdown on SIGTERM/SIGINT.
+reflection, message size limits, and graceful shutdown on SIGTERM/SIGINT. Callers are
+authenticated by :mod:`ragtune_common.auth` (service token, loopback rule, optional mutual TLS).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ragtune_common.auth import auth_interceptors, check_bind_allowed, server_credentials
 from ragtune_common.interceptors import ErrorMappingInterceptor
 from ragtune_common.metrics import MetricsInterceptor, serve_metrics
 from ragtune_common.settings import ServiceSettings
@@ -57,13 +59,21 @@ async def build_server(
     service_names: Sequence[str],
 ) -> GrpcServer:
     """Create (not start) a server bound to settings.host:settings.port (0 = a free port), with
-    health reporting NOT_SERVING until :meth:`GrpcServer.set_serving` is called."""
+    health reporting NOT_SERVING until :meth:`GrpcServer.set_serving` is called. Refuses (raises
+    :class:`ragtune_common.auth.InsecureBindError`) a non-loopback host without a service token."""
+    check_bind_allowed(settings)
+    credentials = server_credentials(settings)
     options = [
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # callers keep health-watch streams open and ping every 30 s (channels.py)
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()], options=options)
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(), *auth_interceptors(settings), ErrorMappingInterceptor()],
+        options=options,
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -71,7 +81,8 @@ async def build_server(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     bound = GrpcServer(server, port, health_servicer, tuple(service_names))

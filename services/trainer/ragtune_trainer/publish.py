@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 
 from ragtune.generator.v1 import generator_pb2, generator_pb2_grpc
+from ragtune_common.channels import ChannelSecurity, open_channel
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
@@ -26,11 +27,17 @@ def check_adapter_dir(path: Path) -> None:
     json.loads(config.read_text())
 
 
-async def load_adapter(address: str, name: str, path: Path, tenant: str, timeout_s: float) -> bool:
+GENERATOR = generator_pb2.DESCRIPTOR.services_by_name["GeneratorService"].full_name
+
+
+async def load_adapter(
+    address: str, name: str, path: Path, tenant: str, timeout_s: float, security: ChannelSecurity
+) -> bool:
     """Load the adapter into the generator under ``name``; True if it was newly loaded."""
     check_adapter_dir(path)
     request = generator_pb2.LoadAdapterRequest(name=name, path=str(path), tenant=tenant)
-    async with grpc.aio.insecure_channel(address) as channel:
+    # LoadAdapter of the same adapter again is a no-op: safe to retry on another replica
+    async with open_channel(address, GENERATOR, security, idempotent=("LoadAdapter",)) as channel:
         try:
             reply = await generator_pb2_grpc.GeneratorServiceStub(channel).LoadAdapter(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from ragtune.retriever.v1 import retriever_pb2, retriever_pb2_grpc
+from ragtune_common.channels import ChannelSecurity, open_channel
 from ragtune_common.errors import InvalidArgument, NotFound, RagtuneError, Unavailable
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -22,6 +23,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 _SPACE = re.compile(r"\s+")
 SEARCH_CONCURRENCY = 8
+RETRIEVER = retriever_pb2.DESCRIPTOR.services_by_name["RetrieverService"].full_name
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,9 @@ def _retriever_error(exc: grpc.aio.AioRpcError, address: str, field: str) -> Rag
 class RaftBuilder:
     """Builds RAFT chat JSONL with a retriever reached at ``address``."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, security: ChannelSecurity) -> None:
         self.address = address
+        self.security = security
         self.timeout_s = timeout_s
 
     async def build(
@@ -107,7 +110,9 @@ class RaftBuilder:
         """The JSONL bytes and how many examples lack the gold passage."""
         without_gold = no_gold_indices(len(items), no_gold_fraction, seed)
         limit = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with open_channel(
+            self.address, RETRIEVER, self.security, idempotent=("Search", "GetDocument")
+        ) as channel:
             stub = retriever_pb2_grpc.RetrieverServiceStub(channel)
 
             async def one(index: int, item: RaftItem) -> str:

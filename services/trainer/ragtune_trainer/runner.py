@@ -20,6 +20,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from ragtune_common.channels import ChannelSecurity
 from ragtune_trainer import store
 from ragtune_trainer.jobspec import fine_tuned_model_name
 from ragtune_trainer.publish import PublishError, load_adapter
@@ -271,6 +272,7 @@ class JobRunner:
                 Path(job.adapter_path),
                 job.tenant,
                 self.settings.publish_timeout_s,
+                ChannelSecurity.from_settings(self.settings),
             )
         except PublishError as exc:
             log.warning("job %s: publishing failed: %s", job.id, exc)

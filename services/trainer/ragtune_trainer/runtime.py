@@ -9,6 +9,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
+from ragtune_common.channels import ChannelSecurity
 from ragtune_common.database import apply_migrations, open_pool, resolve_database_url, wait_for_database
 from ragtune_common.errors import Unavailable
 from ragtune_common.models import resolve_base_model
@@ -25,7 +26,9 @@ SCHEMA = "trainer"
 class TrainerRuntime:
     def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
-        self.raft = RaftBuilder(settings.retriever_address, settings.retriever_timeout_s)
+        self.raft = RaftBuilder(
+            settings.retriever_address, settings.retriever_timeout_s, ChannelSecurity.from_settings(settings)
+        )
         self._pool: AsyncConnectionPool | None = None
         self._runner: JobRunner | None = None
         self._catalog: Catalog | None = None

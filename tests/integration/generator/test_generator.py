@@ -16,6 +16,7 @@ from ragtune_common.server import run_until_signal
 from ragtune_generator.main import create_server
 from ragtune_generator.runtime import GeneratorRuntime
 from tests.fixtures.generator import write_fake_adapter
+from tests.fixtures.security import direct_channel
 
 GREEDY = pb.SamplingParams(temperature=0, max_tokens=40)
 LONG = pb.SamplingParams(temperature=0, max_tokens=900)
@@ -226,7 +227,7 @@ async def test_restart_restores_adapters_and_a_dead_engine_stops_the_server(
         run_until_signal(bound, generator_settings, ready=runtime.start, close=runtime.close, fatal=runtime.fatal)
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+        async with direct_channel(bound.port, bound.service_names[0]) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             check = health_pb2.HealthCheckRequest()
             status = (await health.Check(check, timeout=5, wait_for_ready=True)).status

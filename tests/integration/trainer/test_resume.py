@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import psycopg
 import pytest_asyncio
 from grpc_health.v1 import health_pb2
@@ -24,9 +23,10 @@ from psycopg.conninfo import make_conninfo
 
 from ragtune.trainer.v1 import trainer_pb2 as pb
 from ragtune.trainer.v1 import trainer_pb2_grpc
-from ragtune_common.launcher import health_status
-from ragtune_trainer.main import create_server
+from ragtune_common.channels import health_status
+from ragtune_trainer.main import SERVICE_NAME, create_server
 from ragtune_trainer.runtime import TrainerRuntime
+from tests.fixtures.security import SERVICE_TOKEN, direct_channel
 from tests.integration.trainer.helpers import collect_events, colour_lines, is_file, job_request, upload, wait_for
 
 
@@ -71,6 +71,7 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
         DATABASE_URL=own_database,
         RAGTUNE_STATE_DIR=str(state_dir),
         RAGTUNE_TRAINER_PORT=str(port),
+        RAGTUNE_SERVICE_TOKEN=SERVICE_TOKEN,
         RAGTUNE_TRAINER_ARTIFACTS_DIR=str(settings.artifacts),
         RAGTUNE_TRAINER_MIN_EXAMPLES="2",
         RAGTUNE_TRAINER_PROGRESS_INTERVAL_S="0",
@@ -84,7 +85,7 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
                 break
             assert first.poll() is None, "the trainer exited during start-up"
             await asyncio.sleep(0.5)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with direct_channel(port, SERVICE_NAME) as channel:
             stub = trainer_pb2_grpc.TrainerServiceStub(channel)
             dataset = (await upload(stub, colour_lines(), "default")).dataset
             job = (await stub.CreateJob(job_request("default", dataset.id, checkpoint_interval_steps=2))).job
@@ -114,7 +115,7 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
     await bound.server.start()
     await runtime.start()  # resumes the job left running
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+        async with direct_channel(bound.port, bound.service_names[0]) as channel:
             stub = trainer_pb2_grpc.TrainerServiceStub(channel)
             events = await collect_events(stub, "default", job.id, timeout_s=300)
             done = await wait_for(stub, "default", job.id, [pb.JOB_STATUS_SUCCEEDED], timeout_s=10)
