@@ -1,5 +1,6 @@
-"""GeneratorService servicer: validates requests, renders prompts with the model's own chat
-template, admits a bounded number of requests, and streams engine steps as protobuf."""
+"""GeneratorService servicer: validates requests, admits a bounded number of them, resolves the
+tenant's adapter, renders prompts with the model's own chat template (off the event loop), and
+streams engine steps as protobuf."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ragtune.generator.v1 import generator_pb2_grpc
 from ragtune_common.errors import InvalidArgument, ResourceExhausted
 from ragtune_common.logging import request_id_var
 from ragtune_common.protoconv import to_timestamp
-from ragtune_generator.adapters import AdapterRecord
+from ragtune_generator import metrics
 from ragtune_generator.engine import Sampling
+from ragtune_generator.registry import AdapterRow
 from ragtune_generator.runtime import GeneratorRuntime
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ _FINISH = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH, "ab
 class Admitted:
     prompt_ids: list[int]
     sampling: Sampling
-    lora_id: int | None
+    adapter: AdapterRow | None
     model: str
 
 
@@ -58,18 +60,17 @@ def _sampling(message: pb.SamplingParams, default_max_tokens: int) -> Sampling:
     )
 
 
-def _adapter_pb(record: AdapterRecord) -> pb.Adapter:
-    from datetime import datetime
-
+def _adapter_pb(row: AdapterRow) -> pb.Adapter:
     return pb.Adapter(
-        name=record.name,
-        tenant=record.tenant,
-        base_model=record.base_model,
-        rank=record.rank,
-        alpha=record.alpha,
-        target_modules=record.target_modules,
-        loaded_at=to_timestamp(datetime.fromisoformat(record.loaded_at)),
-        fingerprint=record.fingerprint,
+        name=row.name,
+        tenant=row.tenant,
+        base_model=row.base_model,
+        rank=row.rank,
+        alpha=row.alpha,
+        target_modules=row.target_modules,
+        loaded_at=to_timestamp(row.created_at),
+        fingerprint=row.fingerprint,
+        load_error=row.load_error,
     )
 
 
@@ -79,24 +80,35 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         self._settings = runtime.settings
         self._inflight = 0
 
-    def _prepare(self, request: pb.GenerateRequest) -> Admitted:
-        runtime = self._runtime
+    def _validate(self, request: pb.GenerateRequest) -> Sampling:
         if bool(request.messages) == bool(request.prompt):
             raise InvalidArgument("give exactly one of messages or prompt", field="messages")
         for i, message in enumerate(request.messages):
             if message.role not in ROLES:
                 raise InvalidArgument(f"role must be one of {sorted(ROLES)}", field=f"messages[{i}].role")
-        sampling = _sampling(request.sampling, self._settings.default_max_tokens)
-        lora_id, model = None, runtime.model_name
+        return _sampling(request.sampling, self._settings.default_max_tokens)
+
+    async def _prepare(self, request: pb.GenerateRequest, sampling: Sampling) -> Admitted:
+        runtime = self._runtime
+        adapter, model = None, runtime.model_name
         if request.adapter and request.adapter != runtime.model_name:
-            record = runtime.adapters.get(request.adapter)
-            lora_id, model = record.lora_id, record.name
-        if request.messages:
-            prompt_ids = runtime.prompts.chat([{"role": m.role, "content": m.content} for m in request.messages])
-        else:
-            prompt_ids = runtime.prompts.raw(request.prompt)
-        room = self._settings.max_model_len - len(prompt_ids)
+            adapter = await runtime.adapters.resolve(request.adapter, request.tenant)
+            model = adapter.name
         field = "messages" if request.messages else "prompt"
+        chars = sum(len(m.content) for m in request.messages) if request.messages else len(request.prompt)
+        if runtime.prompts.fewest_tokens(chars) > self._settings.max_model_len:
+            raise InvalidArgument(
+                f"is {chars} characters, more than the model's context of {self._settings.max_model_len} tokens"
+                " can hold",
+                field=field,
+            )
+        if request.messages:
+            prompt_ids = await runtime.prompts.chat_ids(
+                [{"role": m.role, "content": m.content} for m in request.messages]
+            )
+        else:
+            prompt_ids = await runtime.prompts.raw_ids(request.prompt)
+        room = self._settings.max_model_len - len(prompt_ids)
         if room < 1:
             raise InvalidArgument(
                 f"is {len(prompt_ids)} tokens; the model's context is {self._settings.max_model_len}", field=field
@@ -109,40 +121,57 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                     field="sampling.max_tokens",
                 )
             sampling = Sampling(sampling.temperature, sampling.top_p, room, sampling.stop, sampling.seed)
-        return Admitted(prompt_ids, sampling, lora_id, model)
+        return Admitted(prompt_ids, sampling, adapter, model)
 
     async def _run(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateResponse]:
-        admitted = self._prepare(request)
+        sampling = self._validate(request)
         if self._inflight >= self._settings.max_inflight:
             raise ResourceExhausted(f"{self._inflight} requests in flight; retry later")
         request_id = f"{request.request_id or request_id_var.get()}-{uuid.uuid4().hex[:8]}"
         self._inflight += 1
+        metrics.IN_FLIGHT.inc()
+        held: int | None = None
+        try:
+            admitted = await self._prepare(request, sampling)
+            if admitted.adapter is not None:
+                await self._runtime.adapters.acquire(admitted.adapter)
+                held = admitted.adapter.id
+            metrics.PROMPT_TOKENS.inc(len(admitted.prompt_ids))
+            async with contextlib.aclosing(self._stream(request_id, admitted)) as stream:
+                async for response in stream:  # closed at once on cancellation: the engine aborts
+                    yield response
+        finally:
+            if held is not None:
+                self._runtime.adapters.residency.release(held)
+            self._inflight -= 1
+            metrics.IN_FLIGHT.dec()
+
+    async def _stream(self, request_id: str, admitted: Admitted) -> AsyncIterator[pb.GenerateResponse]:
         parts: list[str] = []
         tokens = 0
-        try:
-            steps = self._runtime.engine.generate(request_id, admitted.prompt_ids, admitted.sampling, admitted.lora_id)
-            async with contextlib.aclosing(steps):
-                async for step in steps:
-                    tokens += step.new_tokens
-                    if step.delta:
-                        parts.append(step.delta)
-                        yield pb.GenerateResponse(delta=step.delta)
-                    if step.finished:
-                        usage = pb.Usage(
-                            prompt_tokens=len(admitted.prompt_ids),
-                            completion_tokens=tokens,
-                            total_tokens=len(admitted.prompt_ids) + tokens,
-                        )
-                        final = pb.Completion(
-                            text="".join(parts),
-                            finish_reason=_FINISH.get(step.finish_reason or "", pb.FINISH_REASON_UNSPECIFIED),
-                            stop_sequence=step.stop_reason or "",
-                            usage=usage,
-                            model=admitted.model,
-                        )
-                        yield pb.GenerateResponse(final=final)
-        finally:
-            self._inflight -= 1
+        lora_id = admitted.adapter.id if admitted.adapter else None
+        steps = self._runtime.engine.generate(request_id, admitted.prompt_ids, admitted.sampling, lora_id)
+        async with contextlib.aclosing(steps):
+            async for step in steps:
+                tokens += step.new_tokens
+                metrics.TOKEN_RATE.add(step.new_tokens)
+                if step.delta:
+                    parts.append(step.delta)
+                    yield pb.GenerateResponse(delta=step.delta)
+                if step.finished:
+                    usage = pb.Usage(
+                        prompt_tokens=len(admitted.prompt_ids),
+                        completion_tokens=tokens,
+                        total_tokens=len(admitted.prompt_ids) + tokens,
+                    )
+                    final = pb.Completion(
+                        text="".join(parts),
+                        finish_reason=_FINISH.get(step.finish_reason or "", pb.FINISH_REASON_UNSPECIFIED),
+                        stop_sequence=step.stop_reason or "",
+                        usage=usage,
+                        model=admitted.model,
+                    )
+                    yield pb.GenerateResponse(final=final)
 
     async def Generate(self, request: pb.GenerateRequest, context: Any) -> AsyncIterator[pb.GenerateResponse]:
         async for response in self._run(request):
@@ -156,31 +185,32 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         return final
 
     async def LoadAdapter(self, request: pb.LoadAdapterRequest, context: Any) -> pb.LoadAdapterResponse:
-        record, new = await self._runtime.adapters.load(
-            self._runtime.engine, request.name, request.path, request.tenant
-        )
-        return pb.LoadAdapterResponse(adapter=_adapter_pb(record), newly_loaded=new)
+        row, new = await self._runtime.adapters.publish(request.name, request.path, request.tenant)
+        return pb.LoadAdapterResponse(adapter=_adapter_pb(row), newly_loaded=new)
 
     async def UnloadAdapter(self, request: pb.UnloadAdapterRequest, context: Any) -> pb.UnloadAdapterResponse:
-        await self._runtime.adapters.unload(self._runtime.engine, request.name)
+        await self._runtime.adapters.unload(request.name, request.tenant)
         return pb.UnloadAdapterResponse()
 
     async def ListAdapters(self, request: pb.ListAdaptersRequest, context: Any) -> pb.ListAdaptersResponse:
-        return pb.ListAdaptersResponse(adapters=[_adapter_pb(r) for r in self._runtime.adapters.list(request.tenant)])
+        return pb.ListAdaptersResponse(
+            adapters=[_adapter_pb(r) for r in await self._runtime.adapters.list(request.tenant)]
+        )
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         runtime = self._runtime
         models = [pb.Model(id=runtime.model_name, max_model_len=self._settings.max_model_len)]
-        for record in runtime.adapters.list(request.tenant):
+        for row in await runtime.adapters.list(request.tenant):
             models.append(
                 pb.Model(
-                    id=record.name,
-                    base_model=record.base_model,
+                    id=row.name,
+                    base_model=row.base_model,
                     is_adapter=True,
-                    rank=record.rank,
-                    loaded_at=_adapter_pb(record).loaded_at,
-                    tenant=record.tenant,
+                    rank=row.rank,
+                    loaded_at=to_timestamp(row.created_at),
+                    tenant=row.tenant,
                     max_model_len=self._settings.max_model_len,
+                    load_error=row.load_error,
                 )
             )
         return pb.ListModelsResponse(models=models)

@@ -1,18 +1,22 @@
-"""Generator settings: ``RAGTUNE_GENERATOR_*`` plus the shared ``RAGTUNE_STATE_DIR``."""
+"""Generator settings: ``RAGTUNE_GENERATOR_*`` plus the shared ``RAGTUNE_STATE_DIR``, ``DATABASE_URL``
+(the adapter registry) and ``RAGTUNE_ADAPTER_STORE`` (the adapter files every replica reads)."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ragtune_common.models import DEFAULT_MODEL
-from ragtune_common.settings import ServiceSettings
+from ragtune_common.settings import DatabaseSettings, ServiceSettings
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
 CPU_KV_CACHE_GIB = 1.0  # SmolLM2-135M: ~45 KiB a token, so ~23k tokens of context
 
 
-class GeneratorSettings(ServiceSettings):
+class GeneratorSettings(ServiceSettings, DatabaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_GENERATOR_", extra="ignore", populate_by_name=True)
 
     port: int = Field(default=50052, ge=0, le=65535)
@@ -38,6 +42,43 @@ class GeneratorSettings(ServiceSettings):
     )
     dtype: str = Field(default="auto", description="auto: float32 on CPU, the model's dtype on GPU")
     default_max_tokens: int = Field(default=256, ge=1)
+    adapter_store_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("adapter_store_dir", "RAGTUNE_ADAPTER_STORE"),
+        description="published adapters, shared by every replica (a ReadWriteMany volume);"
+        " unset = <state_dir>/adapters",
+    )
+    adapter_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="directories LoadAdapter may read from (comma-separated); unset = <state_dir>/trainer, where the"
+        " trainer writes its adapters",
+    )
+    adapter_retry_interval_s: float = Field(
+        default=30.0, gt=0, description="adapters whose stored files failed to load are re-checked this often"
+    )
+
+    @property
+    def adapter_store(self) -> Path:
+        return (self.adapter_store_dir or self.state_dir / "adapters").expanduser().resolve()
+
+    @property
+    def allowed_adapter_roots(self) -> list[Path]:
+        return [p.expanduser().resolve() for p in self.adapter_roots] or [self.state_dir / "trainer"]
+
+    @field_validator("adapter_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("adapter_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        for root in value:
+            if not root.expanduser().is_absolute():
+                raise ValueError(f"adapter root {root} must be an absolute path")
+        return value
 
     def kv_cache_bytes(self, cpu: bool) -> int | None:
         """An explicit KV cache size. On CPU always: vLLM would size it as a fraction of the first NUMA
