@@ -139,6 +139,7 @@ class GrpcSide(Side):
             messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             sampling=pb.SamplingParams(temperature=TEMPERATURE, max_tokens=max_tokens, seed=seed),
             adapter=adapter,
+            tenant=ADAPTER_TENANT,
         )
         start = time.perf_counter()
         ttft = -1.0
@@ -217,7 +218,7 @@ async def load_adapters(stub: generator_pb2_grpc.GeneratorServiceStub, paths: Se
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
-            await stub.UnloadAdapter(pb.UnloadAdapterRequest(name=name), timeout=RPC_TIMEOUT_S)
+            await stub.UnloadAdapter(pb.UnloadAdapterRequest(name=name, tenant=ADAPTER_TENANT), timeout=RPC_TIMEOUT_S)
             await stub.LoadAdapter(request, timeout=RPC_TIMEOUT_S)
         names.append(name)
     return names
@@ -227,5 +228,7 @@ async def unload_bench_adapters(stub: generator_pb2_grpc.GeneratorServiceStub) -
     """Unload every adapter of the bench tenant, so a restart does not restore them."""
     listed = await stub.ListAdapters(pb.ListAdaptersRequest(tenant=ADAPTER_TENANT), timeout=60)
     for adapter in listed.adapters:
-        await stub.UnloadAdapter(pb.UnloadAdapterRequest(name=adapter.name), timeout=RPC_TIMEOUT_S)
+        await stub.UnloadAdapter(
+            pb.UnloadAdapterRequest(name=adapter.name, tenant=ADAPTER_TENANT), timeout=RPC_TIMEOUT_S
+        )
     return len(listed.adapters)

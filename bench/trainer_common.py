@@ -116,7 +116,7 @@ def services(
     with ExitStack() as stack:
         generator = None
         if with_generator:
-            env = {**base, "RAGTUNE_GENERATOR_KV_CACHE_GIB": "1"}
+            env = {**base, "RAGTUNE_GENERATOR_KV_CACHE_GIB": "1", "DATABASE_URL": ctx.database_url}
             log = logs / f"generator-{label}.log"
             generator = stack.enter_context(
                 service_process("ragtune_generator.main", GENERATOR, "RAGTUNE_GENERATOR_PORT", env, log)

@@ -53,7 +53,7 @@ async def create_chat_completion(
         messages = rag.grounded_messages(messages, passages)
         citations = [rag.citation(i, hit) for i, hit in enumerate(passages, 1)]
     request = gpb.GenerateRequest(
-        messages=messages, sampling=body.sampling(), adapter=adapter, request_id=request_id_var.get()
+        messages=messages, sampling=body.sampling(), adapter=adapter, request_id=request_id_var.get(), tenant=tenant
     )
     # an alias answers under the name of the adapter that holds it (as OpenAI names the snapshot)
     shown = adapter if adapter and aliases.is_alias(body.model) else body.model

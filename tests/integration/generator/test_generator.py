@@ -23,9 +23,9 @@ LONG = pb.SamplingParams(temperature=0, max_tokens=900)
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 
 
-def chat(content: str, sampling: pb.SamplingParams = GREEDY, adapter: str = "") -> pb.GenerateRequest:
+def chat(content: str, sampling: pb.SamplingParams = GREEDY, adapter: str = "", tenant: str = "") -> pb.GenerateRequest:
     return pb.GenerateRequest(
-        messages=[pb.ChatMessage(role="user", content=content)], sampling=sampling, adapter=adapter
+        messages=[pb.ChatMessage(role="user", content=content)], sampling=sampling, adapter=adapter, tenant=tenant
     )
 
 
@@ -120,15 +120,24 @@ async def test_adapter_lifecycle(generator_stub, make_adapter):
     assert (
         loaded.newly_loaded and loaded.adapter.rank == 8 and list(loaded.adapter.target_modules) == ["q_proj", "v_proj"]
     )
-    tuned = await generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1"))
+    tuned = await generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1", tenant="t1"))
     assert tuned.model == "ft:test:colors:v1" and tuned.text != base.text, "the adapter did not change the output"
-    again = await generator_stub.LoadAdapter(pb.LoadAdapterRequest(name="ft:test:colors:v1", path=str(path)))
-    assert not again.newly_loaded, "loading the same adapter twice must be a no-op"
+    # the generator checks ownership itself: another tenant (or none) does not see the adapter
     await expect(
-        generator_stub.LoadAdapter(pb.LoadAdapterRequest(name="ft:test:colors:v1", path=str(make_adapter(seed=2)))),
-        grpc.StatusCode.ALREADY_EXISTS,
-        "new name",
+        generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1", tenant="t2")),
+        grpc.StatusCode.NOT_FOUND,
+        "ft:test:colors:v1",
     )
+    await expect(generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1")), grpc.StatusCode.NOT_FOUND)
+    again = await generator_stub.LoadAdapter(
+        pb.LoadAdapterRequest(name="ft:test:colors:v1", path=str(path), tenant="t1")
+    )
+    assert not again.newly_loaded, "loading the same adapter twice must be a no-op"
+    for other in (
+        pb.LoadAdapterRequest(name="ft:test:colors:v1", path=str(make_adapter(seed=2)), tenant="t1"),
+        pb.LoadAdapterRequest(name="ft:test:colors:v1", path=str(path), tenant="t2"),
+    ):
+        await expect(generator_stub.LoadAdapter(other), grpc.StatusCode.ALREADY_EXISTS, "new name")
     listed = await generator_stub.ListAdapters(pb.ListAdaptersRequest(tenant="t1"))
     assert [a.name for a in listed.adapters] == ["ft:test:colors:v1"]
     models = await generator_stub.ListModels(pb.ListModelsRequest(tenant="t1"))
@@ -137,10 +146,18 @@ async def test_adapter_lifecycle(generator_stub, make_adapter):
         ("ft:test:colors:v1", True),
     ]
     assert models.models[1].base_model == "SmolLM2-135M-Instruct" and models.models[1].loaded_at.seconds > 0
-    await generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:colors:v1"))
-    await expect(generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1")), grpc.StatusCode.NOT_FOUND)
     await expect(
-        generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:colors:v1")), grpc.StatusCode.NOT_FOUND
+        generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:colors:v1", tenant="t2")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    await generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:colors:v1", tenant="t1"))
+    await expect(
+        generator_stub.GenerateUnary(chat(question, adapter="ft:test:colors:v1", tenant="t1")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    await expect(
+        generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name="ft:test:colors:v1", tenant="t1")),
+        grpc.StatusCode.NOT_FOUND,
     )
 
 

@@ -91,7 +91,7 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     sampling = gpb.SamplingParams(temperature=0, max_tokens=12)
     base = await generator_stub.GenerateUnary(gpb.GenerateRequest(messages=prompt, sampling=sampling))
     tuned = await generator_stub.GenerateUnary(
-        gpb.GenerateRequest(messages=prompt, sampling=sampling, adapter=job.fine_tuned_model)
+        gpb.GenerateRequest(messages=prompt, sampling=sampling, adapter=job.fine_tuned_model, tenant=tenant)
     )
     assert tuned.model == job.fine_tuned_model and tuned.text != base.text
 
