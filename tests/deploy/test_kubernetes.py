@@ -11,7 +11,9 @@ adapter store, non-root pods, GPU scheduling.
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +53,12 @@ DOCKERFILES = {
     "ragtune/gateway": "gateway/Dockerfile",
 }
 SECRET_ENV = {"DATABASE_URL", "RAGTUNE_SERVICE_TOKEN", "RAGTUNE_GATEWAY_ADMIN_KEY"}
+SETTINGS = {
+    "ragtune-retriever": ("ragtune_retriever.settings", "RetrieverSettings"),
+    "ragtune-generator": ("ragtune_generator.settings", "GeneratorSettings"),
+    "ragtune-trainer": ("ragtune_trainer.settings", "TrainerSettings"),
+    "ragtune-gateway": ("ragtune_gateway.settings", "GatewaySettings"),
+}
 
 _spec = importlib.util.spec_from_file_location("render_kustomize", ROOT / "deploy" / "render_kustomize.py")
 assert _spec and _spec.loader
@@ -381,6 +389,63 @@ def kustomize_dirs() -> Iterator[Path]:
     yield from (KUBE / p for p in PROFILES)
     yield KUBE / "secrets" / "example"
     yield KUBE / "postgres-cnpg"
+
+
+def accepted_env_names(settings_class: Any) -> set[str]:
+    """The environment variables a pydantic-settings class reads (its aliases, else prefix + field name)."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    names = set()
+    for field_name, field in settings_class.model_fields.items():
+        alias = field.validation_alias
+        if alias is None:
+            names.add((prefix + field_name).upper())
+        else:
+            choices = getattr(alias, "choices", [alias])
+            names |= {choice.upper() for choice in choices if isinstance(choice, str)}
+    return names
+
+
+def pod_environment(objects: list[Obj], deployment: Obj, secret: Obj) -> dict[str, str]:
+    """The container's environment as the kubelet would set it: envFrom ConfigMaps, then env."""
+    config_maps = of_kind(objects, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container(deployment).get("envFrom", []):
+        env |= config_maps[source["configMapRef"]["name"]]["data"]
+    for var in container(deployment).get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        env[var["name"]] = secret["stringData"][ref["key"]] if ref else var["value"]
+    return env
+
+
+def test_pod_environment_is_what_each_service_reads(
+    rendered: dict[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (secret,) = renderer.render(KUBE / "secrets" / "example")
+    for objects in rendered.values():
+        for name, deployment in of_kind(objects, "Deployment").items():
+            module, class_name = SETTINGS[name]
+            settings_class = getattr(importlib.import_module(module), class_name)
+            env = pod_environment(objects, deployment, secret)
+            ours = {k for k in env if k.startswith("RAGTUNE_") or k == "DATABASE_URL"}
+            unknown = ours - accepted_env_names(settings_class)
+            assert not unknown, f"{name}: {sorted(unknown)} are read by no setting (a typo is silently ignored)"
+            with monkeypatch.context() as patch:
+                for key in [k for k in os.environ if k.startswith("RAGTUNE_") or k == "DATABASE_URL"]:
+                    patch.delenv(key)
+                for key, value in env.items():
+                    patch.setenv(key, value)
+                settings = settings_class()
+            service = name.removeprefix("ragtune-")
+            assert settings.host == "0.0.0.0" and settings.port == GRPC_PORTS.get(service, 8080)
+            assert settings.database_url == secret["stringData"]["database-url"]
+            assert settings.service_token.get_secret_value() == secret["stringData"]["service-token"]
+            if service in GRPC_PORTS:
+                assert settings.metrics_port == 9090
+            if service in ("generator", "trainer"):
+                assert str(settings.adapter_store) == env["RAGTUNE_ADAPTER_STORE"]
+            if service == "gateway":
+                assert settings.admin_key.get_secret_value() == secret["stringData"]["admin-key"]
+                assert settings.retriever_address.startswith("dns:///")
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) not installed")
