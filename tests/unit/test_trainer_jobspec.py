@@ -14,6 +14,7 @@ DEFAULTS: dict[str, Any] = {
     "default_max_seq_length": 1024,
     "max_seq_length_limit": 8192,
     "default_checkpoint_interval": 100,
+    "max_lora_rank": 16,
 }
 
 
@@ -54,6 +55,7 @@ def test_explicit_values_are_kept():
         (JobRequest(batch_size=2.5), "hyperparameters.batch_size"),
         (JobRequest(learning_rate_multiplier=0), "hyperparameters.learning_rate_multiplier"),
         (JobRequest(lora_r=65), "lora.r"),
+        (JobRequest(lora_r=32), "lora.r"),  # the generators serve ranks up to max_lora_rank (16 here)
         (JobRequest(lora_alpha=-1), "lora.alpha"),
         (JobRequest(target_modules=("embed_tokens",)), "lora.target_modules"),
         (JobRequest(suffix="x" * 41), "suffix"),
@@ -68,6 +70,21 @@ def test_impossible_values_name_their_field(request_, field):
     with pytest.raises(InvalidArgument) as err:
         _resolve(request_)
     assert err.value.field == field
+
+
+def test_rank_limit_follows_the_generators():
+    with pytest.raises(InvalidArgument) as err:
+        resolve_config(
+            JobRequest(lora_r=16), train_examples=100, has_validation_file=False, **{**DEFAULTS, "max_lora_rank": 8}
+        )
+    assert err.value.field == "lora.r" and "up to 8" in err.value.message
+    assert _resolve(JobRequest(lora_r=16)).lora_r == 16
+    assert (
+        resolve_config(
+            JobRequest(), train_examples=100, has_validation_file=False, **{**DEFAULTS, "max_lora_rank": 4}
+        ).lora_r
+        == 4
+    )
 
 
 def test_names():

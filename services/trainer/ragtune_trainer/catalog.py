@@ -14,9 +14,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.errors import InvalidArgument
 from ragtune_trainer import store
-from ragtune_trainer.datasets import DatasetFormat, ValidationResult, validate_jsonl, write_dataset
+from ragtune_trainer.datasets import (
+    DatasetFormat,
+    Example,
+    LineInvalid,
+    LineLimits,
+    ValidationResult,
+    validate_jsonl,
+    write_dataset,
+)
 from ragtune_trainer.jobspec import JobRequest, new_id, resolve_config
-from ragtune_trainer.masks import count_tokens
+from ragtune_trainer.masks import TemplateError, count_tokens
 from ragtune_trainer.runner import JobRunner
 from ragtune_trainer.settings import TrainerSettings
 from ragtune_trainer.store import DatasetRow, JobRow
@@ -39,13 +47,20 @@ class Catalog:
         self.runner = runner
         self._base_model_path = base_model_path
 
+    def _count_tokens(self, example: Example) -> tuple[int, int]:
+        try:
+            return count_tokens(self.tokenizer, example)
+        except TemplateError as exc:  # this line's conversation, not the service, is at fault
+            raise LineInvalid("messages", str(exc)) from None
+
     def validate(self, data: bytes, declared: DatasetFormat | None) -> ValidationResult:
         return validate_jsonl(
             data,
             declared,
-            lambda example: count_tokens(self.tokenizer, example),
+            self._count_tokens,
             self.settings.max_seq_length_limit,
             self.settings.min_examples,
+            LineLimits(self.settings.max_line_chars, self.settings.max_messages_per_line),
         )
 
     async def add_dataset(
@@ -100,6 +115,7 @@ class Catalog:
             default_max_seq_length=self.settings.default_max_seq_length,
             max_seq_length_limit=self.settings.max_seq_length_limit,
             default_checkpoint_interval=self.settings.default_checkpoint_interval_steps,
+            max_lora_rank=self.settings.max_lora_rank,
         )
         if base_model == self.settings.base_model:  # the stored token counts are this tokenizer's
             for field, dataset in (("training_file", training), ("validation_file", validation)):

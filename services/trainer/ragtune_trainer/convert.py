@@ -116,6 +116,7 @@ def job_pb(row: JobRow) -> pb.Job:
         publish_error=row.publish_error,
         resume_count=row.resume_count,
         cpu_seconds=row.cpu_seconds,
+        replica=row.lease_owner or "",
     )
     if row.error:
         job.error.CopyFrom(pb.JobError(**row.error))

@@ -2,7 +2,8 @@
 and store a valid dataset as normalised chat JSONL that keeps each example's original line number.
 
 Validation never stops at the first problem: every bad line is reported with its number, the field
-at fault and the reason, so a user fixes a file in one round.
+at fault and the reason, so a user fixes a file in one round. Each line is bounded (characters,
+messages, JSON nesting) before the work that grows with it, so no line costs more than the bounds allow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from typing import Any
 
 ROLES = ("system", "user", "assistant")
 MAX_REPORTED_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class LineLimits:
+    """Bounds on one dataset line, checked before it is parsed further or tokenized."""
+
+    max_chars: int = 200_000
+    max_messages: int = 200
 
 
 class DatasetFormat(StrEnum):
@@ -74,10 +83,12 @@ def _detect(record: dict[str, Any]) -> DatasetFormat:
     raise LineInvalid("", 'needs "messages" (chat) or "prompt" and "completion"')
 
 
-def _chat_messages(record: dict[str, Any]) -> tuple[Message, ...]:
+def _chat_messages(record: dict[str, Any], max_messages: int) -> tuple[Message, ...]:
     raw = record.get("messages")
     if not isinstance(raw, list) or not raw:
         raise LineInvalid("messages", "must be a non-empty list")
+    if len(raw) > max_messages:
+        raise LineInvalid("messages", f"too many messages: {len(raw)}, at most {max_messages}")
     messages = []
     for i, item in enumerate(raw):
         where = f"messages[{i}]"
@@ -127,23 +138,37 @@ TokenCounter = Callable[[Example], tuple[int, int]]
 """(tokens, trainable tokens) of one example rendered with the base model's chat template."""
 
 
+def _parse_line(raw: bytes, limits: LineLimits) -> Any:
+    if len(raw) > 4 * limits.max_chars:  # UTF-8 takes at most 4 bytes a character: over the limit for sure
+        raise LineInvalid("", f"too long: over {limits.max_chars} characters")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LineInvalid("", "not UTF-8") from None
+    if len(text) > limits.max_chars:
+        raise LineInvalid("", f"too long: {len(text)} characters, at most {limits.max_chars}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LineInvalid("", f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise LineInvalid("", "not JSON this service reads: nested too deeply") from None
+
+
 def validate_jsonl(
     data: bytes,
     declared: DatasetFormat | None,
     count_tokens: TokenCounter,
     max_tokens: int,
     min_examples: int,
+    limits: LineLimits | None = None,
 ) -> ValidationResult:
     """Parse every line; report each bad one. Examples longer than ``max_tokens`` are errors."""
+    limits = limits or LineLimits()
     result = ValidationResult(format=declared)
     for number, raw in _lines(data):
         try:
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise LineInvalid("", "not UTF-8") from None
-            except json.JSONDecodeError as exc:
-                raise LineInvalid("", f"not JSON: {exc.msg} at column {exc.colno}") from None
+            record = _parse_line(raw, limits)
             if not isinstance(record, dict):
                 raise LineInvalid("", "must be a JSON object")
             kind = _detect(record)
@@ -151,7 +176,11 @@ def validate_jsonl(
                 result.format = kind
             elif kind is not result.format:
                 raise LineInvalid("", f"a {kind.value} line in a {result.format.value} dataset")
-            messages = _chat_messages(record) if kind is DatasetFormat.CHAT else _prompt_completion(record)
+            messages = (
+                _chat_messages(record, limits.max_messages)
+                if kind is DatasetFormat.CHAT
+                else _prompt_completion(record)
+            )
             example = Example(number, messages)
             tokens, trainable = count_tokens(example)
             if tokens > max_tokens:

@@ -13,7 +13,6 @@ from typing import Any
 from ragtune_common.errors import InvalidArgument
 
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-MAX_LORA_RANK = 64  # the generator serves ranks up to 64
 _SUFFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
 _MIN_TARGET_EXAMPLES, _MAX_TARGET_EXAMPLES = 100, 25_000
 
@@ -89,10 +88,12 @@ def _auto_epochs(examples: int) -> int:
     return epochs
 
 
-def _lora(request: JobRequest) -> tuple[int, float, float, list[str]]:
-    r = request.lora_r or 8
-    if not 1 <= r <= MAX_LORA_RANK:
-        raise InvalidArgument(f"must be between 1 and {MAX_LORA_RANK}", field="lora.r")
+def _lora(request: JobRequest, max_rank: int) -> tuple[int, float, float, list[str]]:
+    r = request.lora_r or min(8, max_rank)
+    if not 1 <= r <= max_rank:
+        raise InvalidArgument(
+            f"must be between 1 and {max_rank}: the generators serve LoRA ranks up to {max_rank}", field="lora.r"
+        )
     alpha = request.lora_alpha or 2.0 * r
     if not 0 < alpha <= 4096 or math.isnan(alpha):
         raise InvalidArgument("must be above 0 and at most 4096", field="lora.alpha")
@@ -117,6 +118,7 @@ def resolve_config(
     default_max_seq_length: int,
     max_seq_length_limit: int,
     default_checkpoint_interval: int,
+    max_lora_rank: int,
 ) -> JobConfig:
     """Check every field (naming it on error) and resolve "auto" from the training set's size."""
     if request.seed is not None and not 0 <= request.seed < 2**32:
@@ -157,7 +159,7 @@ def resolve_config(
         raise InvalidArgument(
             "must be above 0 and at most 100, or auto", field="hyperparameters.learning_rate_multiplier"
         )
-    r, alpha, dropout, modules = _lora(request)
+    r, alpha, dropout, modules = _lora(request, max_lora_rank)
     total_steps = n_epochs * math.ceil(remaining / batch_size)
     eval_interval = request.eval_interval_steps or max(1, total_steps // 10)
     return JobConfig(

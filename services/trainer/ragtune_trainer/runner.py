@@ -1,10 +1,17 @@
-"""Runs queued jobs one at a time, each in a training process of its own.
+"""This replica's worker: takes jobs from the shared queue one at a time and trains each in a process
+of its own.
 
 A process per job (rather than a thread) because it is the only way to stop a job within seconds
 wherever torch is (cancel = kill), it frees all of the model's memory when the job ends, and the
-gRPC event loop never shares the GIL with the training loop. The job's state lives in PostgreSQL:
-if the trainer stops mid-job (SIGTERM, or killed), the job stays ``running`` and the next start
-resumes it from its last complete checkpoint.
+gRPC event loop never shares the GIL with the training loop. The job's state lives in PostgreSQL
+and its checkpoints in the shared artifacts directory: when a replica stops mid-job (SIGTERM: it
+gives the lease back at once; killed: the lease expires), the job stays ``running`` and the next
+replica to look resumes it from its last checkpoint, saying so in the job's events.
+
+A job ends ``succeeded`` only once publishing has been tried: the finished adapter is recorded
+first (a replica that takes the job over then only publishes it), so a succeeded job is never left
+with its publication pending. Publications that failed are retried at start, every
+``republish_interval_s``, and on demand (PublishJob).
 """
 
 from __future__ import annotations
@@ -13,22 +20,28 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
+import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.channels import ChannelSecurity
-from ragtune_trainer import store
+from ragtune_trainer import leases, store
+from ragtune_trainer.durable import until_written
 from ragtune_trainer.jobspec import fine_tuned_model_name
+from ragtune_trainer.metrics import QUEUE_DEPTH, RUNNING_JOBS
 from ragtune_trainer.publish import PublishError, load_adapter
 from ragtune_trainer.settings import TrainerSettings
 from ragtune_trainer.signals import JobSignals
-from ragtune_trainer.store import JobRow
+from ragtune_trainer.store import Event, JobRow, LeaseLost
+from ragtune_trainer.supervisor import TrainingRun
 
 log = logging.getLogger(__name__)
+
+_RELEASED = {"lease_owner": None, "lease_expires_at": None}
 
 
 class JobRunner:
@@ -37,13 +50,14 @@ class JobRunner:
     ) -> None:
         self.pool = pool
         self.settings = settings
+        self.replica = settings.replica_id
         self.signals = JobSignals()
+        self._security = ChannelSecurity.from_settings(settings)
         self._base_model_path = base_model_path
         self._wake = asyncio.Event()
         self._cancel = asyncio.Event()
         self._current: str | None = None
-        self._process: asyncio.subprocess.Process | None = None
-        self._cpu_before = 0.0  # CPU seconds of the current job's earlier runs (before a resume)
+        self._training: TrainingRun | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -58,21 +72,33 @@ class JobRunner:
             self._cancel.set()
 
     async def close(self) -> None:
-        """Stop the worker; a job in training stays ``running`` and is resumed at the next start."""
+        """Stop the worker; a job in training stays ``running``, its lease given back for the next
+        replica (or this one's next start) to resume it."""
         self._closing = True
         self._wake.set()
-        await self._stop_process()
+        if self._training is not None:
+            await self._training.stop()
         if self._task is not None:
-            await self._task
+            try:  # a write retried while the database is away must not hold the shutdown up
+                await asyncio.wait_for(asyncio.shield(self._task), self.settings.grace_period_s + 5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
-    async def _update(self, job_id: str, changes: dict[str, Any], events: list[store.Event] | None = None) -> None:
-        await store.update_job(self.pool, job_id, changes, events or [])
+    async def _update(self, job_id: str, changes: dict[str, Any], events: list[Event], owner: str | None) -> None:
+        await until_written(partial(store.update_job, self.pool, job_id, changes, events, owner), f"job {job_id}")
         await self.signals.notify()
 
     async def _loop(self) -> None:
+        republish_at = 0.0
         while not self._closing:
             try:
-                if not await self._run_next():
+                if time.monotonic() >= republish_at:
+                    republish_at = time.monotonic() + self.settings.republish_interval_s
+                    await self.republish_unpublished()
+                QUEUE_DEPTH.set(await leases.queue_depth(self.pool))
+                if not await self._take_next():
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
@@ -80,20 +106,24 @@ class JobRunner:
                 log.exception("job runner error; retrying")
                 await asyncio.sleep(self.settings.poll_interval_s)
 
-    async def _run_next(self) -> bool:
-        """Run the first pending job no other trainer holds; False if there was none."""
-        for job in await store.pending_jobs(self.pool):
-            async with self.pool.connection() as lock:
-                if not await store.try_lock_job(lock, job.id):
-                    continue
-                try:
-                    current = await store.get_job(self.pool, None, job.id)  # fresh, now that we hold it
-                    if current.status in store.ACTIVE:
-                        await self._run(current)
-                finally:
-                    await store.unlock_job(lock, job.id)
-            return True
-        return False
+    async def _take_next(self) -> bool:
+        """Lease and run the next job; False if there was none."""
+        claim = await leases.claim_next_job(self.pool, self.replica, self.settings.lease_s)
+        if claim is None:
+            return False
+        job = claim.job
+        RUNNING_JOBS.set(1)
+        self._current, self._cancel = job.id, asyncio.Event()
+        try:
+            await self._run(job, claim.previous_owner)
+        except LeaseLost:
+            log.warning("job %s: taken over by another replica; this one stops", job.id)
+        finally:
+            self._current, self._training = None, None
+            RUNNING_JOBS.set(0)
+            with contextlib.suppress(Exception):  # a no-op once final; else the next replica need not wait
+                await leases.release_lease(self.pool, job.id, self.replica)
+        return True
 
     async def _resume_point(self, job: JobRow) -> str | None:
         for checkpoint in reversed(await store.list_checkpoints(self.pool, job.id)):
@@ -101,49 +131,55 @@ class JobRunner:
                 return checkpoint.path
         return None
 
-    async def _run(self, job: JobRow) -> None:
+    def _who(self, previous: str | None) -> str:
+        if previous and previous != self.replica:
+            return f"replica {self.replica} took the job over from replica {previous} (its lease expired)"
+        return f"replica {self.replica} took the job"
+
+    async def _run(self, job: JobRow, previous: str | None) -> None:
+        me = self.replica
         if job.cancel_requested:
-            await self._finish_cancelled(job.id)
+            await self._finish(job.id, "cancelled", {}, "cancelled")
             return
-        resume = await self._resume_point(job) if job.status != "queued" else None
+        resume = None
         if job.status == "queued":
-            if not await store.claim_job(self.pool, job.id):
+            if not await store.claim_job(self.pool, job.id, me):
                 return
-            await self.signals.notify()
-        else:
-            where = f"checkpoint at step {resume.rsplit('-', 1)[1]}" if resume else "the start (no checkpoint yet)"
-            await self._update(
-                job.id, {"resume_count": job.resume_count + 1}, [("message", {"message": f"resuming from {where}"})]
-            )
-        spec_path = await self._write_spec(job, resume)
-        self._current, self._cancel, self._cpu_before = job.id, asyncio.Event(), job.cpu_seconds
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ragtune_trainer.train_process", str(spec_path), stdout=asyncio.subprocess.PIPE
-        )
-        try:
-            outcome = await self._supervise(job)
-        except BaseException:  # e.g. the database went away: never leave a training unsupervised
-            await self._stop_process()
-            raise
-        finally:
-            self._current = None
-        if self._closing:
+            await self._update(job.id, {}, [("message", {"message": self._who(previous)})], me)
+        elif job.adapter_path:  # trained; the replica that trained it stopped before publishing
+            note = f"{self._who(previous)}: training had finished, publishing"
+            await self._update(job.id, {}, [("message", {"message": note})], me)
+            await self._complete(job, None)
             return
-        if outcome.get("cancelled"):
-            await self._finish_cancelled(job.id)
-        elif outcome.get("kind") == "done":
-            await self._succeed(job, outcome["data"])
         else:
-            data = outcome.get("data") or {
+            resume = await self._resume_point(job)
+            where = f"checkpoint at step {resume.rsplit('-', 1)[1]}" if resume else "the start (no checkpoint yet)"
+            note = f"{self._who(previous)}, resuming from {where}"
+            await self._update(job.id, {"resume_count": job.resume_count + 1}, [("message", {"message": note})], me)
+        spec_path = await self._write_spec(job, resume)
+        self._training = TrainingRun(
+            self.pool, self.settings, job.id, self._cancel, job.cpu_seconds, self.signals.notify
+        )
+        outcome = await self._training.run(spec_path)
+        if self._closing or outcome.kind == "lease_lost":
+            return
+        if outcome.kind == "cancelled":
+            await self._finish(job.id, "cancelled", {}, "cancelled")
+        elif outcome.kind == "done":
+            await self._complete(job, outcome.data)
+        else:
+            error = outcome.data or {
                 "code": "training_crashed",
-                "message": f"the training process exited with code {self._process.returncode}",
+                "message": f"the training process exited with code {outcome.returncode}",
                 "param": "",
             }
-            await self._update(
-                job.id,
-                {"status": "failed", "finished_at": "now()", "error": data},
-                [("status", {"status": "failed", "message": data["message"]})],
-            )
+            await self._finish(job.id, "failed", {"error": error}, error["message"])
+
+    async def _finish(self, job_id: str, status: str, changes: dict[str, Any], message: str) -> None:
+        event = ("status", {"status": status, "message": message})
+        await self._update(
+            job_id, {**changes, "status": status, "finished_at": "now()", **_RELEASED}, [event], self.replica
+        )
 
     async def _write_spec(self, job: JobRow, resume: str | None) -> Path:
         training = await store.get_dataset(self.pool, job.tenant, job.training_file, "training_file")
@@ -157,6 +193,7 @@ class JobRunner:
         spec = {
             "job_id": job.id,
             "job_dir": str(job_dir),
+            "adapter_dir": str(self.settings.adapter_store / job.id),
             "base_model_path": str(await asyncio.to_thread(self._base_model_path, job.base_model)),
             "train_path": training.path,
             "validation_path": validation.path if validation else None,
@@ -170,100 +207,32 @@ class JobRunner:
         path.write_text(json.dumps(spec, indent=2))
         return path
 
-    async def _supervise(self, job: JobRow) -> dict[str, Any]:
-        reader = asyncio.create_task(self._consume(job))
-        cancel = asyncio.create_task(self._watch_cancel(job.id))
-        done, _ = await asyncio.wait({reader, cancel}, return_when=asyncio.FIRST_COMPLETED)
-        if cancel in done:
-            await self._stop_process()
-            await reader
-            return {"cancelled": True}
-        cancel.cancel()
-        assert self._process is not None
-        await self._process.wait()
-        return reader.result()
-
-    async def _watch_cancel(self, job_id: str) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cancel.wait(), self.settings.poll_interval_s)
-                return
-            if (await store.get_job(self.pool, None, job_id)).cancel_requested:
-                return
-
-    async def _stop_process(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), self.settings.cancel_grace_s)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-    async def _consume(self, job: JobRow) -> dict[str, Any]:
-        """Persist the training process's events until it closes its output; returns the last one."""
-        assert self._process is not None and self._process.stdout is not None
-        last: dict[str, Any] = {}
-        async for raw in self._process.stdout:
-            try:
-                event = json.loads(raw)
-                kind, data = event["kind"], event["data"]
-            except (ValueError, KeyError, TypeError):
-                log.warning("job %s: unreadable line from the training process: %r", job.id, raw[:200])
-                continue
-            if kind in ("done", "error"):
-                last = event
-            else:
-                await self._record(job.id, kind, data)
-        return last
-
-    async def _record(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
-        if kind == "started":
-            status = ("status", {"status": "running", "message": "training"})
-            changes = {
-                "status": "running",
-                "total_steps": data["total_steps"],
-                "trained_token_fraction": data["trained_token_fraction"],
-            }
-            await self._update(job_id, changes, [status, ("started", data)])
-        elif kind == "progress":
-            data = {**data, "cpu_seconds": self._cpu_before + data.get("cpu_seconds", 0.0)}  # over all runs
-            changes = {k: data[k] for k in ("step", "total_steps", "train_loss", "trained_tokens", "cpu_seconds")}
-            await self._update(job_id, changes, [("progress", data)])
-        elif kind == "eval":
-            await self._update(job_id, {"eval_loss": data["eval_loss"]}, [("eval", data)])
-        elif kind == "checkpoint":
-            await store.add_checkpoint(self.pool, job_id, data["step"], data["path"], data.get("kept", []))
-            await self.signals.notify()
-        else:
-            await self._update(job_id, {}, [(kind, data)])
-
-    async def _finish_cancelled(self, job_id: str) -> None:
-        await self._update(
-            job_id,
-            {"status": "cancelled", "finished_at": "now()"},
-            [("status", {"status": "cancelled", "message": "cancelled"})],
-        )
-
-    async def _succeed(self, job: JobRow, data: dict[str, Any]) -> None:
+    async def _complete(self, job: JobRow, data: dict[str, Any] | None) -> None:
+        """Record the finished adapter (while the job is still ``running``), publish it, then mark the
+        job succeeded with the publication's outcome, in one write."""
         name = fine_tuned_model_name(job.base_model, job.config.suffix, job.id)
-        changes = {
-            "status": "succeeded",
-            "finished_at": "now()",
-            "fine_tuned_model": name,
-            "adapter_path": data["adapter_path"],
-            "step": data["step"],
-            "trained_tokens": data["trained_tokens"],
-            "cpu_seconds": self._cpu_before + data.get("cpu_seconds", 0.0),
-        }
-        await self._update(job.id, changes, [("status", {"status": "succeeded", "message": f"trained {name}"})])
-        with contextlib.suppress(PublishError):
-            await self.publish(await store.get_job(self.pool, job.tenant, job.id))
+        if data is not None:
+            trained = {
+                "fine_tuned_model": name,
+                "adapter_path": data["adapter_path"],
+                "step": data["step"],
+                "trained_tokens": data["trained_tokens"],
+                "cpu_seconds": job.cpu_seconds + data.get("cpu_seconds", 0.0),
+            }
+            await self._update(job.id, trained, [], self.replica)
+            job = await until_written(partial(store.get_job, self.pool, None, job.id), f"job {job.id}")
+        failure = await self._load(job)
+        error = str(failure) if failure else ""
+        result = {"publish_state": "failed" if failure else "published", "publish_error": error}
+        events: list[Event] = [
+            ("publish", {"published": failure is None, "model": name, "error": error}),
+            ("status", {"status": "succeeded", "message": f"trained {name}"}),
+        ]
+        changes = {**result, "fine_tuned_model": name, "status": "succeeded", "finished_at": "now()", **_RELEASED}
+        await self._update(job.id, changes, events, self.replica)
 
-    async def publish(self, job: JobRow) -> JobRow:
-        """Load the job's adapter into the generator and record the outcome (raises PublishError)."""
+    async def _load(self, job: JobRow) -> PublishError | None:
+        """Publish the job's adapter to the generators; the failure, if any."""
         assert job.adapter_path and job.fine_tuned_model
         try:
             await load_adapter(
@@ -272,13 +241,46 @@ class JobRunner:
                 Path(job.adapter_path),
                 job.tenant,
                 self.settings.publish_timeout_s,
-                ChannelSecurity.from_settings(self.settings),
+                self._security,
             )
         except PublishError as exc:
             log.warning("job %s: publishing failed: %s", job.id, exc)
-            event = {"published": False, "model": job.fine_tuned_model, "error": str(exc)}
-            await self._update(job.id, {"publish_state": "failed", "publish_error": str(exc)}, [("publish", event)])
-            raise
-        event = {"published": True, "model": job.fine_tuned_model, "error": ""}
-        await self._update(job.id, {"publish_state": "published", "publish_error": ""}, [("publish", event)])
+            return exc
+        return None
+
+    async def publish(self, job: JobRow, record_unchanged: bool = True) -> JobRow:
+        """Publish a succeeded job's adapter again and record the outcome (raises PublishError).
+        ``record_unchanged=False`` leaves a failure that repeats the recorded one unrecorded."""
+        failure = await self._load(job)
+        error = str(failure) if failure else ""
+        state = "failed" if failure else "published"
+        if failure is None or record_unchanged or (job.publish_state, job.publish_error) != (state, error):
+            event = {"published": failure is None, "model": job.fine_tuned_model, "error": error}
+            await store.update_job(
+                self.pool, job.id, {"publish_state": state, "publish_error": error}, [("publish", event)]
+            )
+            await self.signals.notify()
+        if failure is not None:
+            raise failure
         return await store.get_job(self.pool, job.tenant, job.id)
+
+    async def republish_unpublished(self) -> int:
+        """Publish every succeeded job whose publication failed (or, written by an older trainer,
+        never happened); stops at the first retryable failure (the generators are down). Each job
+        is leased while this replica publishes it. Returns how many were published."""
+        published, after = 0, ""
+        while not self._closing:
+            claim = await leases.claim_unpublished_job(self.pool, self.replica, self.settings.lease_s, after)
+            if claim is None:
+                break
+            after = claim.job.id
+            try:
+                await self.publish(claim.job, record_unchanged=False)
+                published += 1
+                log.info("job %s: adapter %s published again", claim.job.id, claim.job.fine_tuned_model)
+            except PublishError as exc:
+                if exc.retryable:
+                    break
+            finally:
+                await leases.release_lease(self.pool, claim.job.id, self.replica)
+        return published

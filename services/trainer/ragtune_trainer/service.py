@@ -71,8 +71,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             raise InvalidArgument("the stream carried no header", field="header")
         if header.format not in (pb.DATASET_FORMAT_UNSPECIFIED, *FORMAT_IN):
             raise InvalidArgument(f"unknown format {header.format}", field="header.format")
-        if len(header.filename) > 256:
-            raise InvalidArgument("at most 256 characters", field="header.filename")
+        if len(header.filename) > 256 or "\x00" in header.filename:
+            raise InvalidArgument("at most 256 characters, no NUL", field="header.filename")
         dataset, result = await self._runtime.catalog.add_dataset(
             check_tenant(header.tenant), header.filename, FORMAT_IN.get(header.format), b"".join(parts), "upload"
         )
@@ -95,6 +95,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         fraction = request.no_gold_fraction if request.HasField("no_gold_fraction") else 0.2
         if not 0 <= fraction <= 1 or math.isnan(fraction):
             raise InvalidArgument("must be between 0 and 1", field="no_gold_fraction")
+        if len(request.filename) > 256 or "\x00" in request.filename:
+            raise InvalidArgument("at most 256 characters, no NUL", field="filename")
         items = _raft_items(request)
         data, no_gold = await self._runtime.raft.build(
             tenant,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
+
+
+def _default_replica_id() -> str:
+    """Host name (the pod name on Kubernetes), process id and a random tail: unique per process."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class TrainerSettings(ServiceSettings, DatabaseSettings):
@@ -18,7 +26,14 @@ class TrainerSettings(ServiceSettings, DatabaseSettings):
         default="SmolLM2-135M-Instruct", description="default base model: a shipped name or a local HF model dir"
     )
     artifacts_dir: Path | None = Field(
-        default=None, description="datasets, checkpoints and adapters; unset = <state_dir>/trainer"
+        default=None,
+        description="datasets and checkpoints; unset = <state_dir>/trainer. Replicas share it (a shared volume):"
+        " a job resumes on another replica from the checkpoints written here",
+    )
+    adapter_store_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("adapter_store_dir", "RAGTUNE_ADAPTER_STORE"),
+        description="finished adapters, one directory per job, loaded by every generator; unset = <state_dir>/adapters",
     )
     generator_address: str = Field(default="127.0.0.1:50052", description="where published adapters are loaded")
     retriever_address: str = Field(default="127.0.0.1:50051", description="searched for RAFT distractors")
@@ -35,7 +50,37 @@ class TrainerSettings(ServiceSettings, DatabaseSettings):
     publish_timeout_s: float = Field(default=60.0, gt=0)
     retriever_timeout_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0, description="how often idle workers and watchers re-check")
+    replica_id: str = Field(
+        default_factory=_default_replica_id,
+        min_length=1,
+        max_length=200,
+        description="this replica's name in job leases and hand-over events (unique per process)",
+    )
+    lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description="a job's lease: renewed every lease_s/3 while it trains; another replica resumes the job"
+        " once it has expired (a dead replica's job moves on after about lease_s + poll_interval_s)",
+    )
+    republish_interval_s: float = Field(
+        default=300.0, gt=0, description="how often succeeded jobs whose publishing failed are published again"
+    )
+    max_lora_rank: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="highest LoRA rank a job may ask for: keep it equal to the generators' max_lora_rank",
+    )
+    max_line_chars: int = Field(
+        default=200_000, ge=100, description="longest dataset line (characters) accepted at upload"
+    )
+    max_messages_per_line: int = Field(default=200, ge=2, description="most chat messages one dataset line may hold")
 
     @property
     def artifacts(self) -> Path:
         return (self.artifacts_dir or self.state_dir / "trainer").expanduser().resolve()
+
+    @property
+    def adapter_store(self) -> Path:
+        return (self.adapter_store_dir or self.state_dir / "adapters").expanduser().resolve()

@@ -2,7 +2,8 @@
 
 A job's state changes and the events that announce them are written in one transaction; the job
 row's ``event_seq`` is bumped under its row lock, so each job's events are numbered without gaps
-in commit order (watchers that read "after seq N" never miss one).
+in commit order (watchers that read "after seq N" never miss one). The queue and its leases are in
+``leases``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class JobRow:
     publish_error: str
     resume_count: int
     cpu_seconds: float
+    lease_owner: str | None  # the replica training the job now
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -86,12 +88,28 @@ class CheckpointRow:
 
 Event = tuple[str, dict[str, Any]]
 
-_JOB_COLUMNS = sql.SQL(", ").join(
+
+class LeaseLost(Exception):
+    """This replica no longer holds the job's lease: another one has taken the job over."""
+
+
+async def _hold(conn: psycopg.AsyncConnection, job_id: str, owner: str | None) -> None:
+    """Fence: lock the job row and check that ``owner`` (when given) still holds its lease."""
+    if owner is None:
+        return
+    cur = await conn.execute(
+        "SELECT 1 FROM trainer.jobs WHERE id = %s AND lease_owner = %s FOR UPDATE", (job_id, owner)
+    )
+    if await cur.fetchone() is None:
+        raise LeaseLost(f"job {job_id} is no longer held by {owner}")
+
+
+JOB_COLUMNS = sql.SQL(", ").join(
     sql.Identifier(name) for name in JobRow.__dataclass_fields__ if name != "config"
 ) + sql.SQL(", config")
 
 
-def _job(row: dict[str, Any]) -> JobRow:
+def job_row(row: dict[str, Any]) -> JobRow:
     return JobRow(**{**row, "config": JobConfig.from_json(row["config"])})
 
 
@@ -145,7 +163,7 @@ async def insert_job(
 
 
 async def get_job(pool: AsyncConnectionPool, tenant: str | None, job_id: str) -> JobRow:
-    query = sql.SQL("SELECT {} FROM trainer.jobs WHERE id = %s").format(_JOB_COLUMNS)
+    query = sql.SQL("SELECT {} FROM trainer.jobs WHERE id = %s").format(JOB_COLUMNS)
     params: list[Any] = [job_id]
     if tenant is not None:
         query += sql.SQL(" AND tenant = %s")
@@ -156,22 +174,28 @@ async def get_job(pool: AsyncConnectionPool, tenant: str | None, job_id: str) ->
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"no job {job_id!r}", field="id")
-    return _job(row)
+    return job_row(row)
 
 
 async def list_jobs(pool: AsyncConnectionPool, tenant: str, before: str, limit: int) -> list[JobRow]:
     query = sql.SQL("SELECT {} FROM trainer.jobs WHERE tenant = %s AND (%s = '' OR id < %s) ORDER BY id DESC LIMIT %s")
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(query.format(_JOB_COLUMNS), (tenant, before, before, limit))
-        return [_job(row) for row in await cur.fetchall()]
+        await cur.execute(query.format(JOB_COLUMNS), (tenant, before, before, limit))
+        return [job_row(row) for row in await cur.fetchall()]
 
 
 async def update_job(
-    pool: AsyncConnectionPool, job_id: str, changes: dict[str, Any], events: Sequence[Event] = ()
+    pool: AsyncConnectionPool,
+    job_id: str,
+    changes: dict[str, Any],
+    events: Sequence[Event] = (),
+    owner: str | None = None,
 ) -> None:
-    """Apply column changes and append events in one transaction. Values 'now()' become the time."""
+    """Apply column changes and append events in one transaction. Values 'now()' become the time.
+    With ``owner``, only while that replica holds the job's lease (else LeaseLost, nothing written)."""
     async with pool.connection() as conn, conn.transaction():
+        await _hold(conn, job_id, owner)
         if changes:
             assignments = sql.SQL(", ").join(
                 sql.SQL("{} = now()").format(sql.Identifier(k))
@@ -185,33 +209,10 @@ async def update_job(
         await _append_events(conn, job_id, events)
 
 
-async def pending_jobs(pool: AsyncConnectionPool, limit: int = 20) -> list[JobRow]:
-    """Jobs to train, in order: those left mid-way by a stopped trainer first, then the oldest queued."""
-    query = sql.SQL(
-        "SELECT {} FROM trainer.jobs WHERE status IN ('validating_files', 'queued', 'running')"
-        " ORDER BY (status = 'queued'), id LIMIT %s"
-    ).format(_JOB_COLUMNS)
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(query, (limit,))
-        return [_job(row) for row in await cur.fetchall()]
-
-
-async def try_lock_job(conn: psycopg.AsyncConnection, job_id: str) -> bool:
-    """A session lock on the job, held by ``conn`` until unlocked or the connection ends (so a
-    trainer that dies releases its job to the next one, and two replicas never train one job)."""
-    cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext('ragtune-trainer-job'), hashtext(%s))", (job_id,))
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
-async def unlock_job(conn: psycopg.AsyncConnection, job_id: str) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(hashtext('ragtune-trainer-job'), hashtext(%s))", (job_id,))
-
-
-async def claim_job(pool: AsyncConnectionPool, job_id: str) -> bool:
-    """Move a queued job to validating_files; False if it is no longer queued (e.g. cancelled)."""
+async def claim_job(pool: AsyncConnectionPool, job_id: str, owner: str) -> bool:
+    """Move a queued job (leased by ``owner``) to validating_files; False if it is no longer queued."""
     async with pool.connection() as conn, conn.transaction():
+        await _hold(conn, job_id, owner)
         cur = await conn.execute(
             "UPDATE trainer.jobs SET status = 'validating_files', started_at = now()"
             " WHERE id = %s AND status = 'queued' AND NOT cancel_requested",
@@ -258,9 +259,12 @@ async def events_after(pool: AsyncConnectionPool, job_id: str, after_seq: int, l
         return [EventRow(**row) for row in await cur.fetchall()]
 
 
-async def add_checkpoint(pool: AsyncConnectionPool, job_id: str, step: int, path: str, kept: Sequence[str]) -> None:
+async def add_checkpoint(
+    pool: AsyncConnectionPool, job_id: str, step: int, path: str, kept: Sequence[str], owner: str | None = None
+) -> None:
     """Record a complete checkpoint and forget those the training process has deleted since."""
     async with pool.connection() as conn, conn.transaction():
+        await _hold(conn, job_id, owner)
         await conn.execute(
             "INSERT INTO trainer.checkpoints (job_id, step, path) VALUES (%s, %s, %s)"
             " ON CONFLICT (job_id, step) DO UPDATE SET path = EXCLUDED.path, created_at = now()",
