@@ -12,7 +12,8 @@ import pytest_asyncio
 
 from ragtune_gateway.evaluation.rundir import RunDir
 from ragtune_gateway.evaluations import EvaluationRunner
-from tests.integration.gateway.conftest import Gateway, GatewayFactory
+from tests.fixtures.gateway import Gateway
+from tests.integration.gateway.conftest import GatewayFactory
 from tests.integration.gateway.test_fairness import assert_openai_error
 
 QA = "".join(
