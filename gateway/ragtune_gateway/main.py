@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uvicorn
+from pydantic import ValidationError
 
 from ragtune_common.logging import configure_logging
 from ragtune_gateway.app import create_app
@@ -11,7 +12,10 @@ from ragtune_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:  # e.g. a short RAGTUNE_GATEWAY_ADMIN_KEY: refused before anything starts
+        raise SystemExit(f"ragtune-gateway: invalid settings: {exc}") from None
     configure_logging(settings.log_level, settings.log_json, service="gateway")
     uvicorn.run(
         create_app(settings),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -53,3 +58,14 @@ def test_short_admin_key_is_refused_naming_the_variable_without_echoing_it() -> 
     assert "RAGTUNE_GATEWAY_ADMIN_KEY" in str(refused.value) and "tiny-secret-key" not in str(refused.value)
     assert GatewaySettings(admin_key=SecretStr("k" * 32)).admin_key is not None
     assert GatewaySettings(admin_key=None).admin_key is None  # generated at start (make run)
+
+
+def test_gateway_with_a_short_admin_key_refuses_to_start(tmp_path: Path) -> None:
+    env = {**os.environ, "RAGTUNE_GATEWAY_ADMIN_KEY": "short-secret", "RAGTUNE_STATE_DIR": str(tmp_path)}
+    env["RAGTUNE_GATEWAY_PORT"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-m", "ragtune_gateway.main"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "RAGTUNE_GATEWAY_ADMIN_KEY must be at least 32 characters" in done.stderr
+    assert "short-secret" not in done.stderr and "Traceback" not in done.stderr
