@@ -29,9 +29,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
+from ragtune_common import channels
 from ragtune_common.database import start_embedded_postgres
 
 REPLICA_PORT_STEP = 10
@@ -86,13 +86,9 @@ def parse_replicas(text: str) -> dict[str, int]:
 
 
 def health_status(address: str, timeout_s: float = 1.0) -> int | None:
-    """The overall grpc.health.v1 status of a server, or None if it does not answer (health needs no token)."""
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-            return int(reply.status)
-    except grpc.RpcError:
-        return None
+    """The overall grpc.health.v1 status of a server, or None if it does not answer (health needs no
+    token; TLS when ``RAGTUNE_TLS_*`` is set)."""
+    return channels.health_status(address, channels.security_from_environment(), timeout_s)
 
 
 def http_ready(address: str, timeout_s: float = 1.0) -> bool:
