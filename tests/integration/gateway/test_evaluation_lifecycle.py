@@ -6,11 +6,15 @@ creates stay queued (nothing here can run one: there is no generator or trainer)
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest_asyncio
 
 from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_gateway.evaluation_cleanup import ORPHAN_AGE_S
 from ragtune_gateway.evaluations import EvaluationRunner
 from tests.fixtures.gateway import Gateway
 from tests.integration.gateway.conftest import GatewayFactory
@@ -74,3 +78,16 @@ async def test_evaluation_cap_and_delete_cleans_up(held: tuple[Gateway, Evaluati
         second = await client.post("/v1/evaluations", json=body)  # the place is free again
         assert second.status_code == 200, second.text
         assert (await client.post(f"/v1/evaluations/{second.json()['id']}/cancel")).status_code == 200
+
+
+async def test_run_directories_without_an_evaluation_are_swept_at_start(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    root = tmp_path / "gateway" / "evaluations"
+    old, young = root / "eval_gone_long_ago", root / "eval_being_created"
+    for path in (old, young):
+        (path / "results").mkdir(parents=True)
+    stale = time.time() - 2 * ORPHAN_AGE_S
+    os.utime(old, (stale, stale))
+    await start_gateway()  # a gateway stopped between deleting the row and the directory
+    assert not old.exists() and young.exists()
