@@ -303,3 +303,33 @@ async def test_database_down_is_503_with_retry_after(database_url: str, state_di
         # a body-carrying request is checked (key) before its body: also 503, not 500
         response = await gw.http.post("/v1/vector_stores", json={"name": "x"})
         assert error_of(response, 503)["code"] == "database_unavailable"
+
+
+async def test_files_of_one_request_are_bounded_in_total(database_url: str, state_dir: Path) -> None:
+    """One request's files travel to the retriever in one message: their total is checked (413
+    naming the file that tips it) before any is read or sent; a file named twice counts once."""
+    async with serve_gateway(database_url, state_dir, max_request_file_bytes=2048) as gw:
+        ids = []
+        for name in ("a.txt", "b.txt"):
+            uploaded = await gw.http.post(
+                "/v1/files", files={"file": (name, b"x" * 1500)}, data={"purpose": "assistants"}
+            )
+            assert uploaded.status_code == 200, uploaded.text
+            ids.append(uploaded.json()["id"])
+        error = error_of(await gw.http.post("/v1/vector_stores", json={"file_ids": ids}), 413)
+        assert error["param"] == "file_ids[1]" and error["code"] == "request_too_large"
+        # the same file twice is one file: past the bound, on to the (absent) retriever
+        twice = await gw.http.post("/v1/vector_stores", json={"file_ids": [ids[0], ids[0]]})
+        assert twice.status_code == 503, twice.text
+
+
+async def test_upload_names_are_checked(gateway: Gateway) -> None:
+    for name in (b"a\x00.txt", b"n" * 300 + b".txt"):
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + name + b'"\r\n'
+            b"Content-Type: text/plain\r\n\r\ntext\r\n--b--\r\n"
+        )
+        headers = {"content-type": "multipart/form-data; boundary=b"}
+        response = await gateway.http.post("/v1/files", content=body, headers=headers)
+        assert error_of(response, 400)["param"] == "file"

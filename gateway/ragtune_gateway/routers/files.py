@@ -3,7 +3,7 @@ and fine-tune datasets (validated and kept by the trainer), all scoped to the ca
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -11,11 +11,9 @@ from fastapi.responses import Response
 from ragtune_gateway import files, store
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.schemas.files import Purpose, check_upload_name
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-
-DOCUMENT_PURPOSES = ("assistants", "user_data")
-Purpose = Literal["assistants", "user_data", "fine-tune", "evals"]  # evals: QA datasets for /v1/evaluations
 
 
 async def check_content_length(request: Request, runtime: Runtime) -> None:
@@ -39,6 +37,7 @@ async def create_file(
     file: Annotated[UploadFile, File()],
     purpose: Annotated[Purpose, Form()],
 ) -> dict[str, Any]:
+    check_upload_name(file)
     if purpose == "fine-tune":
         record = await files.upload_dataset(runtime, tenant, file)
     else:
