@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
+from ragtune_common.channels import open_channel, open_sync_channel, security_from_environment
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -32,6 +34,8 @@ LONG_RPC_S = 4 * 3600.0
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every service a benchmark starts inherits this token and requires it; every benchmark client sends it.
+os.environ.setdefault("RAGTUNE_SERVICE_TOKEN", secrets.token_urlsafe(32))
 
 
 @dataclass
@@ -113,6 +117,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def aio_channel(address: str) -> grpc.aio.Channel:
+    """A channel to the one service a benchmark started at ``address``: the service token (and TLS
+    material) from the environment, no health gating (the benchmark waits for SERVING itself)."""
+    return open_channel(address, "", security_from_environment(), health_check=False)
+
+
+def sync_channel(address: str) -> grpc.Channel:
+    """:func:`aio_channel` for synchronous code."""
+    return open_sync_channel(address, "", security_from_environment(), health_check=False)
+
+
 # -- the retriever as a separate process ------------------------------------------------------------
 
 
@@ -145,8 +160,7 @@ class Retriever:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "ragtune_retriever.main"], env=self._env, stdout=log, stderr=log, cwd=REPO
             )
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=options)
+        self._channel = sync_channel(f"127.0.0.1:{self.port}")
         self._wait_serving(timeout_s=300)
         return retriever_pb2_grpc.RetrieverServiceStub(self._channel)
 
@@ -294,7 +308,7 @@ def service_process(
         )
     address = f"127.0.0.1:{port}"
     try:
-        with grpc.insecure_channel(address) as channel:
+        with sync_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + timeout_s
             while True:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import grpc
 import httpx
 
-from bench.common import Context, percentile, report, write_result
+from bench.common import Context, percentile, report, sync_channel, write_result
 from bench.gateway_common import Stack, stack
 from bench.generator_common import _TOPICS
 from ragtune.generator.v1 import generator_pb2 as gpb
@@ -77,7 +76,7 @@ def _gateway(s: Stack, http: httpx.Client, query: str, max_tokens: int) -> tuple
 
 
 def run(ctx: Context, args: argparse.Namespace) -> bool:
-    with stack(ctx) as s, grpc.insecure_channel(s.retriever) as rch, grpc.insecure_channel(s.generator) as gch:
+    with stack(ctx) as s, sync_channel(s.retriever) as rch, sync_channel(s.generator) as gch:
         search, gen = retriever_pb2_grpc.RetrieverServiceStub(rch), generator_pb2_grpc.GeneratorServiceStub(gch)
         with httpx.Client(base_url=s.gateway, headers={"Authorization": f"Bearer {s.key}"}, timeout=600) as http:
             overheads, direct_ms, gateway_ms, mismatched = [], [], [], 0

@@ -17,10 +17,9 @@ import json
 import statistics
 import time
 
-import grpc
 import httpx
 
-from bench.common import Context, report, write_result
+from bench.common import Context, aio_channel, report, write_result
 from bench.gateway_common import Stack, stack
 from bench.generator_common import TEMPERATURE, prompts
 from ragtune.generator.v1 import generator_pb2 as gpb
@@ -78,7 +77,7 @@ async def _measure(s: Stack, args: argparse.Namespace) -> dict[str, list[float]]
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     rates: dict[str, list[float]] = {"direct": [], "gateway": []}
     async with (
-        grpc.aio.insecure_channel(s.generator) as channel,
+        aio_channel(s.generator) as channel,
         httpx.AsyncClient(
             base_url=s.gateway, headers={"Authorization": f"Bearer {s.key}"}, timeout=600, limits=limits
         ) as http,

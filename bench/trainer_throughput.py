@@ -30,9 +30,7 @@ import sys
 import time
 from typing import Any
 
-import grpc
-
-from bench.common import REPO, Context, percentile, report, write_result
+from bench.common import REPO, Context, aio_channel, percentile, report, write_result
 from bench.trainer_common import (
     base_model_dir,
     chat_line,
@@ -80,7 +78,7 @@ def _plain(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _job(address: str, dataset_id: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         request = job_request(
             dataset_id,
@@ -104,7 +102,7 @@ async def _job(address: str, dataset_id: str, args: argparse.Namespace, i: int) 
 
 
 async def _upload(address: str, lines: list[str]) -> str:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         dataset = await upload(trainer_pb2_grpc.TrainerServiceStub(channel), lines, "gsm8k-throughput.jsonl")
         return dataset.id
 

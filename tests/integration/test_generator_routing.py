@@ -188,3 +188,16 @@ async def test_a_stream_that_fails_after_its_first_token_is_not_sent_again(clust
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert received == [first]
     assert sum(n for (label, a), n in seen.items() if a == "ft:base:mid") == 1
+
+
+async def test_a_dns_target_is_resolved_into_replicas():
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
+    async with serve(NamedGenerator("solo", seen)) as bound:
+        replicas = GeneratorReplicas(f"dns:///localhost:{bound.port}", GENERATOR, SECURITY, refresh_s=0.2)
+        await replicas.start()
+        try:
+            assert f"127.0.0.1:{bound.port}" in [r.address for r in replicas.replicas]
+            reply = await GeneratorClient(replicas).GenerateUnary(request("ft:base:a"), timeout=10)
+            assert reply.text == "solo"
+        finally:
+            await replicas.close()
