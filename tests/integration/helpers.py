@@ -44,3 +44,38 @@ def minimal_pdf(*pages: str) -> bytes:
     out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def inflating_pdf(pages: int, lines: int, text: str = "All work and no play makes a dull document") -> bytes:
+    """A small PDF that extracts to far more text than its size: every page draws one shared
+    FlateDecode content stream of ``lines`` text lines (a decompression bomb in miniature)."""
+    import zlib
+
+    content = b"BT /F1 12 Tf 72 720 Td 14 TL " + (b"(" + text.encode() + b") Tj T* ") * lines + b"ET"
+    packed = zlib.compress(content, 9)
+    content_id, font_id, first_page = 3, 4, 5
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids ["
+        + " ".join(f"{first_page + i} 0 R" for i in range(pages)).encode()
+        + b"] /Count "
+        + str(pages).encode()
+        + b" >>",
+        b"<< /Length " + str(len(packed)).encode() + b" /Filter /FlateDecode >>\nstream\n" + packed + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    page = (
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_id} 0 R >> >>"
+        f" /Contents {content_id} 0 R >>"
+    ).encode()
+    objects += [page] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import grpc
 import pytest
+import pytest_asyncio
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
-from tests.integration.helpers import doc, minimal_pdf, search, upsert
+from ragtune.retriever.v1 import retriever_pb2_grpc
+from ragtune_retriever.embedding import resolve_model_path
+from ragtune_retriever.main import SERVICE_NAME, create_server
+from ragtune_retriever.runtime import RetrieverRuntime
+from ragtune_retriever.validation import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_KEYS
+from tests.fixtures.security import direct_channel
+from tests.integration.helpers import doc, inflating_pdf, minimal_pdf, search, upsert
 
 
 async def expect(call, code: grpc.StatusCode, *fragments: str) -> str:
@@ -120,3 +132,193 @@ async def test_bad_page_token(stub):
         grpc.StatusCode.INVALID_ARGUMENT,
         "page.page_token",
     )
+
+
+# -- NUL characters: PostgreSQL text cannot hold them --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (pb.DocumentInput(id="a\x00b", text="x"), "documents[1].id"),
+        (pb.DocumentInput(id="s", text="x", source_name="f\x00.txt"), "documents[1].source_name"),
+        (pb.DocumentInput(id="m", text="x", mime_type="text/plain\x00"), "documents[1].mime_type"),
+        (pb.DocumentInput(id="k", text="x", metadata={"a\x00": 1}), "documents[1].metadata.a\\x00"),
+        (pb.DocumentInput(id="v", text="x", metadata={"a": {"b": ["ok", "\x00"]}}), "documents[1].metadata.a.b[1]"),
+    ],
+)
+async def test_nul_in_document_fields_is_invalid_argument(stub, collection, bad, field):
+    good = doc("good", "A perfectly fine document about rivers.")
+    await expect(stub.UpsertDocuments(upsert(collection, good, bad)), grpc.StatusCode.INVALID_ARGUMENT, field, "NUL")
+    assert await document_ids(stub, collection) == []
+
+
+async def test_nul_in_document_text_is_stripped(stub, collection):
+    await stub.UpsertDocuments(upsert(collection, doc("t", "Null\x00 bytes\x00 vanish from text.")))
+    stored = (await stub.GetDocument(pb.GetDocumentRequest(collection=collection, id="t"))).document
+    assert stored.text == "Null bytes vanish from text."
+    html = pb.DocumentInput(id="h", data=b"<p>In\x00 HTML</p>", mime_type="text/html")
+    await stub.UpsertDocuments(upsert(collection, html))
+    stored = (await stub.GetDocument(pb.GetDocumentRequest(collection=collection, id="h"))).document
+    assert stored.text == "In HTML"
+
+
+async def test_nul_in_ids_queries_and_names_is_invalid_argument(stub, collection, unique_name):
+    await expect(
+        stub.GetDocument(pb.GetDocumentRequest(collection=collection, id="a\x00")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "id",
+    )
+    await expect(
+        stub.DeleteDocuments(pb.DeleteDocumentsRequest(collection=collection, ids=["ok", "b\x00"])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ids[1]",
+    )
+    await expect(stub.Search(search(collection, "lakes\x00")), grpc.StatusCode.INVALID_ARGUMENT, "query")
+    await expect(
+        stub.ListDocuments(pb.ListDocumentsRequest(collection=collection, page={"page_token": "YQA="})),  # "a\x00"
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page.page_token",
+    )
+    for bad in (
+        pb.CreateCollectionRequest(name=unique_name(), metadata={"k": "v\x00"}),
+        pb.CreateCollectionRequest(name=unique_name(), embedding_model="all-MiniLM-L6-v2\x00"),
+        pb.CreateCollectionRequest(name="a\x00b"),
+        pb.CreateCollectionRequest(tenant="t\x00", name=unique_name()),
+    ):
+        await expect(stub.CreateCollection(bad), grpc.StatusCode.INVALID_ARGUMENT)
+    await expect(stub.GetCollection(pb.GetCollectionRequest(name="a\x00")), grpc.StatusCode.INVALID_ARGUMENT, "name")
+
+
+# -- metadata bounds ------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragments"),
+    [
+        (nested(METADATA_MAX_DEPTH + 1), ["documents[0].metadata" + ".n" * METADATA_MAX_DEPTH, "deeper"]),
+        ({f"k{i}": i for i in range(METADATA_MAX_KEYS + 1)}, ["documents[0].metadata", "keys"]),
+        ({"big": "x" * METADATA_MAX_BYTES}, ["documents[0].metadata", "bytes"]),
+        ({"k" * 300: 1}, ["documents[0].metadata", "longer than"]),
+    ],
+)
+async def test_metadata_is_bounded(stub, collection, unique_name, metadata, fragments):
+    bad = pb.DocumentInput(id="m", text="x", metadata=metadata)
+    await expect(stub.UpsertDocuments(upsert(collection, bad)), grpc.StatusCode.INVALID_ARGUMENT, *fragments)
+    assert await document_ids(stub, collection) == []
+    await expect(
+        stub.CreateCollection(pb.CreateCollectionRequest(name=unique_name(), metadata=metadata)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "metadata",
+    )
+
+
+async def test_metadata_at_the_bounds_is_stored(stub, collection):
+    ok = pb.DocumentInput(id="m", text="x", metadata={**nested(METADATA_MAX_DEPTH), "list": [1, "two", None]})
+    assert (await stub.UpsertDocuments(upsert(collection, ok))).created == 1
+
+
+# -- embedding models: only the configured list --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def listed_model_dir(tmp_path_factory) -> Path:
+    """A real sentence-transformers directory (a copy of the shipped model) the strict server lists."""
+    target = tmp_path_factory.mktemp("models") / "minilm-copy"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), target)
+    return target
+
+
+@pytest_asyncio.fixture(scope="module")
+async def strict_stub(retriever_settings, listed_model_dir) -> AsyncIterator[retriever_pb2_grpc.RetrieverServiceStub]:
+    """A second retriever with tight extraction limits and a listed local model."""
+    settings = retriever_settings.model_copy(
+        update={
+            "embedding_models": [str(listed_model_dir)],
+            "extraction_timeout_s": 3.0,
+            "max_extracted_chars": 100_000,
+            "extraction_workers": 1,
+        }
+    )
+    runtime = RetrieverRuntime(settings)
+    bound = await create_server(settings, runtime)
+    await bound.server.start()
+    await runtime.start()
+    await bound.set_serving()
+    async with direct_channel(bound.port, SERVICE_NAME) as channel:
+        yield retriever_pb2_grpc.RetrieverServiceStub(channel)
+    await bound.stop(1)
+    await runtime.close()
+
+
+async def test_unlisted_local_model_directory_is_refused(stub, unique_name, listed_model_dir):
+    """The session server does not list the directory: it must not load it (it used to)."""
+    details = await expect(
+        stub.CreateCollection(pb.CreateCollectionRequest(name=unique_name(), embedding_model=str(listed_model_dir))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "embedding_model",
+        "RAGTUNE_RETRIEVER_EMBEDDING_MODELS",
+    )
+    assert "all-MiniLM-L6-v2" in details
+
+
+async def test_listed_local_model_directory_is_accepted(strict_stub, unique_name, listed_model_dir):
+    name = unique_name()
+    created = await strict_stub.CreateCollection(
+        pb.CreateCollectionRequest(name=name, embedding_model=str(listed_model_dir))
+    )
+    assert created.collection.dimension == 384
+    shipped = await strict_stub.CreateCollection(pb.CreateCollectionRequest(name=unique_name()))
+    assert shipped.collection.embedding_model == "all-MiniLM-L6-v2"
+    await expect(
+        strict_stub.CreateCollection(pb.CreateCollectionRequest(name=unique_name(), embedding_model="/etc")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "embedding_model",
+    )
+    await strict_stub.DeleteCollection(pb.DeleteCollectionRequest(name=name))
+
+
+# -- extraction bounded in output and time ---------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_inflating_pdf_and_slow_pdf_are_refused(strict_stub, unique_name):
+    """A 32 KB PDF that would extract to 17 MB of text, and one that keeps the parser busy for
+    minutes: each is refused naming the document, and the server answers the next call at once."""
+    name = unique_name()
+    await strict_stub.CreateCollection(pb.CreateCollectionRequest(name=name))
+    bomb = pb.DocumentInput(id="bomb", data=inflating_pdf(pages=200, lines=2000), mime_type="application/pdf")
+    await expect(
+        strict_stub.UpsertDocuments(upsert(name, doc("ok", "fine"), bomb)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "documents[1].data",
+        "more than 100000 characters",
+    )
+    slow = pb.DocumentInput(id="slow", data=inflating_pdf(pages=1, lines=400_000), mime_type="application/pdf")
+    started = time.monotonic()
+    call = strict_stub.UpsertDocuments(upsert(name, slow))
+    listed = await strict_stub.ListCollections(pb.ListCollectionsRequest(), timeout=2)  # served meanwhile
+    assert name in [c.name for c in listed.collections]
+    await expect(call, grpc.StatusCode.INVALID_ARGUMENT, "documents[0].data", "longer than 3 s")
+    assert time.monotonic() - started < 15
+    assert await document_ids(strict_stub, name) == []
+    ok = pb.DocumentInput(id="ok", data=minimal_pdf("Still works"), mime_type="application/pdf")
+    assert (await strict_stub.UpsertDocuments(upsert(name, ok))).created == 1
+    await strict_stub.DeleteCollection(pb.DeleteCollectionRequest(name=name))
+
+
+@pytest.mark.timeout(120)
+async def test_huge_html_is_refused(strict_stub, unique_name):
+    name = unique_name()
+    await strict_stub.CreateCollection(pb.CreateCollectionRequest(name=name))
+    huge = pb.DocumentInput(id="h", data=b"<div><p>word</p></div>" * 90_000, mime_type="text/html")  # 2 MB
+    details = await expect(strict_stub.UpsertDocuments(upsert(name, huge)), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "documents[0].data" in details and ("longer than" in details or "more than" in details)
+    await strict_stub.DeleteCollection(pb.DeleteCollectionRequest(name=name))

@@ -294,3 +294,48 @@ def test_damaged_pdf_never_leaks_other_errors() -> None:
 
 def test_pdf_without_text() -> None:
     assert "has no text" in invalid(make_pdf([""]), "application/pdf").message
+
+
+# --- NUL characters and output bounds --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (b"a\x00b\x00 c", "text/plain"),
+        (b"<p>a\x00b\x00 c</p>", "text/html"),
+        (b"a\x00b\x00 c", "text/markdown"),
+    ],
+)
+def test_nul_characters_are_stripped(data: bytes, mime: str) -> None:
+    """PostgreSQL text cannot hold NUL: it is removed from document text (documented)."""
+    assert extract_text(data, mime, field=FIELD) == "ab c"
+
+
+def test_only_nuls_is_no_text() -> None:
+    assert "has no text" in invalid(b"\x00\x00", "text/plain").message
+
+
+def test_inflating_pdf_stops_at_the_character_limit() -> None:
+    from tests.integration.helpers import inflating_pdf
+
+    pdf = inflating_pdf(pages=200, lines=2000)  # ~32 KB that would extract to ~17 MB
+    assert len(pdf) < 64 * 1024
+    with pytest.raises(InvalidArgument) as info:
+        extract_text(pdf, "application/pdf", field=FIELD, max_chars=500_000)
+    assert info.value.field == FIELD
+    assert "more than 500000 characters" in info.value.message
+
+
+@pytest.mark.parametrize("mime", ["text/plain", "text/html", "text/markdown"])
+def test_text_over_the_character_limit(mime: str) -> None:
+    err = invalid_with_limit(b"word " * 1000, mime, 1000)
+    assert "more than 1000 characters" in err.message
+    assert extract_text(b"word " * 100, mime, field=FIELD, max_chars=1000).startswith("word")
+
+
+def invalid_with_limit(data: bytes, mime: str, max_chars: int) -> InvalidArgument:
+    with pytest.raises(InvalidArgument) as info:
+        extract_text(data, mime, field=FIELD, max_chars=max_chars)
+    assert info.value.field == FIELD
+    return info.value

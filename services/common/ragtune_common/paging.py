@@ -21,6 +21,8 @@ def decode_page(page_size: int, page_token: str, field: str = "page") -> tuple[s
             after = base64.b64decode(page_token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
         except (binascii.Error, UnicodeError, ValueError):
             raise InvalidArgument("is not a token from a previous page", field=f"{field}.page_token") from None
+        if "\x00" in after:  # no key holds one (PostgreSQL text cannot): a forged token
+            raise InvalidArgument("is not a token from a previous page", field=f"{field}.page_token")
     return after, page_size or DEFAULT_PAGE_SIZE
 
 

@@ -1,6 +1,8 @@
 """Sentence-transformers embedders: batched, L2-normalised, run off the event loop, with an LRU
 cache of query embeddings. Models come from the shipped package or a local directory; nothing
-is fetched from a model hub.
+is fetched from a model hub, and a request may only name a model of the configured list
+(``RAGTUNE_RETRIEVER_EMBEDDING_MODELS``), so no caller can make the server load a directory of
+its choosing.
 """
 
 from __future__ import annotations
@@ -43,6 +45,26 @@ def resolve_model_path(name: str) -> Path:
         f"unknown embedding model {name!r}: use 'all-MiniLM-L6-v2' or a local sentence-transformers directory",
         field="embedding_model",
     )
+
+
+def _same_model(name: str, allowed: str) -> bool:
+    if name == allowed:
+        return True
+    if name.lower() in _SHIPPED or allowed.lower() in _SHIPPED:
+        return name.lower() in _SHIPPED and allowed.lower() in _SHIPPED
+    return os.path.realpath(name) == os.path.realpath(allowed)  # ./m and /srv/m: one directory
+
+
+def check_allowed_model(name: str, allowed: Sequence[str], field: str = "embedding_model") -> str:
+    """``name`` if it is one of the ``allowed`` models (a shipped name in any spelling, or a
+    listed directory however written), else InvalidArgument naming ``field``."""
+    if "\x00" in name or not any(_same_model(name, entry) for entry in allowed):
+        raise InvalidArgument(
+            f"{name!r} is not an embedding model this server offers (allowed: {', '.join(allowed)};"
+            " the operator lists them in RAGTUNE_RETRIEVER_EMBEDDING_MODELS)",
+            field=field,
+        )
+    return name
 
 
 def _pick_device(device: str) -> str:
@@ -129,12 +151,16 @@ class Embedder:
 class EmbedderRegistry:
     """Embedders by model name, loaded once on first use (the default one at start-up)."""
 
-    def __init__(self, device: str, batch_size: int, cache_size: int) -> None:
+    def __init__(self, device: str, batch_size: int, cache_size: int, allowed: Sequence[str] = ()) -> None:
+        self.allowed = list(allowed)
         self._device = device
         self._batch_size = batch_size
         self._cache_size = cache_size
         self._embedders: dict[str, Embedder] = {}
         self._lock = asyncio.Lock()
+
+    def check_allowed(self, name: str, field: str = "embedding_model") -> str:
+        return check_allowed_model(name, self.allowed, field)
 
     async def get(self, name: str) -> Embedder:
         embedder = self._embedders.get(name)

@@ -15,10 +15,12 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from ragtune_common.errors import InvalidArgument
+from ragtune_common.errors import InvalidArgument, RagtuneError
+from ragtune_common.interceptors import to_domain_error
 from ragtune_retriever import store
 from ragtune_retriever.embedding import Embedder
-from ragtune_retriever.parsing import extract_text, resolve_mime_type
+from ragtune_retriever.extraction import TextExtractor
+from ragtune_retriever.parsing import resolve_mime_type
 from ragtune_retriever.store import CollectionRow, PreparedDocument
 
 MAX_ID_CHARS = 256
@@ -50,7 +52,8 @@ class UpsertOutcome:
     content_hash: str
 
 
-def _parse(source: DocumentSource, max_bytes: int) -> PreparedDocument:
+def _check_source(source: DocumentSource, max_bytes: int) -> tuple[bytes, str]:
+    """The document's bytes and resolved MIME type, after the checks that cost nothing."""
     size = len(source.body.encode("utf-8")) if isinstance(source.body, str) else len(source.body)
     if size == 0:
         raise InvalidArgument("document is empty", field=f"{source.field}.body")
@@ -62,7 +65,10 @@ def _parse(source: DocumentSource, max_bytes: int) -> PreparedDocument:
     if isinstance(source.body, str) and mime_type == "application/pdf":
         raise InvalidArgument("a PDF must be sent as bytes (data), not text", field=f"{source.field}.text")
     data = source.body.encode("utf-8") if isinstance(source.body, str) else source.body
-    text = extract_text(data, mime_type, field=f"{source.field}.data")
+    return data, mime_type
+
+
+def _prepared(source: DocumentSource, mime_type: str, text: str) -> PreparedDocument:
     content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return PreparedDocument(
         id=source.id or f"doc_{content_hash[:32]}",
@@ -74,19 +80,37 @@ def _parse(source: DocumentSource, max_bytes: int) -> PreparedDocument:
     )
 
 
+def _with_count(error: RagtuneError, written: int) -> RagtuneError:
+    """The same error, telling a stream's client how many of its documents are stored."""
+    return type(error)(f"{error.message} ({written} earlier documents were stored)", field=error.field)
+
+
 def _same_metadata(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 class Ingestor:
-    def __init__(self, pool: AsyncConnectionPool, max_document_bytes: int) -> None:
+    def __init__(self, pool: AsyncConnectionPool, max_document_bytes: int, extractor: TextExtractor) -> None:
         self._pool = pool
         self._max_bytes = max_document_bytes
+        self._extractor = extractor
 
     async def parse(self, sources: Sequence[DocumentSource], seen_ids: set[str]) -> list[PreparedDocument]:
         """Validate and parse every document before anything is written; duplicate ids (in the
         batch or earlier in the same stream) are an error."""
-        parsed = await asyncio.to_thread(lambda: [_parse(source, self._max_bytes) for source in sources])
+        checked = [_check_source(source, self._max_bytes) for source in sources]
+        texts: list[asyncio.Task[str]] = []
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels (and kills) the rest
+                for source, (data, mime_type) in zip(sources, checked, strict=True):
+                    texts.append(group.create_task(self._extractor.extract(data, mime_type, f"{source.field}.data")))
+        except BaseExceptionGroup as failures:  # the first document's error, as if parsed one by one
+            failed = [e for t in texts if t.done() and not t.cancelled() and (e := t.exception()) is not None]
+            raise (failed or list(failures.exceptions))[0] from None
+        parsed = [
+            _prepared(source, mime_type, text.result())
+            for source, (_, mime_type), text in zip(sources, checked, texts, strict=True)
+        ]
         for source, doc in zip(sources, parsed, strict=True):
             if doc.id in seen_ids:
                 raise InvalidArgument(
@@ -166,12 +190,15 @@ class Ingestor:
                 outcomes += batch_outcomes
             if writing is not None:
                 await writing
-        except InvalidArgument as exc:
+        except Exception as exc:
+            error = to_domain_error(exc)
+            if error is None:
+                raise
             if writing is not None:
                 await asyncio.wait({writing})
                 if not writing.cancelled() and writing.exception() is None:
                     written = len(outcomes)
-            raise InvalidArgument(f"{exc.message} ({written} earlier documents were stored)", field=exc.field) from None
+            raise _with_count(error, written) from exc
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()

@@ -1,9 +1,13 @@
 """Turn uploaded document bytes into plain text, by MIME type.
 
 Supported: plain text, Markdown (rendered to HTML, then read like HTML), HTML (visible text,
-block elements on their own lines) and PDF (pypdf, one blank line between pages). Every
-client mistake - an unsupported type, bad UTF-8, an unreadable PDF, a document with no text -
-surfaces as :class:`~ragtune_common.errors.InvalidArgument` naming the offending field.
+block elements on their own lines) and PDF (pypdf, one blank line between pages). NUL characters
+are removed from the text (PostgreSQL text cannot hold them), and the text is bounded: a document
+that extracts to more than ``max_chars`` characters (a PDF of compressed streams can inflate
+a thousandfold) is refused, a PDF page by page, before the rest is read. Every client mistake -
+an unsupported type, bad UTF-8, an unreadable PDF, a document with no text or too much - surfaces
+as :class:`~ragtune_common.errors.InvalidArgument` naming the offending field. Time and memory
+are bounded by the caller, :mod:`ragtune_retriever.extraction`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from typing import NoReturn
 
 from bs4 import BeautifulSoup, NavigableString, PageElement, Tag
 from markdown_it import MarkdownIt
@@ -77,21 +82,28 @@ def _guess_from_name(source_name: str) -> str:
     return _EXTENSIONS.get(name[dot:], TEXT_PLAIN) if dot >= 0 else TEXT_PLAIN
 
 
-def extract_text(data: bytes, mime_type: str, *, field: str) -> str:
-    """The document's text, stripped; raises InvalidArgument if it is unreadable or empty."""
+def extract_text(data: bytes, mime_type: str, *, field: str, max_chars: int | None = None) -> str:
+    """The document's text, stripped and without NULs; raises InvalidArgument if it is unreadable,
+    empty, or longer than ``max_chars``."""
     kind = resolve_mime_type(mime_type, "", field)
     if kind == APPLICATION_PDF:
-        text = _pdf_text(data, field)
+        text = _pdf_text(data, field, max_chars)
     elif kind == TEXT_HTML:
         text = html_to_text(_decode_utf8(data, field))
     elif kind == TEXT_MARKDOWN:
         text = html_to_text(_MARKDOWN.render(_decode_utf8(data, field)))
     else:
         text = _decode_utf8(data, field)
-    text = text.strip()
+    text = text.replace("\x00", "").strip()
+    if max_chars is not None and len(text) > max_chars:
+        _too_long(max_chars, field)
     if not text:
         raise InvalidArgument("has no text", field=field)
     return text
+
+
+def _too_long(max_chars: int, field: str) -> NoReturn:
+    raise InvalidArgument(f"extracts to more than {max_chars} characters of text", field=field)
 
 
 def _decode_utf8(data: bytes, field: str) -> str:
@@ -99,18 +111,28 @@ def _decode_utf8(data: bytes, field: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"is not valid UTF-8 (byte offset {exc.start})", field=field) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
-def _pdf_text(data: bytes, field: str) -> str:
+def _pdf_text(data: bytes, field: str, max_chars: int | None) -> str:
+    pages: list[str] = []
+    total = 0
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        for page in reader.pages:
+            pages.append(page.extract_text() or "")
+            total += len(pages[-1])
+            if max_chars is not None and total > max_chars:
+                break
     except FileNotDecryptedError:
         raise InvalidArgument("could not parse PDF: it is encrypted", field=field) from None
+    except MemoryError:
+        raise  # the extraction's memory limit, reported as such by its caller
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         raise InvalidArgument(f"could not parse PDF: {reason}", field=field) from None
+    if max_chars is not None and total > max_chars:
+        _too_long(max_chars, field)
     return "\n\n".join(p.replace("\r\n", "\n").replace("\r", "\n").strip() for p in pages)
 
 

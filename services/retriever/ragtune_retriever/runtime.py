@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from ragtune_common.database import apply_migrations, open_pool, resolve_database_url, wait_for_database
 from ragtune_common.errors import Unavailable
 from ragtune_retriever.embedding import EmbedderRegistry
+from ragtune_retriever.extraction import ExtractionLimits, TextExtractor
 from ragtune_retriever.ingest import Ingestor
 from ragtune_retriever.settings import RetrieverSettings
 
@@ -23,7 +24,18 @@ class RetrieverRuntime:
     def __init__(self, settings: RetrieverSettings) -> None:
         self.settings = settings
         self.embedders = EmbedderRegistry(
-            settings.embedding_device, settings.embedding_batch_size, settings.query_cache_size
+            settings.embedding_device,
+            settings.embedding_batch_size,
+            settings.query_cache_size,
+            settings.allowed_embedding_models,
+        )
+        self.extractor = TextExtractor(
+            ExtractionLimits(
+                timeout_s=settings.extraction_timeout_s,
+                max_chars=settings.max_extracted_chars,
+                memory_bytes=settings.extraction_memory_mib * 1024 * 1024,
+                workers=settings.extraction_workers,
+            )
         )
         self._pool: AsyncConnectionPool | None = None
         self._ingestor: Ingestor | None = None
@@ -51,10 +63,12 @@ class RetrieverRuntime:
             await register_vector_async(conn)
 
         self._pool = await open_pool(url, self.settings, configure=configure)
-        self._ingestor = Ingestor(self._pool, self.settings.max_document_bytes)
+        self._ingestor = Ingestor(self._pool, self.settings.max_document_bytes, self.extractor)
+        await self.extractor.start()
         await self.embedders.get(self.settings.embedding_model)
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
         self.embedders.close()
+        await self.extractor.close()

@@ -22,6 +22,7 @@ from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.ingest import DocumentSource, Ingestor, UpsertOutcome, UpsertStatus
 from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.store import CollectionRow, SearchPlan
+from ragtune_retriever.validation import check_metadata, check_text, check_texts
 
 _WORD = re.compile(r"[^\W_]+")
 MAX_TOP_K = 1000
@@ -108,11 +109,11 @@ def _sources(request: pb.UpsertDocumentsRequest, offset: int) -> list[DocumentSo
         sources.append(
             DocumentSource(
                 field=field,
-                id=doc.id,
-                body=doc.text if kind == "text" else doc.data,
-                mime_type=doc.mime_type,
-                source_name=doc.source_name,
-                metadata=struct_to_dict(doc.metadata, f"{field}.metadata"),
+                id=check_text(doc.id, f"{field}.id"),
+                body=doc.text if kind == "text" else doc.data,  # NULs in text are stripped, not refused
+                mime_type=check_text(doc.mime_type, f"{field}.mime_type"),
+                source_name=check_text(doc.source_name, f"{field}.source_name"),
+                metadata=check_metadata(struct_to_dict(doc.metadata, f"{field}.metadata"), f"{field}.metadata"),
             )
         )
     return sources
@@ -138,7 +139,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
     async def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CreateCollectionResponse:
         tenant = check_tenant(request.tenant)
         name = check_name(request.name, "name")
-        model = request.embedding_model or self._settings.embedding_model
+        model = self._embedders.check_allowed(request.embedding_model or self._settings.embedding_model)
         max_tokens = request.chunking.max_tokens or self._settings.default_max_tokens
         overlap = (
             request.chunking.overlap_tokens
@@ -156,7 +157,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 f"{max_tokens} exceeds the embedding model's limit of {model_limit} tokens",
                 field="chunking.max_tokens",
             )
-        metadata = struct_to_dict(request.metadata, "metadata")
+        metadata = check_metadata(struct_to_dict(request.metadata, "metadata"), "metadata")
         row = await store.create_collection(
             self._pool, tenant, name, model, embedder.dimension, max_tokens, overlap, metadata
         )
@@ -228,7 +229,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
 
     async def GetDocument(self, request: pb.GetDocumentRequest, context: Any) -> pb.GetDocumentResponse:
         collection = await self._collection(request.tenant, request.collection)
-        row = await store.get_document(self._pool, collection.id, request.id)
+        row = await store.get_document(self._pool, collection.id, check_text(request.id, "id"))
         return pb.GetDocumentResponse(document=_document_pb(collection.name, row))
 
     async def ListDocuments(self, request: pb.ListDocumentsRequest, context: Any) -> pb.ListDocumentsResponse:
@@ -243,13 +244,14 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
     async def DeleteDocuments(self, request: pb.DeleteDocumentsRequest, context: Any) -> pb.DeleteDocumentsResponse:
         if not request.ids:
             raise InvalidArgument("at least one id is required", field="ids")
+        ids = check_texts(request.ids, "ids")
         collection = await self._collection(request.tenant, request.collection)
-        deleted = await store.delete_documents(self._pool, collection.id, list(request.ids))
+        deleted = await store.delete_documents(self._pool, collection.id, ids)
         missing = [i for i in request.ids if i not in set(deleted)]
         return pb.DeleteDocumentsResponse(deleted_ids=deleted, missing_ids=missing)
 
     async def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
-        query = request.query.strip()
+        query = check_text(request.query, "query").strip()
         if not query:
             raise InvalidArgument("must not be empty", field="query")
         if len(query) > MAX_QUERY_CHARS:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
 
@@ -14,6 +16,11 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     port: int = Field(default=50051, ge=0, le=65535)
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2", description="default model: a shipped name or a local sentence-transformers dir"
+    )
+    embedding_models: Annotated[list[str], NoDecode] = Field(
+        default=["all-MiniLM-L6-v2"],
+        description="models CreateCollection may name (comma-separated): shipped names or local directories;"
+        " the default model is always allowed",
     )
     embedding_device: str = Field(default="auto", description="auto | cpu | cuda")
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
@@ -27,6 +34,22 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_documents_per_request: int = Field(default=1000, ge=1)
     stream_batch_documents: int = Field(default=64, ge=1, description="documents embedded and written per batch")
+    extraction_timeout_s: float = Field(default=60.0, gt=0, description="per HTML/Markdown/PDF document")
+    extraction_memory_mib: int = Field(default=2048, ge=0, description="address space of an extraction; 0 = no limit")
+    extraction_workers: int = Field(default=2, ge=1, description="documents extracted at once (child processes)")
+    max_extracted_chars: int = Field(default=16 * 1024 * 1024, ge=1024, description="text one document may yield")
+
+    @field_validator("embedding_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @property
+    def allowed_embedding_models(self) -> list[str]:
+        """The configured list plus the default model, without duplicates."""
+        return list(dict.fromkeys([self.embedding_model, *self.embedding_models]))
 
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> RetrieverSettings:
