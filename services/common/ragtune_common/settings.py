@@ -2,7 +2,8 @@
 
 Values come from the environment (``RAGTUNE_<SERVICE>_<FIELD>``), except the few that all
 services share and are named once: ``RAGTUNE_STATE_DIR``, ``DATABASE_URL``, ``RAGTUNE_LOG_LEVEL``,
-``RAGTUNE_LOG_JSON``. Settings are built in ``main()`` and passed down, never read globally.
+``RAGTUNE_LOG_JSON``, ``RAGTUNE_SERVICE_TOKEN``, ``RAGTUNE_TLS_{CERT,KEY,CA}_FILE``,
+``RAGTUNE_TLS_SERVER_NAME``. Settings are built in ``main()`` and passed down, never read globally.
 """
 
 from __future__ import annotations
