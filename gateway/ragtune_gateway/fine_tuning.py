@@ -56,12 +56,10 @@ async def count_active_jobs(runtime: GatewayRuntime, tenant: str) -> int:
 
 
 def job_status(job: tpb.Job) -> str:
-    """A succeeded job reads ``running`` until its adapter is published (or publishing failed):
-    ``succeeded`` means its ``fine_tuned_model`` can be asked at once."""
-    status = STATUS.get(job.status, "queued")
-    if status == "succeeded" and job.publish_state == tpb.PUBLISH_STATE_PENDING:
-        return "running"
-    return status
+    """The trainer's status, as is: a finished job never reads ``running``. The trainer marks a job
+    ``succeeded`` only once its adapter has been offered to the generators, so ``publish_state``
+    (``published``, or ``failed``: retry with ``POST .../publish``) is settled by then."""
+    return STATUS.get(job.status, "queued")
 
 
 def job_object(job: tpb.Job) -> dict[str, Any]:

@@ -85,6 +85,9 @@ async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, ba
     await client.fine_tuning.jobs.checkpoints.list(job.id)  # shape only: a 9-step job may keep none
     with pytest.raises(openai.BadRequestError):  # a finished job cannot be cancelled
         await client.fine_tuning.jobs.cancel(job.id)
+    again = await tenant_a.http.post(f"/v1/fine_tuning/jobs/{job.id}/publish")  # publishing again: a no-op
+    assert again.status_code == 200 and again.json()["publish_state"] == "published", again.text
+    assert (await tenant_b.http.post(f"/v1/fine_tuning/jobs/{job.id}/publish")).status_code == 404
 
     model = done.fine_tuned_model
     assert model in [m.id for m in (await client.models.list()).data]
@@ -104,6 +107,8 @@ async def test_cancel_a_job(tenant_a: Tenant) -> None:
     )
     cancelled = await tenant_a.client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
+    refused = await tenant_a.http.post(f"/v1/fine_tuning/jobs/{job.id}/publish")  # only a succeeded job
+    assert refused.status_code == 400, refused.text
 
 
 async def test_events_follow_as_server_sent_events(tenant_a: Tenant) -> None:

@@ -83,12 +83,12 @@ def test_retry_policy_retries_unavailable_only_for_idempotent_methods() -> None:
     assert "methodConfig" not in json.loads(service_config(RETRIEVER))
 
 
-def test_job_status_waits_for_publication() -> None:
+def test_a_finished_job_never_reads_running() -> None:
     job = tpb.Job(id="ftjob-abc", status=tpb.JOB_STATUS_SUCCEEDED, publish_state=tpb.PUBLISH_STATE_PENDING)
     job.hyperparameters.n_epochs.number = 3
-    assert ft.job_object(job)["status"] == "running" and ft.job_object(job)["fine_tuned_model"] is None
-    job.publish_state = tpb.PUBLISH_STATE_PUBLISHED
     job.fine_tuned_model = "ft:base:abc"
+    assert ft.job_object(job)["status"] == "succeeded"  # a job an older trainer left unpublished
+    job.publish_state = tpb.PUBLISH_STATE_PUBLISHED
     body = ft.job_object(job)
     assert body["status"] == "succeeded" and body["fine_tuned_model"] == "ft:base:abc"
     assert body["hyperparameters"]["n_epochs"] == 3 and body["hyperparameters"]["batch_size"] == "auto"

@@ -126,6 +126,19 @@ async def cancel_job(job_id: PathId, runtime: Runtime, tenant: TenantId) -> dict
     return ft.job_object(response.job)
 
 
+@router.post("/{job_id}/publish")
+async def publish_job(job_id: PathId, runtime: Runtime, tenant: TenantId) -> dict[str, Any]:
+    """Offer a succeeded job's adapter to the generators again (a ragtune extension, for a job whose
+    ``publish_state`` is ``failed``): 400 unless the job succeeded, 503 while no generator answers."""
+    with rpc_errors("trainer", missing=not_found("fine-tuning job", job_id)):
+        response = await runtime.downstream.trainer.PublishJob(
+            tpb.PublishJobRequest(tenant=tenant, id=job_id),
+            timeout=runtime.settings.rpc_timeout_s + 60,  # the trainer's publish_timeout_s, by default
+            metadata=metadata(),
+        )
+    return ft.job_object(response.job)
+
+
 def _watch(runtime: GatewayRuntime, tenant: str, job_id: str, after_seq: int, timeout: float | None) -> Any:
     request = tpb.WatchJobRequest(tenant=tenant, id=job_id, after_seq=after_seq)
     return runtime.downstream.trainer.WatchJob(request, timeout=timeout, metadata=metadata())

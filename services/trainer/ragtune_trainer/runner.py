@@ -193,7 +193,6 @@ class JobRunner:
         spec = {
             "job_id": job.id,
             "job_dir": str(job_dir),
-            "adapter_dir": str(self.settings.adapter_store / job.id),
             "base_model_path": str(await asyncio.to_thread(self._base_model_path, job.base_model)),
             "train_path": training.path,
             "validation_path": validation.path if validation else None,
@@ -225,8 +224,8 @@ class JobRunner:
         error = str(failure) if failure else ""
         result = {"publish_state": "failed" if failure else "published", "publish_error": error}
         events: list[Event] = [
-            ("publish", {"published": failure is None, "model": name, "error": error}),
             ("status", {"status": "succeeded", "message": f"trained {name}"}),
+            ("publish", {"published": failure is None, "model": name, "error": error}),
         ]
         changes = {**result, "fine_tuned_model": name, "status": "succeeded", "finished_at": "now()", **_RELEASED}
         await self._update(job.id, changes, events, self.replica)

@@ -7,7 +7,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
@@ -27,13 +27,9 @@ class TrainerSettings(ServiceSettings, DatabaseSettings):
     )
     artifacts_dir: Path | None = Field(
         default=None,
-        description="datasets and checkpoints; unset = <state_dir>/trainer. Replicas share it (a shared volume):"
-        " a job resumes on another replica from the checkpoints written here",
-    )
-    adapter_store_dir: Path | None = Field(
-        default=None,
-        validation_alias=AliasChoices("adapter_store_dir", "RAGTUNE_ADAPTER_STORE"),
-        description="finished adapters, one directory per job, loaded by every generator; unset = <state_dir>/adapters",
+        description="datasets, checkpoints and finished adapters; unset = <state_dir>/trainer. Replicas share it"
+        " (a shared volume): a job resumes on another replica from the checkpoints written here, and the"
+        " generators copy published adapters from here into the adapter store",
     )
     generator_address: str = Field(default="127.0.0.1:50052", description="where published adapters are loaded")
     retriever_address: str = Field(default="127.0.0.1:50051", description="searched for RAFT distractors")
@@ -80,7 +76,3 @@ class TrainerSettings(ServiceSettings, DatabaseSettings):
     @property
     def artifacts(self) -> Path:
         return (self.artifacts_dir or self.state_dir / "trainer").expanduser().resolve()
-
-    @property
-    def adapter_store(self) -> Path:
-        return (self.adapter_store_dir or self.state_dir / "adapters").expanduser().resolve()

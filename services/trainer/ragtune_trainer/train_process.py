@@ -182,9 +182,8 @@ def train(spec: dict[str, Any], emit: EventWriter) -> None:
         },
     )
     result = trainer.train(resume_from_checkpoint=resumed)
-    adapter = Path(spec.get("adapter_dir") or job_dir / "adapter")  # in the adapter store every generator reads
-    adapter.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=adapter.parent))
+    adapter = job_dir / "adapter"
+    staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=job_dir))
     try:
         peft_model.save_pretrained(str(staging))
         if adapter.exists():

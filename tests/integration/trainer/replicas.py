@@ -64,7 +64,6 @@ def replica_env(database_url: str, state_dir: Path, shared: Path, name: str, por
         DATABASE_URL=database_url,
         RAGTUNE_STATE_DIR=str(state_dir),
         RAGTUNE_SERVICE_TOKEN=SERVICE_TOKEN,
-        RAGTUNE_ADAPTER_STORE=str(shared / "adapters"),
         RAGTUNE_TRAINER_PORT=str(port),
         RAGTUNE_TRAINER_REPLICA_ID=name,
         RAGTUNE_TRAINER_ARTIFACTS_DIR=str(shared / "artifacts"),

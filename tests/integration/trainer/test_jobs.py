@@ -104,6 +104,7 @@ async def test_bad_datasets_report_every_line(trainer, tenant):
         ({"hyperparameters": pb.Hyperparameters(batch_size=number(0))}, "hyperparameters.batch_size"),
         ({"hyperparameters": pb.Hyperparameters(learning_rate_multiplier=number(-1))}, "learning_rate_multiplier"),
         ({"lora": pb.LoraConfig(r=128)}, "lora.r"),
+        ({"lora": pb.LoraConfig(r=32)}, "lora.r"),  # over the generators' max_lora_rank (16)
         ({"lora": pb.LoraConfig(target_modules=["lm_head"])}, "lora.target_modules"),
         ({"lora": pb.LoraConfig(dropout=1.0)}, "lora.dropout"),
         ({"model": "no-such-model"}, "model"),

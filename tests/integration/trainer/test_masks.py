@@ -4,10 +4,12 @@ system message when a conversation has none)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from ragtune_trainer.datasets import Example, Message
-from ragtune_trainer.masks import IGNORE_INDEX, tokenize_example
+from ragtune_trainer.masks import IGNORE_INDEX, _spans_by_prefixes, assistant_spans, tokenize_example
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,70 @@ def test_explicit_system_message_and_weight_zero(tokenizer):
 def test_all_weight_zero_trains_nothing(tokenizer):
     example = Example(1, (Message("user", "Hi", 0), Message("assistant", "Hello", 0)))
     assert tokenize_example(tokenizer, example).trained_tokens == 0
+
+
+class _CountingTokenizer:
+    """The real tokenizer, counting how many characters its chat template renders."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self.rendered = 0
+
+    def apply_chat_template(self, *args, **kwargs):
+        text = self._tokenizer.apply_chat_template(*args, **kwargs)
+        self.rendered += len(text)
+        return text
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+
+def _conversation(turns: int, words: int) -> tuple[Message, ...]:
+    messages = []
+    for i in range(turns):
+        messages.append(Message("user", f"question {i} " + "word " * words, 0))
+        messages.append(Message("assistant", f"answer {i} " + "word " * words, 1))
+    return tuple(messages)
+
+
+def test_mask_work_is_linear_in_the_line(tokenizer):
+    """The template renders a bounded multiple of the line, however many turns it has (rendering
+    every prefix rendered about turns/2 times the line)."""
+    ratios = []
+    for turns in (5, 50, 100):
+        counting = _CountingTokenizer(tokenizer)
+        item = tokenize_example(counting, Example(1, _conversation(turns, 20)))
+        assert item.trained_tokens > 0
+        ratios.append(
+            counting.rendered
+            / len(
+                tokenizer.apply_chat_template(
+                    [{"role": m.role, "content": m.content} for m in _conversation(turns, 20)], tokenize=False
+                )
+            )
+        )
+    assert max(ratios) < 2.5, ratios
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.booleans(),
+    st.lists(
+        st.tuples(
+            st.text(st.characters(codec="utf-8"), max_size=30),
+            st.text(st.characters(codec="utf-8"), min_size=1, max_size=30).filter(str.strip),
+            st.sampled_from([0, 1]),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_linear_spans_equal_rendering_every_prefix(tokenizer, system, turns):
+    messages = [Message("system", "Be brief.", 0)] if system else []
+    for question, answer, weight in turns:
+        messages += [Message("user", question, 0), Message("assistant", answer, weight)]
+    full, spans = assistant_spans(tokenizer, tuple(messages))
+    assert spans == _spans_by_prefixes(tokenizer, tuple(messages), full)
