@@ -139,8 +139,8 @@ class GeneratorClient:
         self,
         request: generator_pb2.GenerateRequest,
         *,
-        timeout: float | None = None,
-        metadata: Any = None,  # noqa: ASYNC109
+        timeout: float | None = None,  # noqa: ASYNC109  (the stub's signature)
+        metadata: Any = None,
     ) -> generator_pb2.Completion:
         order = self.replicas.order(_adapter_key(request))
         return await self._spill(
@@ -156,8 +156,8 @@ class GeneratorClient:
         self,
         request: generator_pb2.ListModelsRequest,
         *,
-        timeout: float | None = None,
-        metadata: Any = None,  # noqa: ASYNC109
+        timeout: float | None = None,  # noqa: ASYNC109  (the stub's signature)
+        metadata: Any = None,
     ) -> generator_pb2.ListModelsResponse:
         order = self.replicas.order(None)
         return await self._spill(order, lambda stub, t: stub.ListModels(request, timeout=t, metadata=metadata), timeout)
@@ -166,8 +166,8 @@ class GeneratorClient:
         self,
         request: generator_pb2.ListAdaptersRequest,
         *,
-        timeout: float | None = None,
-        metadata: Any = None,  # noqa: ASYNC109
+        timeout: float | None = None,  # noqa: ASYNC109  (the stub's signature)
+        metadata: Any = None,
     ) -> generator_pb2.ListAdaptersResponse:
         order = self.replicas.order(None)
         return await self._spill(
