@@ -142,6 +142,7 @@ async def stack(
         RAGTUNE_GATEWAY_ADMIN_KEY=ADMIN_KEY,
         RAGTUNE_GENERATOR_MAX_MODEL_LEN="1024",
         RAGTUNE_TRAINER_LEASE_S="15",
+        RAGTUNE_GATEWAY_RATE_LIMIT_PER_S="0",  # the faults are the subject here, not fairness
     )
     env.pop("RAGTUNE_SERVICE_TOKEN", None)
     out, err = home / "stdout", home / "stderr"
