@@ -322,3 +322,17 @@ async def test_huge_html_is_refused(strict_stub, unique_name):
     details = await expect(strict_stub.UpsertDocuments(upsert(name, huge)), grpc.StatusCode.INVALID_ARGUMENT)
     assert "documents[0].data" in details and ("longer than" in details or "more than" in details)
     await strict_stub.DeleteCollection(pb.DeleteCollectionRequest(name=name))
+
+
+async def test_structs_nested_past_protobufs_limit_are_invalid_argument(stub, collection):
+    """Past ~32 levels of JSON a Struct no longer decodes (protobuf's 100-level limit): that is the
+    client's mistake, INVALID_ARGUMENT, not grpc's UNKNOWN."""
+    spec: dict = {"a": 1}
+    for _ in range(40):
+        spec = {"$and": [spec]}
+    await expect(stub.Search(search(collection, "x", filter=spec)), grpc.StatusCode.INVALID_ARGUMENT, "request")
+    request = pb.UpsertDocumentsRequest(collection=collection)
+    deep = request.documents.add(id="deep", text="x")  # built in place: a copy would re-parse it
+    deep.metadata.update(nested(40))
+    await expect(stub.UpsertDocuments(request), grpc.StatusCode.INVALID_ARGUMENT, "request")
+    assert await document_ids(stub, collection) == []

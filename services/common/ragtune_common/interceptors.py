@@ -2,7 +2,9 @@
 
 Domain errors (:mod:`ragtune_common.errors`) become their status with their message; a lost
 database becomes UNAVAILABLE; anything else is a bug: logged with its traceback, answered
-INTERNAL with only the request id, so no traceback ever reaches a client.
+INTERNAL with only the request id, so no traceback ever reaches a client. A request that cannot
+be decoded (e.g. a google.protobuf.Struct nested past protobuf's 100-level limit, about 32 levels
+of JSON) is INVALID_ARGUMENT, not grpc's UNKNOWN.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import psycopg
+from google.protobuf.message import DecodeError
 from psycopg_pool import PoolTimeout
 
-from ragtune_common.errors import RagtuneError, Unavailable
+from ragtune_common.errors import InvalidArgument, RagtuneError, Unavailable
 from ragtune_common.logging import new_request_id, request_id_var
 
 log = logging.getLogger(__name__)
@@ -57,11 +61,47 @@ def _passthrough(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request message that failed to parse, so the failure is answered here."""
+
+    reason: str
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"could not be decoded ({self.reason})", field="request")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.error()
+        yield request
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise request.error()
+    return _checked_stream(request) if hasattr(request, "__aiter__") else request
+
+
 def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = request_id_var.set(_request_id(context))
         try:
-            return await behavior(request, context)
+            return await behavior(_checked(request), context)
         except BaseException as exc:
             if _passthrough(exc) or not isinstance(exc, Exception):
                 raise
@@ -76,7 +116,7 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Ca
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = request_id_var.set(_request_id(context))
         try:
-            async for item in behavior(request, context):
+            async for item in behavior(_checked(request), context):
                 yield item
         except BaseException as exc:
             if _passthrough(exc) or not isinstance(exc, Exception):
@@ -98,6 +138,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
         if handler.unary_unary:
             return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))  # type: ignore[attr-defined]
         if handler.stream_unary:
