@@ -218,3 +218,17 @@ async def test_bm25_statistics_stay_exact(stub, collection, database_url):
     assert kept == recounted and ("magma", 1) not in kept and ("owl", 1) in kept
     hits = (await stub.Search(search(collection, "owls hunting mice", pb.SEARCH_MODE_KEYWORD))).hits
     assert hits[0].document_id == "cats" and hits[0].score > 0
+
+
+async def test_embedding_latency_is_measured(stub, collection):
+    """Prometheus (default registry): embedding calls timed by use."""
+    from prometheus_client import REGISTRY
+
+    def count(use: str) -> float:
+        return REGISTRY.get_sample_value("ragtune_retriever_embedding_batch_seconds_count", {"use": use}) or 0
+
+    ingest, query = count("ingest"), count("query")
+    await stub.UpsertDocuments(upsert(collection, doc("m", "Metrics measure the embedding of this text.")))
+    await stub.Search(search(collection, "a query never asked before: which metrics measure embeddings?"))
+    assert count("ingest") == ingest + 1
+    assert count("query") == query + 1

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import psutil
 import pytest
+from prometheus_client import REGISTRY
 
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.extraction import ExtractionLimits, TextExtractor
@@ -42,12 +43,19 @@ async def refused(extractor: TextExtractor, data: bytes, mime: str) -> InvalidAr
 
 
 async def test_each_kind_is_extracted(extractor: TextExtractor) -> None:
+    before = REGISTRY.get_sample_value(
+        "ragtune_retriever_extraction_seconds_count", {"mime_type": "text/html", "outcome": "ok"}
+    )
     assert await extractor.extract(b"plain\x00 words", "text/plain", FIELD) == "plain words"
     assert await extractor.extract(b"<p>Hello <b>there</b></p>", "text/html", FIELD) == "Hello there"
     assert await extractor.extract(b"# Title\n\nbody", "text/markdown", FIELD) == "Title\n\nbody"
     assert await extractor.extract(minimal_pdf("Page one", "Page two"), "application/pdf", FIELD) == (
         "Page one\n\nPage two"
     )
+    after = REGISTRY.get_sample_value(
+        "ragtune_retriever_extraction_seconds_count", {"mime_type": "text/html", "outcome": "ok"}
+    )
+    assert after == (before or 0) + 1
 
 
 async def test_client_mistakes_come_back_as_invalid_argument(extractor: TextExtractor) -> None:

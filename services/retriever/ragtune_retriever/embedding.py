@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from prometheus_client import Histogram
 
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.chunking import Chunk, chunk_text
@@ -27,6 +28,19 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 log = logging.getLogger(__name__)
+
+EMBEDDING_BATCH_SECONDS = Histogram(
+    "ragtune_retriever_embedding_batch_seconds",
+    "time to embed one call's texts (a query, or an ingest batch), by use",
+    ["use"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+EMBEDDED_TEXTS = Histogram(
+    "ragtune_retriever_embedding_batch_texts",
+    "texts per embedding call, by use",
+    ["use"],
+    buckets=(1, 4, 16, 64, 256, 1024),
+)
 
 # Names that resolve to models shipped in Python packages.
 _SHIPPED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -125,8 +139,14 @@ class Embedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def _timed_encode(self, texts: Sequence[str], use: str) -> np.ndarray:
+        with EMBEDDING_BATCH_SECONDS.labels(use).time():
+            vectors = self.encode(texts)
+        EMBEDDED_TEXTS.labels(use).observe(len(texts))
+        return vectors
+
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self.encode, texts)
+        return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._timed_encode, texts, "ingest")
 
     async def embed_query(self, text: str) -> np.ndarray:
         with self._cache_lock:
@@ -134,7 +154,8 @@ class Embedder:
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-        vector = (await asyncio.get_running_loop().run_in_executor(self._query_pool, self.encode, [text]))[0]
+        loop = asyncio.get_running_loop()
+        vector = (await loop.run_in_executor(self._query_pool, self._timed_encode, [text], "query"))[0]
         if self._cache_size:
             with self._cache_lock:
                 self._cache[text] = vector
