@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from bench.common import Context, percentile, service_process
+from bench.common import Context, aio_channel, percentile, service_process
 from bench.generator_common import (
     GrpcSide,
     InProcessSide,
@@ -171,7 +169,7 @@ def _server_phase(
 async def _grpc_work(
     address: str, args: argparse.Namespace, needs: set[str], samples: Samples, adapters: list[Path]
 ) -> dict[str, Any]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         record: dict[str, Any] = {"leftover_adapters_unloaded": await unload_bench_adapters(stub)}
         side = GrpcSide(stub)

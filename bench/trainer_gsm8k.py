@@ -27,9 +27,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from bench.common import RESULTS_DIR, Context, machine_info, report
+from bench.common import RESULTS_DIR, Context, aio_channel, machine_info, report
 from bench.trainer_common import (
     Problem,
     chat_line,
@@ -86,7 +84,7 @@ def score(text: str, reference: str) -> dict[str, bool]:
 
 async def evaluate(address: str, problems: list[Problem], adapter: str, max_tokens: int) -> dict[str, Any]:
     """Every question through GenerateUnary (CONCURRENCY at a time); the scores and a few answers."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -120,7 +118,7 @@ async def evaluate(address: str, problems: list[Problem], adapter: str, max_toke
 
 
 async def _train(address: str, lines: list[str], args: argparse.Namespace) -> Any:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         dataset = await upload(stub, lines, "gsm8k-train.jsonl")
         request = job_request(
@@ -143,7 +141,7 @@ async def _train(address: str, lines: list[str], args: argparse.Namespace) -> An
 
 
 async def _unload(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         await unload_tenant(generator_pb2_grpc.GeneratorServiceStub(channel))
 
 

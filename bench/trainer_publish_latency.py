@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench.common import Context, percentile, report, write_result
+from bench.common import Context, aio_channel, percentile, report, write_result
 from bench.trainer_common import (
     TENANT,
     JobRun,
@@ -77,8 +77,8 @@ async def _first_answer(stub: generator_pb2_grpc.GeneratorServiceStub, adapter: 
 
 async def _one(addresses: Any, dataset_id: str, i: int) -> dict[str, Any]:
     async with (
-        grpc.aio.insecure_channel(addresses.trainer) as tchannel,
-        grpc.aio.insecure_channel(addresses.generator) as gchannel,
+        aio_channel(addresses.trainer) as tchannel,
+        aio_channel(addresses.generator) as gchannel,
     ):
         generator = generator_pb2_grpc.GeneratorServiceStub(gchannel)
         suffix = f"pub{i}"
@@ -115,8 +115,8 @@ async def _one(addresses: Any, dataset_id: str, i: int) -> dict[str, Any]:
 
 async def _prepare(addresses: Any, lines: list[str]) -> str:
     async with (
-        grpc.aio.insecure_channel(addresses.trainer) as tchannel,
-        grpc.aio.insecure_channel(addresses.generator) as gchannel,
+        aio_channel(addresses.trainer) as tchannel,
+        aio_channel(addresses.generator) as gchannel,
     ):
         await unload_tenant(generator_pb2_grpc.GeneratorServiceStub(gchannel))
         dataset = await upload(trainer_pb2_grpc.TrainerServiceStub(tchannel), lines, "gsm8k-publish.jsonl")
@@ -132,7 +132,7 @@ async def unload_tenant(stub: generator_pb2_grpc.GeneratorServiceStub) -> int:
 
 
 async def _cleanup(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         await unload_tenant(generator_pb2_grpc.GeneratorServiceStub(channel))
 
 
