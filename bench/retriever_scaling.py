@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import httpx
 import psutil
 
-from bench.common import Context, _free_port, load_scifact, report, service_process, write_result
+from bench.common import Context, _free_port, load_scifact, percentile, report, service_process, write_result
 from bench.gateway_common import ADMIN_KEY, gateway_process
 
 NAME = "retriever_scaling"
@@ -49,6 +49,7 @@ class Side:
     label: str
     url: str
     qps: list[float]
+    latencies_ms: list[float]
 
 
 def _searches_served(metrics_port: int) -> float:
@@ -113,20 +114,23 @@ def _populate(url: str, docs: list[tuple[str, str]]) -> tuple[str, str]:
     return key, store_id
 
 
-async def _round(url: str, key: str, store_id: str, queries: list[str], concurrency: int) -> float:
-    """All queries once at ``concurrency``; returns queries per second. Any failed search raises."""
-    pending = list(queries)
+async def _round(url: str, key: str, store_id: str, queries: list[str], concurrency: int) -> tuple[float, list[float]]:
+    """All queries once at ``concurrency``; returns queries per second and each search's latency
+    (ms). Any failed search raises."""
+    pending, latencies = list(queries), []
     async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
 
         async def worker() -> None:
             while pending:
                 query = pending.pop()
+                sent = time.perf_counter()
                 reply = await http.post(f"/v1/vector_stores/{store_id}/search", json={"query": query})
                 reply.raise_for_status()
+                latencies.append(1000 * (time.perf_counter() - sent))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(queries) / (time.perf_counter() - start)
+        return len(queries) / (time.perf_counter() - start), latencies
 
 
 def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -173,7 +177,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         )
         print(f"  indexing {len(docs)} SciFact documents through the gateway", flush=True)
         key, store_id = _populate(one, docs)
-        sides = [Side("1 replica", one, []), Side("2 replicas", two, [])]
+        sides = [Side("1 replica", one, [], []), Side("2 replicas", two, [], [])]
         for side in sides:  # warm each path once (model pages, connections), untimed
             asyncio.run(_round(side.url, key, store_id, queries[:16], args.scaling_concurrency))
         pids = {
@@ -189,7 +193,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             for side in order:
                 before_cpu = _cpu_seconds(pids)
                 before = [_searches_served(first_metrics), _searches_served(second_metrics)]
-                qps = asyncio.run(_round(side.url, key, store_id, queries, args.scaling_concurrency))
+                qps, latencies = asyncio.run(_round(side.url, key, store_id, queries, args.scaling_concurrency))
+                side.latencies_ms += latencies
                 after = [_searches_served(first_metrics), _searches_served(second_metrics)]
                 after_cpu = _cpu_seconds(pids)
                 side.qps.append(qps)
@@ -202,6 +207,12 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     ratio = value / base
     passed = ratio >= TARGET
     split = served["2 replicas"]
+    for side in sides:
+        p50, p95 = percentile(side.latencies_ms, 50), percentile(side.latencies_ms, 95)
+        print(
+            f"{NAME}: {side.label}: median {statistics.median(side.qps):.1f} queries/s,"
+            f" p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+        )
     report(
         NAME,
         f"search QPS at concurrency {args.scaling_concurrency}: 2 replicas {value:.1f} vs 1 replica {base:.1f}"
@@ -229,6 +240,13 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         rounds={side.label: [round(q, 2) for q in side.qps] for side in sides},
         searches_per_replica_two_replica_side=split,
         cpu_seconds=cpu,
+        latency_ms={
+            side.label: {
+                "p50": round(percentile(side.latencies_ms, 50), 1),
+                "p95": round(percentile(side.latencies_ms, 95), 1),
+            }
+            for side in sides
+        },
         documents=len(docs),
     )
     return passed
