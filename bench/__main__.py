@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run only this benchmark")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--state-dir", type=Path, default=REPO / ".ragtune" / "bench")
+    parser.add_argument(
+        "--bench-device",
+        default="cpu",
+        help="the device BOTH sides of ingest_throughput and trainer_throughput run on (cpu, cuda, cuda:1...);"
+        " recorded in their results",
+    )
     for module in BENCHMARKS.values():
         module.add_arguments(parser.add_argument_group(module.NAME))
     args = parser.parse_args(argv)

@@ -78,8 +78,8 @@ def write_result(
     name: str,
     measured: str,
     baseline: dict[str, Any],
-    value: float,
-    ratio: float,
+    value: float | None,
+    ratio: float | None,
     target: str,
     passed: bool,
     **extra: Any,
@@ -98,8 +98,25 @@ def write_result(
         **extra,
     }
     path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(finite(record), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (a ratio over a zero baseline, a percentile of
+    nothing) replaced by None, recursively: results are strict JSON, never ``Infinity``/``NaN``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def ratio_or_none(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the denominator is zero (no ratio exists)."""
+    return numerator / denominator if denominator else None
 
 
 def report(name: str, text: str, passed: bool) -> None:

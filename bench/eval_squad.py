@@ -7,6 +7,11 @@ PNG) lands in the run directory. Baseline: the base model alone, measured in the
 Target: rag beats base on token F1 (ratio rag/base > 1). The acceptance size is a few hundred
 questions each (``--eval-train 300 --eval-test 300``, under an hour on 2 cores); rerunning with the
 same ``--eval-run-dir`` resumes where a run stopped.
+
+The run directory records the code version (git commit, dirty flag, hash of the diff) that wrote its
+answers (``bench.code_version``): a resume under other code is refused, or with
+``--eval-recompute-stale`` the stored answers are deleted and asked again (the adapters trained by
+the older run are kept). A zero base F1 gives no ratio: the result holds null, never ``Infinity``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Context, report, service_process, write_result
+from bench.code_version import check_run_code, code_version
+from bench.common import REPO, Context, ratio_or_none, report, service_process, write_result
 from bench.gateway_common import gateway_process
 from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
 from ragtune_gateway.evaluation.gateway_client import GatewayClient
@@ -48,6 +54,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eval-train-sample", type=int, default=40, help="training questions also asked")
     group.add_argument("--eval-concurrency", type=int, default=8)
     group.add_argument("--eval-run-dir", type=Path, default=None, help="default: <state-dir>/eval-squad-<sizes>")
+    group.add_argument(
+        "--eval-recompute-stale",
+        action="store_true",
+        help="delete answers a reused run dir holds from other code and ask again (default: refuse)",
+    )
 
 
 class PrintedProgress:
@@ -91,6 +102,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     run_dir = (
         args.eval_run_dir or ctx.state_dir / f"eval-squad-{args.eval_train}-{args.eval_test}-{args.eval_seed}"
     ).resolve()
+    version = code_version(REPO)
+    for stale in check_run_code(run_dir, version, recompute=args.eval_recompute_stale):
+        print(f"  deleted stale answers {stale} (other code version)", flush=True)
     split = split_dataset(load_qa(dataset), args.eval_train, args.eval_test, args.eval_seed, args.eval_train_sample)
     config = QaEvalConfig(
         dataset=dataset.name,
@@ -154,21 +168,23 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     print(to_markdown(built), flush=True)
     arms = built["arms"]
     rag, base = arms["rag"]["f1"], arms["base"]["f1"]
-    ratio = rag / base if base else float("inf")
+    ratio = ratio_or_none(rag, base)
     passed = rag > base
-    report(NAME, f"token F1 rag {rag:.1f} vs base {base:.1f} -> ratio {ratio:.2f} (target rag > base)", passed)
+    shown = f"{ratio:.2f}" if ratio is not None else "n/a (base F1 is 0)"
+    report(NAME, f"token F1 rag {rag:.1f} vs base {base:.1f} -> ratio {shown} (target rag > base)", passed)
     write_result(
         NAME,
         measured=f"token F1 of the rag arm on {args.eval_test} held-out SQuAD v1.1 dev questions",
         baseline={"what": "token F1 of the base model alone, same questions, same run", "value": base},
         value=rag,
-        ratio=round(ratio, 4) if base else float("inf"),
+        ratio=round(ratio, 4) if ratio is not None else None,
         target="rag F1 > base F1",
         passed=passed,
         arms=arms,
         recommendation=built["recommendation"],
         config=built["config"],
         run_dir=str(run_dir),
+        code_version=version,
         total_seconds=round(seconds, 1),
     )
     return passed

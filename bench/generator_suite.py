@@ -13,6 +13,11 @@ Within a phase: a warm-up batch (other prompts), then for the overhead ``--gen-r
 ``--gen-concurrency`` requests started together and ``--gen-single`` requests one at a time; for
 TTFT ``--gen-ttft`` sequential requests; in server phases, for multi-adapter, rounds over 4 LoRA
 adapters alternating with base-model rounds (same prompts and seeds), adapters loaded meanwhile.
+
+multi-adapter also gets a second baseline: a server phase with LoRA switched off
+(``RAGTUNE_GENERATOR_ENABLE_LORA=false``), the same base-model rounds (``multi.nolora``). The
+base-model rounds on the LoRA-enabled server hide what enabling LoRA costs; this phase shows it.
+Server phases alternate (LoRA server, no-LoRA server, no-LoRA, LoRA ... over ``--gen-pairs``).
 """
 
 from __future__ import annotations
@@ -98,21 +103,29 @@ def _measure(ctx: Context, args: argparse.Namespace) -> Samples:
         **_ENV_AT_START,
         "RAGTUNE_STATE_DIR": str(ctx.state_dir),
         "RAGTUNE_GENERATOR_KV_CACHE_GIB": str(args.gen_kv_gib),
+        "DATABASE_URL": ctx.database_url,  # the adapter registry
+        "RAGTUNE_GENERATOR_ADAPTER_ROOTS": str(ctx.state_dir / "bench-adapters"),
     }
     model_path = resolve_base_model(settings.base_model, settings.state_dir)
     adapters = make_adapters(model_path, ctx.state_dir / "bench-adapters", ADAPTERS) if MULTI in needs else []
     samples = Samples()
     samples.notes.update(needs=sorted(needs), model=str(model_path), settings=_settings_note(settings))
     with_inprocess = bool(needs & {OVERHEAD, TTFT})
-    pairs = max(1, args.gen_pairs) if with_inprocess else 1
+    pairs = max(1, args.gen_pairs) if with_inprocess or MULTI in needs else 1
     for pair in range(pairs):
         order = ["grpc", "in-process"] if pair % 2 == 0 else ["in-process", "grpc"]
-        for side in order if with_inprocess else ["grpc"]:
+        if not with_inprocess:
+            order = ["grpc"]
+        if MULTI in needs:  # the no-LoRA server, alternating with the LoRA server
+            order = [*order, "grpc-nolora"] if pair % 2 == 0 else ["grpc-nolora", *order]
+        for side in order:
             waited_s = _wait_for_memory(args.gen_kv_gib)
             before = _machine_load()
             start = time.perf_counter()
             if side == "grpc":
                 record = _server_phase(ctx, args, needs, samples, env, adapters, pair)
+            elif side == "grpc-nolora":
+                record = _nolora_phase(ctx, args, samples, env)
             else:
                 record = asyncio.run(_inprocess_phase(args, needs, samples, settings, model_path))
             record.update(side=side, pair=pair, wall_s=round(time.perf_counter() - start, 1), memory_wait_s=waited_s)
@@ -163,6 +176,32 @@ def _server_phase(
     with service_process("ragtune_generator.main", SERVICE_NAME, "RAGTUNE_GENERATOR_PORT", env, log_path) as address:
         ready_s = time.perf_counter() - start
         record = asyncio.run(_grpc_work(address, args, needs, samples, adapters))
+    return {"ready_s": round(ready_s, 1), **record}
+
+
+def _nolora_phase(ctx: Context, args: argparse.Namespace, samples: Samples, env: dict[str, str]) -> dict[str, Any]:
+    """The generator server with LoRA off: the base-model rounds of ``_multi_work`` (same prompts,
+    seeds, warm-up), as ``multi.nolora``."""
+    start = time.perf_counter()
+    log_path = ctx.state_dir / "logs" / "generator-bench-nolora.log"
+    env = {**env, "RAGTUNE_GENERATOR_ENABLE_LORA": "false"}
+    with service_process("ragtune_generator.main", SERVICE_NAME, "RAGTUNE_GENERATOR_PORT", env, log_path) as address:
+        ready_s = time.perf_counter() - start
+
+        async def work() -> dict[str, Any]:
+            async with aio_channel(address) as channel:
+                side = GrpcSide(generator_pb2_grpc.GeneratorServiceStub(channel))
+                n, max_tokens = args.gen_concurrency, args.gen_max_tokens
+                await side.batch(warmup_prompts(n), max_tokens, seed0=9000)
+                rates = []
+                for _ in range(args.gen_rounds):
+                    batch = await side.batch(prompts(n), max_tokens, 100, ("",))
+                    rates.append(batch.tok_per_s)
+                    samples.values["multi.mean_tokens_nolora"].append(batch.tokens / n)
+                samples.values["multi.nolora"].extend(rates)
+                return {"median_multi_nolora": round(percentile(rates, 50), 4)}
+
+        record = asyncio.run(work())
     return {"ready_s": round(ready_s, 1), **record}
 
 

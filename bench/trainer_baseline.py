@@ -84,7 +84,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
             save_strategy="no",
             seed=spec["seed"],
             data_seed=spec["seed"],
-            use_cpu=True,
+            use_cpu=spec.get("device", "cpu") == "cpu",  # the device the job side is pinned to too
             report_to="none",
             disable_tqdm=True,
             remove_unused_columns=False,

@@ -6,13 +6,17 @@ examples, user = question, assistant = the worked solution ending ``#### N`` (ca
 2e-4 x ``--gsm-lr-mult``, LoRA r ``--gsm-rank`` / alpha 2r on all projections, seed fixed, no
 validation split), published to the real generator.
 
-Measured: ``--gsm-test`` GSM8K test questions (seeded shuffle), asked as the lone user message
-through the generator's ``GenerateUnary`` at temperature 0 (seeded), ``--gsm-max-tokens`` tokens,
-before (base model) and after (the job's adapter). Figures per side: exact match of the number
-after the last ``####`` with the reference (commas and ``$`` ignored, compared as numbers), the
-share of answers with a ``#### N`` at all, and exact match of the last number in the answer
-(format-free, to tell learned format from learned arithmetic). Ratio = after / before exact match,
-null when before is 0 (then the difference tells); passed when after > before.
+Measured: ``--gsm-test`` GSM8K test questions (seeded shuffle), each asked as one user message
+(the question, then the same answer-format instruction, ``FORMAT_INSTRUCTION``, for both sides:
+without it the base model is never told about ``#### N`` and its strict score is ~0 by
+construction) through the generator's ``GenerateUnary`` at temperature 0 (seeded),
+``--gsm-max-tokens`` tokens, before (base model) and after (the job's adapter). Figures per side:
+exact match of the number after the last ``####`` with the reference (commas and ``$`` ignored,
+compared as numbers), the share of answers with a ``#### N`` at all, and exact match of the last
+number in the answer (format-free, to tell learned format from learned arithmetic). Each of the two
+scores is judged with McNemar's exact test on the same questions (questions gained / lost, two-sided
+p). Ratio = after / before exact match, null when before is 0 (then the difference tells); passed
+when after > before.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, Context, aio_channel, machine_info, report
+from bench.common import RESULTS_DIR, Context, aio_channel, finite, machine_info, report
+from bench.stats import mcnemar_exact
 from bench.trainer_common import (
+    TENANT,
     Problem,
     chat_line,
     job_request,
@@ -51,6 +57,20 @@ SEED = 1234
 CONCURRENCY = 16
 _HASH = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)\s*\.?\s*$", re.MULTILINE)  # ends its line: not a heading
 _NUMBER = re.compile(r"-?[\d,]*\.?\d+")
+FORMAT_INSTRUCTION = "Solve the problem step by step. End your answer with a final line '#### N', N being the answer."
+
+
+def prompt(question: str) -> str:
+    """What both sides are asked: the question, then the answer-format instruction."""
+    return f"{question}\n\n{FORMAT_INSTRUCTION}"
+
+
+def paired_tests(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """McNemar's exact test of after vs before on the same questions, for both scores."""
+    for b, a in zip(before, after, strict=True):
+        if b["question"] != a["question"]:
+            raise ValueError("before and after answers are not paired on the same questions")
+    return {key: mcnemar_exact([b[key] for b in before], [a[key] for a in after]) for key in ("exact", "last_number")}
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -90,9 +110,10 @@ async def evaluate(address: str, problems: list[Problem], adapter: str, max_toke
 
         async def ask(problem: Problem) -> gpb.Completion:
             request = gpb.GenerateRequest(
-                messages=[gpb.ChatMessage(role="user", content=problem.question)],
+                messages=[gpb.ChatMessage(role="user", content=prompt(problem.question))],
                 sampling=gpb.SamplingParams(temperature=0, max_tokens=max_tokens, seed=SEED),
                 adapter=adapter,
+                tenant=TENANT,
             )
             async with gate:
                 completion: gpb.Completion = await stub.GenerateUnary(request, timeout=1800)
@@ -181,7 +202,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
     before["examples"], after["examples"] = answers["before"][:3], answers["after"][:3]
-    return _finish(args, before, after, job, walls, len(train), len(test), path)
+    tests = paired_tests(answers["before"], answers["after"])
+    return _finish(args, before, after, job, walls, len(train), len(test), path, tests)
 
 
 def _brief(side: dict[str, Any]) -> str:
@@ -200,6 +222,7 @@ def _finish(
     n_train: int,
     n_test: int,
     answers: Path,
+    tests: dict[str, dict[str, Any]],
 ) -> bool:
     em_b, em_a = before["exact_match"], after["exact_match"]
     ratio = em_a / em_b if em_b else None
@@ -211,6 +234,12 @@ def _finish(
         f" {before['last_number_match']:.3f} -> {after['last_number_match']:.3f}",
         flush=True,
     )
+    for key, test in tests.items():
+        print(
+            f"{NAME}: McNemar exact ({key}): {test['gained']} questions gained, {test['lost']} lost of"
+            f" {test['n']}, two-sided p = {test['p_value']:.3g}",
+            flush=True,
+        )
     record = {
         "name": NAME,
         "measured": f"exact match of the final '#### N' on {n_test} held-out GSM8K test questions with the adapter",
@@ -222,6 +251,9 @@ def _finish(
         "machine": machine_info(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "difference": round(em_a - em_b, 4),
+        "last_number_difference": round(after["last_number_match"] - before["last_number_match"], 4),
+        "paired_tests": {"what": "McNemar exact test (sign test on discordant questions), two-sided", **tests},
+        "format_instruction": FORMAT_INSTRUCTION,
         "before": before,
         "after": after,
         "training": {
@@ -243,5 +275,5 @@ def _finish(
         "answers_file": str(answers),
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS_DIR / f"{NAME}.json").write_text(json.dumps(finite(record), indent=2, allow_nan=False) + "\n")
     return passed

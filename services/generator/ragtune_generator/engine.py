@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune_common.errors import Unavailable
+from ragtune_common.errors import FailedPrecondition, Unavailable
 from ragtune_generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,8 @@ class Engine:
             kv_cache_memory_bytes=settings.kv_cache_bytes(cpu),
             max_model_len=settings.max_model_len,
             max_num_seqs=settings.max_num_seqs,
-            enable_lora=True,
-            max_lora_rank=settings.max_lora_rank,  # type: ignore[arg-type]  # checked in settings
-            max_loras=settings.max_loras,
-            max_cpu_loras=max(settings.max_cpu_loras, settings.max_loras),
             disable_log_stats=True,
+            **self._lora_args(),
         )
         # Building the engine blocks for tens of seconds (it spawns the engine core): keep the
         # event loop free so health checks answer NOT_SERVING meanwhile.
@@ -102,7 +99,21 @@ class Engine:
         name, path = self._lora_paths[lora_id]
         return LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=path)
 
+    def _lora_args(self) -> dict[str, Any]:
+        """vLLM's LoRA arguments; none (LoRA off) when ``enable_lora`` is false."""
+        settings = self._settings
+        if not settings.enable_lora:
+            return {"enable_lora": False}
+        return {
+            "enable_lora": True,
+            "max_lora_rank": settings.max_lora_rank,
+            "max_loras": settings.max_loras,
+            "max_cpu_loras": max(settings.max_cpu_loras, settings.max_loras),
+        }
+
     async def add_lora(self, name: str, lora_id: int, path: str) -> None:
+        if not self._settings.enable_lora:
+            raise FailedPrecondition("this generator runs without LoRA (RAGTUNE_GENERATOR_ENABLE_LORA=false)")
         self._lora_paths[lora_id] = (name, path)
         try:
             if not await self._llm.add_lora(self._lora_request(lora_id)):

@@ -30,6 +30,11 @@ class GeneratorSettings(ServiceSettings, DatabaseSettings):
         description="one of 8, 16, 32, 64, 128, 256 (vLLM's choices). vLLM pads every adapter to this rank: on CPU"
         " a rank-8 adapter answered ~4x slower at 64 than at 16 (measured), so raise it only for larger adapters",
     )
+    enable_lora: bool = Field(
+        default=True,
+        description="false: the engine starts without LoRA support (base model only; LoadAdapter is refused with"
+        " FAILED_PRECONDITION). Used as the no-LoRA baseline of generator_multi_adapter",
+    )
     max_loras: int = Field(default=4, ge=1, description="adapters active in one batch")
     max_cpu_loras: int = Field(default=16, ge=1, description="adapters kept loaded in memory")
     gpu_memory_utilization: float = Field(
