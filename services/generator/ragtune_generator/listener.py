@@ -8,6 +8,7 @@ to ``changed``. Neither callback's failure stops the listener.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,8 +61,11 @@ class RegistryListener:
                     await self._guarded(self._resync())
                     self.connected.set()
                     backoff = 0.2
-                    async for notification in conn.notifies():
-                        await self._guarded(self._changed(notification.payload))
+                    # closed on any exit: the generator holds the connection's lock while it is open,
+                    # and closing the connection (on cancellation, say) waits for that lock
+                    async with contextlib.aclosing(conn.notifies()) as notifications:
+                        async for notification in notifications:
+                            await self._guarded(self._changed(notification.payload))
             except psycopg.Error as exc:
                 log.warning("adapter registry listener lost its connection (%s); reconnecting", exc)
             self.connected.clear()
