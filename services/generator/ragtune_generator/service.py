@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             self._inflight -= 1
             metrics.IN_FLIGHT.dec()
 
-    async def _stream(self, request_id: str, admitted: Admitted) -> AsyncIterator[pb.GenerateResponse]:
+    async def _stream(self, request_id: str, admitted: Admitted) -> AsyncGenerator[pb.GenerateResponse, None]:
         parts: list[str] = []
         tokens = 0
         lora_id = admitted.adapter.id if admitted.adapter else None
