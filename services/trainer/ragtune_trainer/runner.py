@@ -10,8 +10,7 @@ replica to look resumes it from its last checkpoint, saying so in the job's even
 
 A job ends ``succeeded`` only once publishing has been tried: the finished adapter is recorded
 first (a replica that takes the job over then only publishes it), so a succeeded job is never left
-with its publication pending. Publications that failed are retried at start, every
-``republish_interval_s``, and on demand (PublishJob).
+with its publication pending (``publication`` retries those that failed).
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from ragtune_common.channels import ChannelSecurity
 from ragtune_trainer import leases, store
 from ragtune_trainer.durable import until_written
 from ragtune_trainer.jobspec import fine_tuned_model_name
 from ragtune_trainer.metrics import QUEUE_DEPTH, RUNNING_JOBS
-from ragtune_trainer.publish import PublishError, load_adapter
+from ragtune_trainer.publication import Publisher
 from ragtune_trainer.settings import TrainerSettings
 from ragtune_trainer.signals import JobSignals
 from ragtune_trainer.store import Event, JobRow, LeaseLost
@@ -52,7 +50,7 @@ class JobRunner:
         self.settings = settings
         self.replica = settings.replica_id
         self.signals = JobSignals()
-        self._security = ChannelSecurity.from_settings(settings)
+        self.publisher = Publisher(pool, settings, self.signals)
         self._base_model_path = base_model_path
         self._wake = asyncio.Event()
         self._cancel = asyncio.Event()
@@ -96,7 +94,7 @@ class JobRunner:
             try:
                 if time.monotonic() >= republish_at:
                     republish_at = time.monotonic() + self.settings.republish_interval_s
-                    await self.republish_unpublished()
+                    await self.publisher.republish_unpublished(lambda: self._closing)
                 QUEUE_DEPTH.set(await leases.queue_depth(self.pool))
                 if not await self._take_next():
                     self._wake.clear()
@@ -220,7 +218,7 @@ class JobRunner:
             }
             await self._update(job.id, trained, [], self.replica)
             job = await until_written(partial(store.get_job, self.pool, None, job.id), f"job {job.id}")
-        failure = await self._load(job)
+        failure = await self.publisher.load(job)
         error = str(failure) if failure else ""
         result = {"publish_state": "failed" if failure else "published", "publish_error": error}
         events: list[Event] = [
@@ -229,57 +227,3 @@ class JobRunner:
         ]
         changes = {**result, "fine_tuned_model": name, "status": "succeeded", "finished_at": "now()", **_RELEASED}
         await self._update(job.id, changes, events, self.replica)
-
-    async def _load(self, job: JobRow) -> PublishError | None:
-        """Publish the job's adapter to the generators; the failure, if any."""
-        assert job.adapter_path and job.fine_tuned_model
-        try:
-            await load_adapter(
-                self.settings.generator_address,
-                job.fine_tuned_model,
-                Path(job.adapter_path),
-                job.tenant,
-                self.settings.publish_timeout_s,
-                self._security,
-            )
-        except PublishError as exc:
-            log.warning("job %s: publishing failed: %s", job.id, exc)
-            return exc
-        return None
-
-    async def publish(self, job: JobRow, record_unchanged: bool = True) -> JobRow:
-        """Publish a succeeded job's adapter again and record the outcome (raises PublishError).
-        ``record_unchanged=False`` leaves a failure that repeats the recorded one unrecorded."""
-        failure = await self._load(job)
-        error = str(failure) if failure else ""
-        state = "failed" if failure else "published"
-        if failure is None or record_unchanged or (job.publish_state, job.publish_error) != (state, error):
-            event = {"published": failure is None, "model": job.fine_tuned_model, "error": error}
-            await store.update_job(
-                self.pool, job.id, {"publish_state": state, "publish_error": error}, [("publish", event)]
-            )
-            await self.signals.notify()
-        if failure is not None:
-            raise failure
-        return await store.get_job(self.pool, job.tenant, job.id)
-
-    async def republish_unpublished(self) -> int:
-        """Publish every succeeded job whose publication failed (or, written by an older trainer,
-        never happened); stops at the first retryable failure (the generators are down). Each job
-        is leased while this replica publishes it. Returns how many were published."""
-        published, after = 0, ""
-        while not self._closing:
-            claim = await leases.claim_unpublished_job(self.pool, self.replica, self.settings.lease_s, after)
-            if claim is None:
-                break
-            after = claim.job.id
-            try:
-                await self.publish(claim.job, record_unchanged=False)
-                published += 1
-                log.info("job %s: adapter %s published again", claim.job.id, claim.job.fine_tuned_model)
-            except PublishError as exc:
-                if exc.retryable:
-                    break
-            finally:
-                await leases.release_lease(self.pool, claim.job.id, self.replica)
-        return published

@@ -176,7 +176,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if job.status != "succeeded":
             raise FailedPrecondition(f"job {job.id} is {job.status}; only a succeeded job is published", field="id")
         try:
-            job = await self._runtime.runner.publish(job)
+            job = await self._runtime.runner.publisher.publish(job)
         except PublishError as exc:
             raise (Unavailable if exc.retryable else FailedPrecondition)(str(exc)) from None
         return pb.PublishJobResponse(job=job_pb(job))
