@@ -55,13 +55,36 @@ def pg_server(state_dir: Path) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def database_url(pg_server: object) -> Iterator[str]:
+def pg_container(pg_server: object) -> Iterator[object]:
+    """The pgvector container when the session runs on one (a Docker engine answered), else None."""
+    if pg_server is not None or os.environ.get("RAGTUNE_TEST_DATABASE_URL"):
+        yield None
+        return
+    from tests.fixtures.database import ContainerDatabase
+
+    with ContainerDatabase.started() as container:
+        yield container
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: object, pg_container: object) -> Iterator[str]:
     if url := os.environ.get("RAGTUNE_TEST_DATABASE_URL"):
         yield url
-    elif pg_server is None:
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("pgvector/pgvector:pg17", driver=None) as container:
-            yield container.get_connection_url()
+    elif pg_container is not None:
+        yield str(pg_container.url)  # type: ignore[attr-defined]
     else:
         yield str(pg_server.get_uri())  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def database_control(pg_server: object, pg_container: object, database_url: str) -> object:
+    """Stops and restarts the session's database, embedded or container alike. Only an outside
+    database (``RAGTUNE_TEST_DATABASE_URL``) cannot be stopped: the tests that need this skip then,
+    naming the variable."""
+    from tests.fixtures.database import EmbeddedDatabase
+
+    if pg_container is not None:
+        return pg_container
+    if pg_server is not None:
+        return EmbeddedDatabase(pg_server)
+    pytest.skip("RAGTUNE_TEST_DATABASE_URL points at an outside database, which the tests cannot stop")

@@ -23,7 +23,7 @@ async def ragtune(gateway_url: str, tenant: Tenant, *args: str) -> Result:
     return result
 
 
-async def test_cli_ingest_ask_models_jobs(gateway_url: str, tenant_b: Tenant, tmp_path: Path) -> None:
+async def test_cli_ingest_ask_models_jobs(gateway_url: str, tenant_b: Tenant, base_model: str, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "parking.md").write_text("# Parking\n\nThe staff car park opens at 6:30 and closes at 22:00.\n")
@@ -39,7 +39,8 @@ async def test_cli_ingest_ask_models_jobs(gateway_url: str, tenant_b: Tenant, tm
     assert "[1] parking.md" in answer.output and "6:30" in answer.output
 
     models = await ragtune(gateway_url, tenant_b, "models")
-    assert "ragtune" in models.output
+    listed = [m["id"] for m in (await tenant_b.http.get("/v1/models")).json()["data"]]
+    assert base_model in listed and all(model_id in models.output for model_id in listed), (listed, models.output)
     started = await ragtune(gateway_url, tenant_b, "finetune", str(_training(tmp_path)), "--epochs", "50")
     job_id = re.search(r"(ftjob-[0-9a-zA-Z]+)", started.output).group(1)  # type: ignore[union-attr]
     assert (await tenant_b.http.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")).json()["status"] == "cancelled"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import openai
 import pytest
 
@@ -59,7 +58,11 @@ async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, ba
         suffix="colours",
         seed=7,
         hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 10},
-        extra_body={"lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}, "max_seq_length": 128},
+        extra_body={
+            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
+            "max_seq_length": 128,
+            "checkpoint_interval_steps": 3,  # 9 steps: checkpoints at 3, 6 and 9
+        },
     )
     assert job.status in ("validating_files", "queued", "running") and job.training_file == training.id
     b = tenant_b.client
@@ -82,7 +85,15 @@ async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, ba
     assert any(e.type == "metrics" for e in events) and events[-1].message.startswith("Published")
     later = (await client.fine_tuning.jobs.list_events(job.id, after=events[0].id, limit=200)).data
     assert [e.id for e in later] == [e.id for e in events[1:]]
-    await client.fine_tuning.jobs.checkpoints.list(job.id)  # shape only: a 9-step job may keep none
+    saved = sorted(e.data["step"] for e in events if e.message.startswith("Checkpoint saved at step"))  # type: ignore[index]
+    assert saved and set(saved) <= {3, 6, 9}, saved
+    checkpoints = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
+    steps = sorted(c.step_number for c in checkpoints)
+    assert steps and set(steps) <= set(saved) and steps[-1] == saved[-1], (steps, saved)  # the newest are kept
+    assert all(c.fine_tuning_job_id == job.id for c in checkpoints)
+    assert all(
+        c.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{c.step_number}" for c in checkpoints
+    )
     with pytest.raises(openai.BadRequestError):  # a finished job cannot be cancelled
         await client.fine_tuning.jobs.cancel(job.id)
     again = await tenant_a.http.post(f"/v1/fine_tuning/jobs/{job.id}/publish")  # publishing again: a no-op
@@ -112,10 +123,33 @@ async def test_cancel_a_job(tenant_a: Tenant) -> None:
 
 
 async def test_events_follow_as_server_sent_events(tenant_a: Tenant) -> None:
-    page = await tenant_a.client.fine_tuning.jobs.list(limit=1)
-    job_id = page.data[0].id
-    async with tenant_a.http.stream("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params={"stream": "true"}) as r:
-        assert r.status_code == 200
-        lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "data: [DONE]" and json.loads(lines[0][6:])["object"] == "fine_tuning.job.event"
-    assert isinstance(tenant_a.http, httpx.AsyncClient)
+    """Follows a job while it trains: progress arrives as it happens (the job is still running when
+    its first metrics event is read), then a cancel shows up on the same stream, which ends."""
+    training = await tenant_a.client.files.create(file=("live.jsonl", TRAINING.encode()), purpose="fine-tune")
+    job = await tenant_a.client.fine_tuning.jobs.create(
+        model="", training_file=training.id, hyperparameters={"n_epochs": 50}, extra_body={"max_seq_length": 64}
+    )
+    events: list[dict] = []
+    status_at_first_metrics: str | None = None
+    done = False
+    async with asyncio.timeout(900):
+        url = f"/v1/fine_tuning/jobs/{job.id}/events"
+        async with tenant_a.http.stream("GET", url, params={"stream": "true"}, timeout=None) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    break
+                events.append(json.loads(line[6:]))
+                if events[-1].get("type") == "metrics" and status_at_first_metrics is None:
+                    status_at_first_metrics = (await tenant_a.client.fine_tuning.jobs.retrieve(job.id)).status
+                    await tenant_a.client.fine_tuning.jobs.cancel(job.id)
+    assert done, "the stream did not end with [DONE] after the job was cancelled"
+    assert all(e["object"] == "fine_tuning.job.event" for e in events), events
+    assert status_at_first_metrics == "running", "the first progress event was not read while the job ran"
+    metrics = [e for e in events if e["type"] == "metrics"]
+    assert metrics[0]["data"]["step"] >= 1 and metrics[0]["data"]["total_steps"] > metrics[0]["data"]["step"]
+    assert events[-1]["data"].get("status") == "cancelled", events[-1]
+    assert (await tenant_a.client.fine_tuning.jobs.retrieve(job.id)).status == "cancelled"

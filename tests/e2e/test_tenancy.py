@@ -1,5 +1,7 @@
 """Tenant B can neither list, read, search, use, change nor delete tenant A's stores and files,
-and each refusal reads exactly as for an object that does not exist."""
+and each refusal reads exactly as for an object that does not exist. "Change" covers every mutating
+route: adding a file (B's own or A's) to A's store, removing A's file from it, deleting the store
+and deleting the file; A's store holds exactly the same files afterwards."""
 
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ async def test_stores_and_files_are_invisible_to_another_tenant(
     missing_store, missing_file = "vs_" + "0" * 24, "file-" + "0" * 24
     chat = {"model": base_model, "messages": [{"role": "user", "content": "leave?"}], "max_tokens": 4}
     own = (await b.post("/v1/vector_stores", json={"name": "mine"})).json()["id"]
+    own_file = (
+        await b.post("/v1/files", files={"file": ("b.txt", b"Tenant B's own note.")}, data={"purpose": "assistants"})
+    ).json()["id"]
+    a_files_before = sorted(f["id"] for f in (await a.get(f"/v1/vector_stores/{store_id}/files")).json()["data"])
     try:
         store_calls = [
             ("GET", "/v1/vector_stores/{s}", None),
@@ -37,6 +43,8 @@ async def test_stores_and_files_are_invisible_to_another_tenant(
             ("GET", "/v1/vector_stores/{s}/files/{f}", None),
             ("POST", "/v1/vector_stores/{s}/search", {"query": "leave"}),
             ("POST", "/v1/chat/completions", {**chat, "rag": {"vector_store_ids": ["{s}"]}}),
+            ("POST", "/v1/vector_stores/{s}/files", {"file_id": own_file}),  # B's file into A's store
+            ("POST", "/v1/vector_stores/{s}/files", {"file_id": file_id}),  # A's file into A's store, by B
             ("DELETE", "/v1/vector_stores/{s}/files/{f}", None),
             ("DELETE", "/v1/vector_stores/{s}", None),
         ]
@@ -58,10 +66,13 @@ async def test_stores_and_files_are_invisible_to_another_tenant(
         )
     finally:
         await b.delete(f"/v1/vector_stores/{own}")
+        await b.delete(f"/v1/files/{own_file}")
     # and A still has everything
     assert (await a.get(f"/v1/vector_stores/{store_id}")).status_code == 200
     assert (await a.get(f"/v1/files/{file_id}")).status_code == 200
     assert (await a.get(f"/v1/vector_stores/{store_id}/files/{file_id}")).status_code == 200
+    a_files_after = sorted(f["id"] for f in (await a.get(f"/v1/vector_stores/{store_id}/files")).json()["data"])
+    assert a_files_after == a_files_before and own_file not in a_files_after
 
 
 def _fill(body: dict[str, Any], target: str) -> dict[str, Any]:

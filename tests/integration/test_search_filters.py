@@ -81,8 +81,13 @@ async def test_bad_filters_name_the_problem(stub, books, spec, field):
     assert field in err.value.details()
 
 
-async def test_selective_filter_still_returns_k_rows(stub, collection):
-    """600 chunks, 12 in the rare group, a tiny ef_search: iterative scans must keep going."""
+async def test_selective_filter_still_returns_k_rows(stub, collection, database_url):
+    """600 chunks, 12 in the rare group, a tiny ef_search: Search returns k rare rows. At this size
+    PostgreSQL's planner prefers an exact scan of the collection (EXPLAIN shows a bitmap scan and a
+    sort, no HNSW), so Search alone proves nothing about the index. The HNSW path, which the planner
+    takes on large collections, is therefore checked on the retriever's own statement with the other
+    access paths priced out: EXPLAIN ANALYZE shows the collection's HNSW index scanned, relaxed
+    iterative scans return k rare rows, and with iterative scans off the same plan comes up short."""
     documents = [
         doc(
             f"n{i}",
@@ -99,6 +104,89 @@ async def test_selective_filter_still_returns_k_rows(stub, collection):
     hits = (await stub.Search(request)).hits
     assert len(hits) == 10
     assert all(h.metadata["group"] == "rare" for h in hits)
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        statement, params, index = await _search_statement(conn, collection, {"group": "rare"}, top_k=10)
+        exact = await _explain(conn, statement, params, iterative="relaxed_order", force_index=False)
+        assert not [n for n in _nodes(exact) if n.get("Index Name") == index], _node_types(exact)
+        plan = await _explain(conn, statement, params, iterative="relaxed_order")
+        scans = [n for n in _nodes(plan) if n.get("Index Name") == index]
+        assert scans and all(n["Node Type"] == "Index Scan" for n in scans), _node_types(plan)
+        assert not [n for n in _nodes(plan) if n.get("Relation Name") == "chunks" and "Seq Scan" in n["Node Type"]]
+        assert sum(n["Actual Rows"] for n in scans) >= 10, "the index scan went past ef_search to find k rare rows"
+        short = await _run(conn, statement, params, iterative="off")
+        assert len(short) < 10, "without iterative scans ef_search 10 alone would not reach the rare rows"
+
+
+async def _search_statement(
+    conn: psycopg.AsyncConnection, collection: str, spec: dict[str, Any], top_k: int
+) -> tuple[Any, list[Any], str]:
+    """The statement the retriever runs for a VECTOR search of ``collection`` (query vector: a
+    stored chunk's embedding), its parameters, and the collection's HNSW index name."""
+    from ragtune_retriever.store import CollectionRow, SearchPlan, build_search_sql
+
+    cur = await conn.execute(
+        "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at"
+        " FROM retriever.collections WHERE name = %s",
+        (collection,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    collection_row = CollectionRow(*row)
+    cur = await conn.execute(
+        "SELECT embedding::text FROM retriever.chunks WHERE collection_id = %s AND document_id = 'n1'", (row[0],)
+    )
+    vector = (await cur.fetchone() or [None])[0]
+    filter_sql, filter_params = compile_filter(spec)
+    plan = SearchPlan(
+        mode="vector",
+        query_vector=vector,  # type: ignore[arg-type]  # pgvector's text form
+        keyword_query="",
+        filter_sql=filter_sql,
+        filter_params=filter_params,
+        top_k=top_k,
+        candidates=top_k,
+        rrf_k=60,
+        ef_search=10,
+    )
+    statement, params = build_search_sql(collection_row, plan)
+    return statement, params, f"chunks_hnsw_{row[0]}"
+
+
+async def _configure(conn: psycopg.AsyncConnection, iterative: str, force_index: bool) -> None:
+    """The retriever's per-query settings; ``force_index`` prices out the exact paths (sequential
+    and bitmap scans, sorting) so the planner takes the HNSW index as it does on large collections."""
+    await conn.execute(
+        "SELECT set_config('hnsw.ef_search', '10', true), set_config('hnsw.iterative_scan', %s, true)", (iterative,)
+    )
+    if force_index:
+        await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        await conn.execute("SET LOCAL enable_sort = off")
+
+
+async def _explain(
+    conn: psycopg.AsyncConnection, statement: Any, params: list[Any], iterative: str, force_index: bool = True
+) -> dict:
+    async with conn.transaction():
+        await _configure(conn, iterative, force_index)
+        cur = await conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement, params)
+        row = await cur.fetchone()
+    assert row is not None
+    return dict(row[0][0]["Plan"])
+
+
+async def _run(conn: psycopg.AsyncConnection, statement: Any, params: list[Any], iterative: str) -> list[Any]:
+    async with conn.transaction():
+        await _configure(conn, iterative, force_index=True)
+        return await (await conn.execute(statement, params)).fetchall()
+
+
+def _nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
+
+
+def _node_types(plan: dict) -> list[str]:
+    return [f"{n['Node Type']} {n.get('Index Name') or n.get('Relation Name') or ''}" for n in _nodes(plan)]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,9 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     monkeypatch.undo()
     again = (await trainer.PublishJob(pb.PublishJobRequest(tenant=tenant, id=job.id))).job
     assert again.publish_state == pb.PUBLISH_STATE_PUBLISHED and again.publish_error == ""
-    assert job.status in FINAL
+    assert again.status == pb.JOB_STATUS_SUCCEEDED, "a publish retry does not change the job's outcome"
+    adapters = (await generator_stub.ListAdapters(gpb.ListAdaptersRequest(tenant=tenant))).adapters
+    assert [a.name for a in adapters] == [job.fine_tuned_model], "publishing again loads no second copy"
 
 
 async def test_all_zero_mask_fails_with_a_clear_error(trainer, tenant):
