@@ -122,6 +122,10 @@ class Engine:
             del self._lora_paths[lora_id]
             raise
 
+    async def loaded_loras(self) -> set[int]:
+        """The adapter ids vLLM holds in its LoRA cache now."""
+        return set(await self._llm.list_loras())
+
     async def remove_lora(self, lora_id: int) -> None:
         await self._llm.remove_lora(lora_id)
         self._lora_paths.pop(lora_id, None)

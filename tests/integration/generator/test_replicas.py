@@ -245,3 +245,33 @@ async def test_metrics_count_generated_tokens(generator_stub):
     assert sample("ragtune_generator_in_flight") == 0
     assert sample("ragtune_generator_prompt_tokens_total") >= answer.usage.prompt_tokens
     assert sample("ragtune_generator_loaded_adapters") >= 0 and sample("ragtune_generator_registered_adapters") >= 0
+
+
+async def test_residency_evicts_the_least_recently_used_idle_adapter(generator_runtime, make_adapter):
+    """On the real engine, with room for two: a third adapter evicts the least recently used idle
+    one, never one a request holds; with every slot held, RESOURCE_EXHAUSTED."""
+    from ragtune_common.errors import ResourceExhausted
+    from ragtune_generator.residency import AdapterResidency
+
+    engine = generator_runtime.engine
+    residency = AdapterResidency(engine, capacity=2)
+    first, second, third = 900_001, 900_002, 900_003  # ids no registry row uses
+    paths = {i: str(make_adapter(seed=20 + n)) for n, i in enumerate((first, second, third))}
+    try:
+        for lora_id in (first, second):
+            await residency.acquire(lora_id, f"lru-{lora_id}", paths[lora_id])
+        residency.release(second)  # `first` stays held by a "request"
+        await residency.acquire(third, "lru-third", paths[third])
+        assert residency.loaded == [first, third]
+        assert {first, third} <= await engine.loaded_loras() and second not in await engine.loaded_loras()
+        with pytest.raises(ResourceExhausted):
+            await residency.acquire(second, "lru-second", paths[second])
+        residency.release(first)
+        residency.release(third)
+        await residency.acquire(second, "lru-second", paths[second])  # evicts `first`, now the oldest idle
+        assert residency.loaded == [third, second]
+        residency.release(second)
+    finally:
+        for lora_id in (first, second, third):
+            await residency.retire(lora_id)
+    assert not {first, second, third} & await engine.loaded_loras()
