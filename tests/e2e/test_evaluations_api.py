@@ -5,6 +5,7 @@ tenants see only their own evaluations; a cancelled evaluation stays cancelled."
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -111,24 +112,55 @@ async def test_bad_evaluation_requests_name_the_field(tenant_a: Tenant, tenant_b
     assert len((await tenant_a.http.get("/v1/evaluations")).json()["data"]) == before, "nothing half-created"
 
 
-async def test_cancelled_evaluation_stays_cancelled(tenant_a: Tenant, tmp_path: Path) -> None:
+async def test_cancelled_evaluation_stays_cancelled(tenant_a: Tenant, tmp_path: Path, e2e_database_url: str) -> None:
+    """Cancelled while its fine-tuning job trains (seen on the job's own event stream): the
+    evaluation is ``cancelled`` at once, the same stream then reports its training job ``cancelled``
+    (not left to succeed), and once nothing runs the evaluation any more (its advisory lock is free)
+    it is still cancelled, with no report."""
     file_id = await upload(tenant_a, write_dataset(tmp_path / "qa.jsonl"))
-    body = {"file_id": file_id, "train": 6, "test": 4, "arms": ["ft"], "epochs": 1, "max_seq_length": 512}
+    earlier = await _evaluation_jobs(tenant_a)
+    body = {"file_id": file_id, "train": 6, "test": 4, "arms": ["ft"], "epochs": 50, "max_seq_length": 512}
     created = (await tenant_a.http.post("/v1/evaluations", json=body)).json()
-    await asyncio.sleep(0.5)
-    cancelled = await tenant_a.http.post(f"/v1/evaluations/{created['id']}/cancel")
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    await asyncio.sleep(2)
+    async with asyncio.timeout(600):
+        job_id = await _new_evaluation_job(tenant_a, earlier)
+        statuses: list[str] = []
+        cancelled: dict[str, Any] = {}
+        url = f"/v1/fine_tuning/jobs/{job_id}/events"
+        async with tenant_a.http.stream("GET", url, params={"stream": "true"}, timeout=None) as events:
+            assert events.status_code == 200
+            async for line in events.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line[6:])
+                if "status" in event.get("data", {}):
+                    statuses.append(event["data"]["status"])
+                if event.get("type") == "metrics" and not cancelled:  # the job is training now
+                    response = await tenant_a.http.post(f"/v1/evaluations/{created['id']}/cancel")
+                    assert response.status_code == 200, response.text
+                    cancelled = response.json()
+    assert cancelled.get("status") == "cancelled", "the evaluation's job finished before it could be cancelled"
+    assert statuses[-1] == "cancelled", f"the evaluation's training job ended {statuses[-1]}, not cancelled"
+    assert (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job_id}")).json()["status"] == "cancelled"
+
+    lock = f"ragtune-eval:{created['id']}"
+    async with await psycopg.AsyncConnection.connect(e2e_database_url, autocommit=True) as conn:
+        free = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock,))).fetchone()
+        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
+    assert free and free[0], "the cancelled evaluation is still being run"
     again = (await tenant_a.http.get(f"/v1/evaluations/{created['id']}")).json()
     assert again["status"] == "cancelled" and again["finished_at"] and again["report"] is None
-    jobs = (await tenant_a.http.get("/v1/fine_tuning/jobs", params={"limit": 100})).json()["data"]
-    evaluation_jobs = [j for j in jobs if (j.get("user_provided_suffix") or "").startswith("eval-ft")]
-    for job in evaluation_jobs:  # the run's training job, if it got that far, is stopped too
-        deadline = time.monotonic() + 60
-        while (status := (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job['id']}")).json()["status"]) not in (
-            "cancelled",
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, f"job {job['id']} still {status} after the evaluation was cancelled"
-            await asyncio.sleep(1)
+
+
+async def _evaluation_jobs(tenant: Tenant) -> set[str]:
+    jobs = (await tenant.http.get("/v1/fine_tuning/jobs", params={"limit": 100})).json()["data"]
+    return {j["id"] for j in jobs if (j.get("user_provided_suffix") or "").startswith("eval-ft")}
+
+
+async def _new_evaluation_job(tenant: Tenant, earlier: set[str]) -> str:
+    """The fine-tuning job the new evaluation created (waits for it to appear)."""
+    for _ in range(600):
+        if new := await _evaluation_jobs(tenant) - earlier:
+            assert len(new) == 1, new
+            return new.pop()
+        await asyncio.sleep(0.5)
+    raise AssertionError("the evaluation created no fine-tuning job in 300 s")
