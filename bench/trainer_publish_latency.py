@@ -58,6 +58,7 @@ async def _first_answer(stub: generator_pb2_grpc.GeneratorServiceStub, adapter: 
         messages=[gpb.ChatMessage(role="user", content="What is 12 + 30?")],
         sampling=gpb.SamplingParams(temperature=0, max_tokens=8, seed=0),
         adapter=adapter,
+        tenant=TENANT,
     )
     attempts = 0
     while True:
@@ -127,7 +128,7 @@ async def unload_tenant(stub: generator_pb2_grpc.GeneratorServiceStub) -> int:
     """Unload the bench tenant's adapters, so the generator's state dir does not pile them up."""
     listed = await stub.ListAdapters(gpb.ListAdaptersRequest(tenant=TENANT), timeout=60)
     for adapter in listed.adapters:
-        await stub.UnloadAdapter(gpb.UnloadAdapterRequest(name=adapter.name), timeout=120)
+        await stub.UnloadAdapter(gpb.UnloadAdapterRequest(name=adapter.name, tenant=TENANT), timeout=120)
     return len(listed.adapters)
 
 
