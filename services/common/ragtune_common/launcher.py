@@ -274,13 +274,13 @@ def main(argv: list[str] | None = None) -> int:
                         return 1
                     time.sleep(0.5)
                 if replica.spec.http:
-                    print(f"{name:<10} http://{replica.address}/v1 (OpenAPI: http://{replica.address}/docs)")
+                    print(f"{name:<11} http://{replica.address}/v1 (OpenAPI: http://{replica.address}/docs)")
                     if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
-                        print(f"{'':<10} keys: {state_dir / 'gateway' / 'credentials.json'}")
+                        print(f"{'':<11} keys: {state_dir / 'gateway' / 'credentials.json'}")
                 else:
                     metrics = replica.port + METRICS_PORT_OFFSET
                     pid = replica.process.pid if replica.process else "?"
-                    print(f"{replica.label:<10} SERVING on {replica.address} (pid {pid}, metrics :{metrics})")
+                    print(f"{replica.label:<11} SERVING on {replica.address} (pid {pid}, metrics :{metrics})")
                 sys.stdout.flush()
         print("ragtune is up; Ctrl-C stops everything", flush=True)
         while not stop_requested:
