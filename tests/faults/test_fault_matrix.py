@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 from ragtune_common.launcher import METRICS_PORT_OFFSET, REPLICA_PORT_STEP, health_status
+from tests.ports import free_port_block
 
 ADMIN_KEY = "fault-matrix-admin-key-0123456789abcdef"
 SEARCH = "/ragtune.retriever.v1.RetrieverService/Search"
@@ -84,25 +84,6 @@ def _listening_pid(port: int) -> int:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def _free_block() -> int:
-    """A base port b with b..b+3 (+10 for the second retriever, +1000 for metrics) free."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        wanted = [base + i + s + m for i in range(4) for s in (0, REPLICA_PORT_STEP) for m in (0, METRICS_PORT_OFFSET)]
-        if max(wanted) >= 65535:
-            continue
-        try:
-            for port in wanted:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
-
-
 async def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -130,7 +111,9 @@ async def stack(
     state = home / "state"
     (state / "models").mkdir(parents=True)
     os.symlink(base_model_dir, state / "models" / base_model_dir.name)  # converted once per session
-    base = _free_block()
+    base = free_port_block(
+        [i + s + m for i in range(4) for s in (0, REPLICA_PORT_STEP) for m in (0, METRICS_PORT_OFFSET)]
+    )
     ports = {"retriever": [base, base + REPLICA_PORT_STEP], "generator": [base + 1], "trainer": [base + 2]}
     env = dict(
         os.environ,

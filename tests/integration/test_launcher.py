@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,27 +18,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from ragtune_common.launcher import METRICS_PORT_OFFSET, REPLICA_PORT_STEP, health_status, parse_replicas
+from tests.ports import free_port_block
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def _free_base_port() -> int:
-    """A port p such that p, p+10 and their metrics ports are free."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        ports = [base + step + offset for step in (0, REPLICA_PORT_STEP) for offset in (0, METRICS_PORT_OFFSET)]
-        if max(ports) >= 65535:
-            continue
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +41,7 @@ def test_parse_replicas_names_the_mistake():
 
 
 def test_supervisor_restarts_a_killed_replica_and_ctrl_c_stops_all(database_url: str, tmp_path: Path):
-    base = _free_base_port()
+    base = free_port_block([s + m for s in (0, REPLICA_PORT_STEP) for m in (0, METRICS_PORT_OFFSET)])
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     env = dict(os.environ, DATABASE_URL=database_url, RAGTUNE_RETRIEVER_PORT=str(base))
     env.pop("RAGTUNE_SERVICE_TOKEN", None)

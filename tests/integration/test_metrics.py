@@ -4,7 +4,6 @@ and exported over HTTP on the service's metrics port."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.request
 
 import grpc
@@ -13,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.metrics import serve_metrics
+from tests.ports import free_port
 
 LIST = "/ragtune.retriever.v1.RetrieverService/ListCollections"
 GET = "/ragtune.retriever.v1.RetrieverService/GetCollection"
@@ -43,16 +43,10 @@ def _get(url: str) -> str:
         return str(reply.read().decode())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_metrics_port_exports_the_rpc_series(stub):
     await stub.ListCollections(pb.ListCollectionsRequest())
     assert serve_metrics("127.0.0.1", 0) is None  # 0 = off
-    port = serve_metrics("127.0.0.1", _free_port())
+    port = serve_metrics("127.0.0.1", free_port())
     body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
     assert f'ragtune_rpc_requests_total{{code="OK",method="{LIST}"}}' in body
     assert "grpc.health" not in body  # probes are not traffic

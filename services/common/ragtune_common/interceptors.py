@@ -139,14 +139,22 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))  # type: ignore[attr-defined]
-        if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(method, handler.stream_unary))  # type: ignore[attr-defined]
-        for kind in ("unary_stream", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior:
-                # Streaming handlers are async generators, or coroutines that call context.write().
-                wrap = _wrap_stream if inspect.isasyncgenfunction(behavior) else _wrap_unary
-                return handler._replace(**{kind: wrap(method, behavior)})  # type: ignore[attr-defined]
-        return handler
+        return wrap_behavior(handler, method, _wrap_unary, _wrap_stream)
+
+
+def wrap_behavior(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    wrap_unary: Callable[[str, Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]],
+    wrap_stream: Callable[[str, Callable[..., AsyncIterator[Any]]], Callable[..., AsyncIterator[Any]]],
+) -> grpc.RpcMethodHandler:
+    """The handler with its one behaviour wrapped, for server interceptors: ``wrap_stream`` for
+    server-streaming behaviours that are async generators, ``wrap_unary`` for those that return once
+    (unary responses, and streaming handlers written as coroutines calling ``context.write()``)."""
+    for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
+        behavior = getattr(handler, kind)
+        if behavior:
+            streaming = kind in ("unary_stream", "stream_stream") and inspect.isasyncgenfunction(behavior)
+            wrapped = wrap_stream(method, behavior) if streaming else wrap_unary(method, behavior)
+            return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined,no-any-return]
+    return handler

@@ -9,7 +9,6 @@ Health checks are left out of the counts: probes would drown the traffic an auto
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +16,8 @@ from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from ragtune_common.interceptors import wrap_behavior
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +95,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_UNMEASURED_PREFIXES):
             return handler
-        for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior:
-                # Server-streaming handlers are async generators once the error interceptor wrapped them.
-                streaming = kind in ("unary_stream", "stream_stream") and inspect.isasyncgenfunction(behavior)
-                wrap = _wrap_stream if streaming else _wrap_unary
-                return handler._replace(**{kind: wrap(method, behavior)})  # type: ignore[attr-defined]
-        return handler
+        return wrap_behavior(handler, method, _wrap_unary, _wrap_stream)
 
 
 def serve_metrics(host: str, port: int) -> int | None:

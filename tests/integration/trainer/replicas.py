@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import psycopg
 from grpc_health.v1 import health_pb2
 from psycopg.conninfo import make_conninfo
@@ -37,19 +37,13 @@ async def own_database(database_url: str, prefix: str) -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Replica:
     name: str
     port: int
     process: subprocess.Popen[bytes]
 
-    def stub(self) -> tuple[object, trainer_pb2_grpc.TrainerServiceStub]:
+    def stub(self) -> tuple[grpc.aio.Channel, trainer_pb2_grpc.TrainerServiceStub]:
         channel = direct_channel(self.port, SERVICE_NAME)
         return channel, trainer_pb2_grpc.TrainerServiceStub(channel)
 

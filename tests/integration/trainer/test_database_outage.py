@@ -14,7 +14,8 @@ import pytest
 
 from ragtune.trainer.v1 import trainer_pb2 as pb
 from tests.integration.trainer.helpers import FINAL, colour_lines, job_request, number, upload
-from tests.integration.trainer.replicas import free_port, own_database, replica_env, start_replicas, stop_all
+from tests.integration.trainer.replicas import own_database, replica_env, start_replicas, stop_all
+from tests.ports import free_port
 
 OUTAGE_S = 10
 

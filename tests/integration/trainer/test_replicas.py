@@ -17,13 +17,13 @@ from ragtune_trainer.jobspec import JobConfig
 from ragtune_trainer.store import DatasetRow, LeaseLost
 from tests.integration.trainer.helpers import collect_events, colour_lines, job_request, number, upload
 from tests.integration.trainer.replicas import (
-    free_port,
     own_database,
     processes_running,
     replica_env,
     start_replicas,
     stop_all,
 )
+from tests.ports import free_port
 
 LEASE_S = 8
 
