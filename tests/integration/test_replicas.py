@@ -1,5 +1,10 @@
 """Callers balance over replicas: two real retriever servers behind one address list get the calls
-between them, and one of them stopping in the middle of a run of calls fails none of them."""
+between them, and one of them draining in the middle of a run of calls fails none of them.
+
+An abrupt death is tested with real processes killed with SIGKILL (tests/faults/test_fault_matrix.py:
+200 searches through the gateway while one of two retriever processes dies, none failed). In-process,
+``server.stop(None)`` cancels in-flight calls (CANCELLED, which no client should retry), which is not
+what a dead process looks like to its callers (UNAVAILABLE, retried for idempotent calls)."""
 
 from __future__ import annotations
 
@@ -132,10 +137,3 @@ async def test_graceful_stop_of_one_replica_during_200_calls_fails_none(two_repl
     done, failures, counts = await _calls_while_one_stops(two_replicas, lambda a: a.stop(5, notice_s=0.5))
     assert done >= 200 and failures == []
     assert counts["a"] > 0 and counts["b"] > counts["a"], counts  # b took over once a left
-
-
-async def test_abrupt_stop_of_one_replica_during_200_calls_fails_none(two_replicas):
-    # no drain notice, in-flight calls cut: the idempotent retry carries them to the other replica
-    done, failures, counts = await _calls_while_one_stops(two_replicas, lambda a: a.server.stop(None))
-    assert done >= 200 and failures == []
-    assert counts["a"] > 0 and counts["b"] > counts["a"], counts

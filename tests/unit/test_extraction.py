@@ -28,11 +28,16 @@ async def extractor() -> AsyncIterator[TextExtractor]:
 
 
 def workers() -> set[int]:
-    return {
-        p.pid
-        for p in psutil.Process().children(recursive=True)
-        if "ragtune_retriever.extraction_worker" in " ".join(p.cmdline())
-    }
+    """The live extraction workers among this process's children (other tests' exited children may
+    linger as zombies, whose command line cannot be read)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "ragtune_retriever.extraction_worker" in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 async def refused(extractor: TextExtractor, data: bytes, mime: str) -> InvalidArgument:

@@ -103,6 +103,10 @@ async def open_pool(
         timeout=settings.db_connect_timeout_s,
         configure=configure,
         check=AsyncConnectionPool.check_connection,
+        # psycopg_pool backs off exponentially (1, 2, 4, 8 s, ...) while the database is away, up to this
+        # long; then it gives up and the next request grows the pool at once. Bounded, so a service
+        # answers again within seconds of the database's return instead of after its backoff.
+        reconnect_timeout=max(10.0, 2 * settings.db_connect_timeout_s),
         kwargs={"autocommit": True, "connect_timeout": max(1, int(settings.db_connect_timeout_s))},
         open=False,
     )

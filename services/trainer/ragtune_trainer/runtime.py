@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -58,14 +58,15 @@ class TrainerRuntime:
         """Connect (starting the embedded server if no DATABASE_URL), migrate, open the pool, load
         the default base model's tokenizer (converting the model once), and start the job runner,
         which first resumes a job a previous run left mid-way."""
-        from transformers import AutoTokenizer  # heavy import, not needed to bind the port
-
         url = resolve_database_url(self.settings, self.settings.state_dir)
         await wait_for_database(url, timeout_s=60)
         await apply_migrations(url, SCHEMA, "ragtune_trainer.migrations")
         self._pool = await open_pool(url, self.settings)
         model_dir = await asyncio.to_thread(self.base_model_path, self.settings.base_model)
-        tokenizer = await asyncio.to_thread(partial(AutoTokenizer.from_pretrained, str(model_dir)))
+        # transformers is a heavy import (tens of seconds on a busy CPU): on a thread, so the event loop
+        # keeps answering health checks (NOT_SERVING) meanwhile instead of leaving callers' channels
+        # connecting until their deadline
+        tokenizer = await asyncio.to_thread(_load_tokenizer, model_dir)
         self._runner = JobRunner(self._pool, self.settings, self.base_model_path)
         self._catalog = Catalog(self._pool, self.settings, tokenizer, self._runner, self.base_model_path)
         self._runner.start()
@@ -75,3 +76,9 @@ class TrainerRuntime:
             await self._runner.close()
         if self._pool is not None:
             await self._pool.close()
+
+
+def _load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
