@@ -83,11 +83,12 @@ async def test_bad_filters_name_the_problem(stub, books, spec, field):
 
 async def test_selective_filter_still_returns_k_rows(stub, collection, database_url):
     """600 chunks, 12 in the rare group, a tiny ef_search: Search returns k rare rows. At this size
-    PostgreSQL's planner prefers an exact scan of the collection (EXPLAIN shows a bitmap scan and a
-    sort, no HNSW), so Search alone proves nothing about the index. The HNSW path, which the planner
-    takes on large collections, is therefore checked on the retriever's own statement with the other
-    access paths priced out: EXPLAIN ANALYZE shows the collection's HNSW index scanned, relaxed
-    iterative scans return k rare rows, and with iterative scans off the same plan comes up short."""
+    PostgreSQL's planner may prefer an exact scan of the collection (a bitmap scan and a sort, no
+    HNSW; which one depends on its statistics), so Search alone proves nothing about the index. The
+    HNSW path, which the planner takes on large collections, is therefore checked on the retriever's
+    own statement with the other access paths priced out: EXPLAIN ANALYZE shows the collection's
+    HNSW index scanned, relaxed iterative scans return k rare rows, and with iterative scans off the
+    same plan comes up short."""
     documents = [
         doc(
             f"n{i}",
@@ -107,8 +108,6 @@ async def test_selective_filter_still_returns_k_rows(stub, collection, database_
 
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         statement, params, index = await _search_statement(conn, collection, {"group": "rare"}, top_k=10)
-        exact = await _explain(conn, statement, params, iterative="relaxed_order", force_index=False)
-        assert not [n for n in _nodes(exact) if n.get("Index Name") == index], _node_types(exact)
         plan = await _explain(conn, statement, params, iterative="relaxed_order")
         scans = [n for n in _nodes(plan) if n.get("Index Name") == index]
         assert scans and all(n["Node Type"] == "Index Scan" for n in scans), _node_types(plan)
