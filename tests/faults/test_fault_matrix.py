@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import pytest
 import pytest_asyncio
@@ -76,8 +77,6 @@ class Stack:
 
 
 def _listening_pid(port: int) -> int:
-    import psutil
-
     for conn in psutil.net_connections(kind="tcp"):
         if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
             return int(conn.pid)
@@ -246,9 +245,14 @@ async def test_fault_matrix(stack: Stack, client: httpx.AsyncClient, tmp_path: P
 
     workers = [asyncio.ensure_future(chatter()) for _ in range(2)]
     await _wait(lambda: tally.ok >= 3, 300, "3 chat completions")
-    os.kill(_listening_pid(stack.ports["generator"][0]), signal.SIGKILL)
+    generator = psutil.Process(_listening_pid(stack.ports["generator"][0]))
+    engine = generator.children(recursive=True)  # vLLM's engine core and its worker
+    assert engine
+    os.kill(generator.pid, signal.SIGKILL)
     killed.set()
     await _restarted(stack, "generator", stack.ports["generator"][0], 600)
+    # the supervisor killed what the dead generator had spawned: no orphaned engine holding gigabytes
+    assert not [p for p in engine if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     await asyncio.wait_for(asyncio.gather(*workers), 300)
     _row("kill -9 the generator", tally, 0)
     assert not tally.bad, tally.bad[:5]

