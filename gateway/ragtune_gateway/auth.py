@@ -3,7 +3,6 @@ the admin check, and the request id carried into logs and downstream calls."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,7 +32,9 @@ def _bearer(request: Request) -> str:
 
 async def current_tenant(request: Request, runtime: Runtime) -> str:
     """The caller's tenant; each call also takes one request from the key's rate limit (429)."""
-    caller = await runtime.caller(_bearer(request))
+    key = _bearer(request)
+    # the body-limit middleware resolved the key already when the request carries a body
+    caller = getattr(request.state, "caller", None) or await runtime.caller(key)
     if caller is None:
         raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
     request.state.key_hash = caller.key_hash  # what per-key limits count by (limits.StreamSlots)
@@ -47,10 +48,7 @@ TenantId = Annotated[str, Depends(current_tenant)]
 def is_admin(request: Request, runtime: GatewayRuntime) -> bool:
     """Whether the request carries the admin key (no error when it carries none)."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    admin = runtime.admin_key
-    if scheme.lower() != "bearer" or admin is None:
-        return False
-    return hmac.compare_digest(key.strip().encode(), admin.encode())
+    return scheme.lower() == "bearer" and runtime.is_admin_key(key.strip())
 
 
 async def require_admin(request: Request, runtime: Runtime) -> None:

@@ -17,7 +17,6 @@ answer is 413, whatever the app made of the interrupted body.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from urllib.parse import parse_qsl
 
@@ -81,21 +80,21 @@ class BodyLimitMiddleware:
         if declared.isdigit() and int(declared) > allowed:
             raise BodyTooLarge(limit, upload)
         if needs_key and key is not None:
-            await self._check_key(scope["path"], key)
+            await self._check_key(scope, key)
 
-    async def _check_key(self, path: str, key: str) -> None:
-        if path.startswith("/v1/admin"):
-            admin = self.runtime.admin_key
-            if admin is None or not hmac.compare_digest(key.encode(), admin.encode()):
+    async def _check_key(self, scope: Scope, key: str) -> None:
+        if scope["path"].startswith("/v1/admin"):
+            if not self.runtime.is_admin_key(key):
                 raise ApiError(401, "This route needs the admin key.", code="invalid_admin_key")
             return
         try:
-            tenant = await self.runtime.tenant_for_key(key)
+            caller = await self.runtime.caller(key)
         except psycopg.OperationalError as exc:
             log.warning("database unavailable while checking a key: %s", exc)
             raise database_unavailable() from None
-        if tenant is None:
+        if caller is None:
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+        scope.setdefault("state", {})["caller"] = caller  # request.state.caller: the route resolves it once
 
     async def _forward_counted(self, scope: Scope, receive: Receive, send: Send, limit: int, upload: bool) -> None:
         allowed = limit + MULTIPART_OVERHEAD_BYTES if upload else limit

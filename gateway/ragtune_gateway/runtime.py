@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -68,6 +69,10 @@ class GatewayRuntime:
     async def caller(self, key: str) -> Caller | None:
         """The tenant of an unrevoked API key (see :class:`KeyCache`)."""
         return await self.keys.caller(self.pool, key)
+
+    def is_admin_key(self, key: str) -> bool:
+        """Whether ``key`` is the admin key (compared in constant time)."""
+        return self.admin_key is not None and hmac.compare_digest(key.encode(), self.admin_key.encode())
 
     async def tenant_for_key(self, key: str) -> str | None:
         caller = await self.caller(key)
