@@ -34,16 +34,7 @@ def minimal_pdf(*pages: str) -> bytes:
             f" /Contents {page_ids[i] + 1} 0 R >>".encode()
         )
         objects.append(b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return _pdf_file(objects)
 
 
 def inflating_pdf(pages: int, lines: int, text: str = "All work and no play makes a dull document") -> bytes:
@@ -69,6 +60,11 @@ def inflating_pdf(pages: int, lines: int, text: str = "All work and no play make
         f" /Contents {content_id} 0 R >>"
     ).encode()
     objects += [page] * pages
+    return _pdf_file(objects)
+
+
+def _pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF file of these objects (numbered from 1, the first the catalog) with its xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
