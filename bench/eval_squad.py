@@ -21,15 +21,12 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
 from bench.code_version import check_run_code, code_version
 from bench.common import REPO, Context, ratio_or_none, report, service_process, write_result
-from bench.gateway_common import gateway_process
+from bench.gateway_common import ADMIN_KEY, gateway_process, new_tenant
 from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
 from ragtune_gateway.evaluation.gateway_client import GatewayClient
 from ragtune_gateway.evaluation.report import to_markdown
@@ -37,7 +34,6 @@ from ragtune_gateway.evaluation.rundir import RunDir
 from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
 
 NAME = "eval_squad"
-ADMIN_KEY = "bench-eval-admin-key-0123456789abcdef0123456789"
 RETRIEVER = "ragtune.retriever.v1.RetrieverService"
 GENERATOR = "ragtune.generator.v1.GeneratorService"
 TRAINER = "ragtune.trainer.v1.TrainerService"
@@ -87,14 +83,10 @@ def _tenant_key(url: str, run_dir: Path) -> str:
     path = run_dir / "bench-tenant.json"
     if path.exists():
         return str(json.loads(path.read_text())["key"])
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with httpx.Client(base_url=url, headers=admin, timeout=60) as http:
-        tenant = http.post("/v1/admin/tenants", json={"name": "eval", "id": f"eval-{uuid.uuid4().hex[:8]}"})
-        tenant.raise_for_status()
-        key = http.post(f"/v1/admin/tenants/{tenant.json()['id']}/keys").json()["key"]
+    tenant, key = new_tenant(url, "eval")
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tenant": tenant.json()["id"], "key": key}))
-    return str(key)
+    path.write_text(json.dumps({"tenant": tenant, "key": key}))
+    return key
 
 
 def run(ctx: Context, args: argparse.Namespace) -> bool:

@@ -107,14 +107,22 @@ def stack(ctx: Context) -> Iterator[Stack]:
         yield _populate(url, retriever, generator)
 
 
+def new_tenant(url: str, name: str) -> tuple[str, str]:
+    """A fresh tenant (id ``<name>-<random>``) and an API key of it, made with the admin key: (id, key)."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=url, headers=admin, timeout=60) as http:
+        created = http.post("/v1/admin/tenants", json={"name": name, "id": f"{name}-{uuid.uuid4().hex[:8]}"})
+        created.raise_for_status()
+        tenant = str(created.json()["id"])
+        key = http.post(f"/v1/admin/tenants/{tenant}/keys")
+        key.raise_for_status()
+    return tenant, str(key.json()["key"])
+
+
 def _populate(url: str, retriever: str, generator: str) -> Stack:
     """A fresh tenant with a key and a vector store of small notes, all through REST."""
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    tenant, key = new_tenant(url, "bench")
     with httpx.Client(base_url=url, timeout=600) as http:
-        tenant = http.post(
-            "/v1/admin/tenants", json={"name": "bench", "id": f"bench-{uuid.uuid4().hex[:8]}"}, headers=admin
-        ).json()["id"]
-        key = http.post(f"/v1/admin/tenants/{tenant}/keys", headers=admin).json()["key"]
         auth = {"Authorization": f"Bearer {key}"}
         file_ids = [
             http.post(

@@ -21,7 +21,6 @@ import os
 import statistics
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import httpx
 import psutil
 
 from bench.common import Context, _free_port, load_scifact, percentile, report, service_process, write_result
-from bench.gateway_common import ADMIN_KEY, gateway_process
+from bench.gateway_common import ADMIN_KEY, gateway_process, new_tenant
 
 NAME = "retriever_scaling"
 RETRIEVER = "ragtune.retriever.v1.RetrieverService"
@@ -86,12 +85,8 @@ def _retrievers(ctx: Context, env: dict[str, str]) -> Iterator[list[tuple[str, i
 
 def _populate(url: str, docs: list[tuple[str, str]]) -> tuple[str, str]:
     """A tenant, its key and a vector store of ``docs``, through REST. Returns (key, store id)."""
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    _, key = new_tenant(url, "scaling")
     with httpx.Client(base_url=url, timeout=1800) as http:
-        tenant = http.post(
-            "/v1/admin/tenants", json={"name": "scaling", "id": f"scaling-{uuid.uuid4().hex[:8]}"}, headers=admin
-        ).json()["id"]
-        key = http.post(f"/v1/admin/tenants/{tenant}/keys", headers=admin).json()["key"]
         auth = {"Authorization": f"Bearer {key}"}
         store = http.post("/v1/vector_stores", json={"name": "scaling"}, headers=auth)
         store.raise_for_status()
