@@ -14,9 +14,9 @@ import pytest_asyncio
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_retriever.embedding import resolve_model_path
-from ragtune_retriever.main import SERVICE_NAME, create_server
-from ragtune_retriever.runtime import RetrieverRuntime
+from ragtune_retriever.main import SERVICE_NAME
 from ragtune_retriever.validation import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_KEYS
+from tests.fixtures.retriever import serve_retriever
 from tests.fixtures.security import direct_channel
 from tests.integration.helpers import doc, inflating_pdf, minimal_pdf, search, upsert
 
@@ -247,15 +247,8 @@ async def strict_stub(retriever_settings, listed_model_dir) -> AsyncIterator[ret
             "extraction_workers": 1,
         }
     )
-    runtime = RetrieverRuntime(settings)
-    bound = await create_server(settings, runtime)
-    await bound.server.start()
-    await runtime.start()
-    await bound.set_serving()
-    async with direct_channel(bound.port, SERVICE_NAME) as channel:
+    async with serve_retriever(settings) as bound, direct_channel(bound.port, SERVICE_NAME) as channel:
         yield retriever_pb2_grpc.RetrieverServiceStub(channel)
-    await bound.stop(1)
-    await runtime.close()
 
 
 async def test_unlisted_local_model_directory_is_refused(stub, unique_name, listed_model_dir):

@@ -27,6 +27,7 @@ from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.service import RetrieverServicer
 from ragtune_retriever.settings import RetrieverSettings
 from tests.fixtures.security import SECURITY
+from tests.fixtures.serving import serving
 
 
 class CountingServicer(RetrieverServicer):
@@ -53,14 +54,8 @@ async def replica(
         lambda server: retriever_pb2_grpc.add_RetrieverServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
     )
-    await bound.server.start()
-    await runtime.start()
-    await bound.set_serving()
-    try:
-        yield bound
-    finally:
-        await bound.stop(1)
-        await runtime.close()
+    async with serving(bound, runtime) as served:
+        yield served
 
 
 @pytest_asyncio.fixture

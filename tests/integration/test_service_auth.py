@@ -27,6 +27,7 @@ from ragtune_common.server import GrpcServer
 from ragtune_retriever.main import SERVICE_NAME, create_server
 from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.settings import RetrieverSettings
+from tests.fixtures.retriever import serve_retriever
 from tests.fixtures.security import SECURITY, SERVICE_TOKEN, direct_channel
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -176,14 +177,8 @@ async def tls_retriever(retriever_settings: RetrieverSettings, tmp_path: Path) -
             "tls_ca_file": files["ca.pem"],
         }
     )
-    runtime = RetrieverRuntime(settings)
-    bound = await create_server(settings, runtime)
-    await bound.server.start()
-    await runtime.start()
-    await bound.set_serving()
-    yield bound.port, files
-    await bound.stop(1)
-    await runtime.close()
+    async with serve_retriever(settings) as bound:
+        yield bound.port, files
 
 
 async def test_mutual_tls_round_trip(tls_retriever: tuple[int, dict]):
