@@ -5,9 +5,7 @@ own on the session's server, so this trainer's job queue is apart from the train
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,13 +15,12 @@ import httpx
 import psycopg
 import pytest
 import pytest_asyncio
-import uvicorn
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
 from ragtune_common.server import GrpcServer
-from ragtune_gateway.app import create_app
 from ragtune_gateway.settings import GatewaySettings
+from tests.fixtures.gateway import serve_gateway
 from tests.fixtures.security import SERVICE_TOKEN_SECRET
 from tests.fixtures.trainer import serve_trainer, small_trainer_settings
 
@@ -85,21 +82,8 @@ def gateway_settings(
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def gateway_url(gateway_settings: GatewaySettings) -> AsyncIterator[str]:
     """The gateway on a real port, served in this event loop beside the in-process gRPC servers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(gateway_settings), log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the gateway stopped while starting")
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 30)
-    sock.close()
+    async with serve_gateway(gateway_settings) as gateway:
+        yield gateway.url
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
