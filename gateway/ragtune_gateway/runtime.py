@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.database import apply_migrations, open_pool, resolve_database_url, wait_for_database
 from ragtune_gateway import store
-from ragtune_gateway.clients import Downstream
+from ragtune_gateway.downstream import Downstream
 from ragtune_gateway.keys import Caller, KeyCache
 from ragtune_gateway.limits import KeyRateLimiter, StreamSlots
 from ragtune_gateway.metrics import Metrics

@@ -21,8 +21,9 @@ from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.generator.v1 import generator_pb2_grpc
 from ragtune_common.server import GrpcServer, build_server
 from ragtune_common.settings import ServiceSettings
-from ragtune_gateway.clients import GENERATOR, GeneratorClient
-from ragtune_gateway.routing import GeneratorReplicas, rendezvous_order
+from ragtune_gateway.downstream.generator import SERVICE as GENERATOR
+from ragtune_gateway.downstream.generator import GeneratorRouter
+from ragtune_gateway.downstream.routing import GeneratorReplicas, rendezvous_order
 from tests.fixtures.security import SECURITY, SERVICE_TOKEN_SECRET
 
 
@@ -72,7 +73,7 @@ async def serve(servicer: NamedGenerator) -> AsyncIterator[GrpcServer]:
 
 
 class Cluster:
-    def __init__(self, servers: list[GrpcServer], servicers: dict[str, NamedGenerator], client: GeneratorClient):
+    def __init__(self, servers: list[GrpcServer], servicers: dict[str, NamedGenerator], client: GeneratorRouter):
         self.servers = servers
         self.servicers = servicers
         self.client = client
@@ -102,7 +103,7 @@ async def cluster() -> AsyncIterator[tuple[Cluster, collections.Counter[tuple[st
         target = ",".join(f"127.0.0.1:{s.port}" for s in servers)
         replicas = GeneratorReplicas(target, GENERATOR, SECURITY)
         await replicas.start()
-        client = GeneratorClient(replicas)
+        client = GeneratorRouter(replicas)
         c = Cluster(servers, servicers, client)
         for label in servicers:
             await c.wait_status(label, "SERVING")
@@ -197,7 +198,7 @@ async def test_a_dns_target_is_resolved_into_replicas():
         await replicas.start()
         try:
             assert f"127.0.0.1:{bound.port}" in [r.address for r in replicas.replicas]
-            reply = await GeneratorClient(replicas).GenerateUnary(request("ft:base:a"), timeout=10)
+            reply = await GeneratorRouter(replicas).GenerateUnary(request("ft:base:a"), timeout=10)
             assert reply.text == "solo"
         finally:
             await replicas.close()

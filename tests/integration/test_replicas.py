@@ -21,7 +21,7 @@ from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_common.channels import open_channel
 from ragtune_common.server import GrpcServer, build_server
-from ragtune_gateway.clients import RETRIEVER_IDEMPOTENT
+from ragtune_gateway.downstream.retriever import IDEMPOTENT as RETRIEVER_IDEMPOTENT
 from ragtune_retriever.main import SERVICE_NAME
 from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.service import RetrieverServicer

@@ -10,13 +10,16 @@ import pytest
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_common.channels import service_config
 from ragtune_gateway import fine_tuning as ft
-from ragtune_gateway.clients import RETRIEVER, RETRIEVER_IDEMPOTENT
-from ragtune_gateway.errors import ApiError, from_rpc_error, not_found
+from ragtune_common.errors import InvalidArgument, status_details
+from ragtune_gateway.downstream.errors import to_api_error
+from ragtune_gateway.downstream.retriever import IDEMPOTENT as RETRIEVER_IDEMPOTENT
+from ragtune_gateway.downstream.retriever import SERVICE as RETRIEVER
+from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.vector_stores import search_filter
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+def rpc_error(code: grpc.StatusCode, details: str, trailing: grpc.aio.Metadata | None = None) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing or grpc.aio.Metadata(), details)
 
 
 @pytest.mark.parametrize(
@@ -33,28 +36,38 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     ],
 )
 def test_grpc_codes_map_to_http(code: grpc.StatusCode, status: int, type_: str) -> None:
-    error = from_rpc_error(rpc_error(code, "field: went wrong"), "retriever")
+    error = to_api_error(rpc_error(code, "field: went wrong"), "retriever")
     assert (error.status, error.type) == (status, type_)
     assert set(error.body()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_field_prefix_becomes_the_renamed_param() -> None:
-    exc = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "filter.$or[1].year.$gt: needs a number")
-    error = from_rpc_error(exc, "retriever", params={"filter": "rag.filter"})
+def test_field_violation_becomes_the_renamed_param() -> None:
+    """The field comes from the google.rpc.BadRequest detail, renamed by the longest prefix; the text
+    of the message is never parsed for it."""
+    violation = InvalidArgument("needs a number", field="filter.$or[1].year.$gt")
+    exc = rpc_error(
+        grpc.StatusCode.INVALID_ARGUMENT, violation.describe(), grpc.aio.Metadata(*status_details(violation))
+    )
+    error = to_api_error(exc, "retriever", fields={"filter": "rag.filter", "filter.$or": "never.this"})
+    assert error.param == "never.this[1].year.$gt" and error.message == "needs a number"
+    error = to_api_error(exc, "retriever", fields={"filter": "rag.filter"})
     assert error.param == "rag.filter.$or[1].year.$gt" and error.message == "needs a number"
-    assert from_rpc_error(rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no field here"), "x").param is None
+    assert to_api_error(rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no field here"), "x").param is None
+    # a message that merely looks like "field: message" names no field
+    looks_like = to_api_error(rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "query: too long"), "x")
+    assert looks_like.param is None and looks_like.message == "query: too long"
 
 
 def test_internal_details_and_addresses_never_reach_the_client() -> None:
-    internal = from_rpc_error(rpc_error(grpc.StatusCode.INTERNAL, "Traceback (most recent call last): ..."), "trainer")
+    internal = to_api_error(rpc_error(grpc.StatusCode.INTERNAL, "Traceback (most recent call last): ..."), "trainer")
     assert "Traceback" not in internal.message and internal.status == 500
-    down = from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to 10.0.0.3:50051"), "generator")
+    down = to_api_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to 10.0.0.3:50051"), "generator")
     assert "10.0.0.3" not in down.message and "generator" in down.message
 
 
 def test_not_found_replaces_the_downstream_message() -> None:
     missing = not_found("vector store", "vs_1")
-    error = from_rpc_error(rpc_error(grpc.StatusCode.NOT_FOUND, "collection 'vs_1' of tenant t"), "r", missing=missing)
+    error = to_api_error(rpc_error(grpc.StatusCode.NOT_FOUND, "collection 'vs_1' of tenant t"), "r", missing=missing)
     assert error is missing and error.body()["error"]["message"] == "No vector store found with id 'vs_1'."
 
 

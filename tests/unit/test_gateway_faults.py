@@ -10,7 +10,8 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from ragtune_gateway.errors import ApiError, _validation_error, best_effort, from_rpc_error
+from ragtune_gateway.downstream.errors import to_api_error
+from ragtune_gateway.errors import ApiError, _validation_error, best_effort
 from ragtune_gateway.schemas.common import check_json
 from ragtune_gateway.schemas.fine_tuning import CreateJob
 from ragtune_gateway.schemas.vector_stores import CreateStore
@@ -29,15 +30,15 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     ],
 )
 def test_message_size_refusal_is_413_not_429(details: str) -> None:
-    error = from_rpc_error(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, details), "retriever")
+    error = to_api_error(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, details), "retriever")
     assert error.status == 413 and error.code == "request_too_large" and error.type == "invalid_request_error"
     assert "67108864" not in error.message
-    busy = from_rpc_error(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests in flight"), "generator")
+    busy = to_api_error(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests in flight"), "generator")
     assert busy.status == 429  # real back-pressure stays 429
 
 
 def test_unavailable_is_503_with_retry_after() -> None:
-    error = from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused"), "trainer")
+    error = to_api_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused"), "trainer")
     assert error.status == 503 and error.response().headers["retry-after"].isdigit()
 
 

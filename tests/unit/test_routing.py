@@ -8,7 +8,7 @@ import collections
 import pytest
 
 from ragtune_common.channels import grpc_target, split_host_port, split_target
-from ragtune_gateway.routing import rendezvous_order, rendezvous_score
+from ragtune_gateway.downstream.routing import rendezvous_order, rendezvous_score
 
 REPLICAS = [f"10.0.0.{i}:50052" for i in range(1, 5)]
 ADAPTERS = [f"tenant-{i % 7}/ft:base:adapter-{i}" for i in range(2000)]

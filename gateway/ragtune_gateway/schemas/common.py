@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -100,3 +100,41 @@ def _check_json_text(text: str, where: str, what: str) -> None:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+
+
+# Responses. Models of what the gateway answers: `/openapi.json` documents each body, and FastAPI
+# serialises through them (a field the model lacks is never sent). OpenAI-facing models mirror the
+# official SDK's types field for field; ragtune's extensions are extra, optional fields.
+
+
+class ResponseModel(BaseModel):
+    """Base of every response model."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+Item = TypeVar("Item")
+
+
+class ListPage(ResponseModel, Generic[Item]):
+    """A page of a list, as OpenAI's cursor pages: ``after=<last_id>`` asks for the next one."""
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+    @classmethod
+    def of(cls, data: list[Item], has_more: bool = False) -> ListPage[Item]:
+        """The page of ``data`` with its first and last ids (when its items have ids)."""
+        ids = [getattr(item, "id", None) for item in data]
+        return cls(data=data, has_more=has_more, first_id=ids[0] if ids else None, last_id=ids[-1] if ids else None)
+
+
+class Deleted(ResponseModel):
+    """What a DELETE answers: ``{"id", "object": "<kind>.deleted", "deleted": true}``."""
+
+    id: str
+    object: str
+    deleted: bool = True

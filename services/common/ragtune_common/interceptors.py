@@ -1,6 +1,7 @@
 """The one server interceptor: request ids and the mapping of errors to status codes.
 
-Domain errors (:mod:`ragtune_common.errors`) become their status with their message; a lost
+Domain errors (:mod:`ragtune_common.errors`) become their status with their message, and a
+field error also carries a ``google.rpc.BadRequest`` field violation as a status detail; a lost
 database becomes UNAVAILABLE; anything else is a bug: logged with its traceback, answered
 INTERNAL with only the request id, so no traceback ever reaches a client. A request that cannot
 be decoded (e.g. a google.protobuf.Struct nested past protobuf's 100-level limit, about 32 levels
@@ -21,7 +22,7 @@ import psycopg
 from google.protobuf.message import DecodeError
 from psycopg_pool import PoolTimeout
 
-from ragtune_common.errors import InvalidArgument, RagtuneError, Unavailable
+from ragtune_common.errors import InvalidArgument, RagtuneError, Unavailable, status_details
 from ragtune_common.logging import new_request_id, request_id_var
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseExcept
     else:
         if error.code == grpc.StatusCode.UNAVAILABLE:
             log.warning("%s: %s (%s)", method, error.describe(), exc)
-        await context.abort(error.code, error.describe())
+        await context.abort(error.code, error.describe(), trailing_metadata=status_details(error))
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:

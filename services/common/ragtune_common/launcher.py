@@ -34,6 +34,7 @@ from grpc_health.v1 import health_pb2
 
 from ragtune_common import channels
 from ragtune_common.database import start_embedded_postgres
+from ragtune_common.state_paths import credentials_path
 
 REPLICA_PORT_STEP = 10
 METRICS_PORT_OFFSET = 1000
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 if replica.spec.http:
                     print(f"{name:<11} http://{replica.address}/v1 (OpenAPI: http://{replica.address}/docs)")
                     if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
-                        print(f"{'':<11} keys: {state_dir / 'gateway' / 'credentials.json'}")
+                        print(f"{'':<11} keys: {credentials_path(state_dir)}")
                 else:
                     metrics = replica.port + METRICS_PORT_OFFSET
                     pid = replica.process.pid if replica.process else "?"

@@ -1,0 +1,36 @@
+"""Every id the gateway makes or recognises, by its prefix: one place, so nobody retypes one.
+
+Ids are random (96 bits by default), never sequential: they reveal nothing about other tenants'
+objects and cannot be guessed. Fine-tuning job ids are the trainer's (``ftjob-``)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+TENANT = "tn_"
+API_KEY = "key_"
+FILE = "file-"
+VECTOR_STORE = "vs_"
+FINE_TUNING_JOB = "ftjob-"  # made by the trainer
+FINE_TUNING_EVENT = "ftevent-"
+FINE_TUNING_CHECKPOINT = "ftckpt-"
+CHAT_COMPLETION = "chatcmpl-"
+EVALUATION = "eval_"
+PROMOTION = "promo_"
+
+KEY_PREFIX = "rt-"  # what every API key (the secret, not its id) starts with
+
+
+def new_id(prefix: str, nbytes: int = 12) -> str:
+    return f"{prefix}{secrets.token_hex(nbytes)}"
+
+
+def new_key() -> str:
+    """A new API key: 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """Keys are 256 random bits, so a plain sha256 is enough at rest (no dictionary to guess from)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()

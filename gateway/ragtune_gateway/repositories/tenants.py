@@ -1,0 +1,109 @@
+"""Tenants and their API keys (stored hashed; the key itself is shown once, at creation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool
+
+from ragtune_gateway import ids
+
+KEY_REVOKED_CHANNEL = "ragtune_gateway_key_revoked"  # NOTIFY payload: the revoked key's sha256
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+_KEY_COLUMNS = "id, tenant_id, prefix, created_at, revoked_at"
+
+
+async def create_tenant(pool: AsyncConnectionPool, tenant_id: str, name: str) -> Tenant | None:
+    """The new tenant, or None if the id is taken."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(Tenant))
+        await cur.execute(
+            "INSERT INTO gateway.tenants (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            " RETURNING id, name, created_at",
+            (tenant_id, name),
+        )
+        return await cur.fetchone()
+
+
+async def get_tenant(pool: AsyncConnectionPool, tenant_id: str) -> Tenant | None:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(Tenant))
+        await cur.execute("SELECT id, name, created_at FROM gateway.tenants WHERE id = %s", (tenant_id,))
+        return await cur.fetchone()
+
+
+async def list_tenants(pool: AsyncConnectionPool) -> list[Tenant]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(Tenant))
+        await cur.execute("SELECT id, name, created_at FROM gateway.tenants ORDER BY id")
+        return await cur.fetchall()
+
+
+async def create_key(pool: AsyncConnectionPool, tenant_id: str) -> tuple[ApiKey, str]:
+    """A new key for the tenant: its record and the key itself (never stored)."""
+    key = ids.new_key()
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(ApiKey))
+        await cur.execute(
+            "INSERT INTO gateway.api_keys (id, tenant_id, key_hash, prefix) VALUES (%s, %s, %s, %s)"
+            f" RETURNING {_KEY_COLUMNS}",
+            (ids.new_id(ids.API_KEY), tenant_id, ids.hash_key(key), key[:8]),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row, key
+
+
+async def list_keys(pool: AsyncConnectionPool, tenant_id: str) -> list[ApiKey]:
+    """The tenant's keys (revoked ones too), oldest first; never the keys themselves."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(ApiKey))
+        await cur.execute(
+            f"SELECT {_KEY_COLUMNS} FROM gateway.api_keys WHERE tenant_id = %s ORDER BY created_at, id", (tenant_id,)
+        )
+        return await cur.fetchall()
+
+
+async def revoke_key(pool: AsyncConnectionPool, key_id: str, tenant_id: str | None = None) -> tuple[ApiKey, str] | None:
+    """Revoke the key (of ``tenant_id``, when given) and, in the same statement, notify every gateway
+    process (:data:`KEY_REVOKED_CHANNEL`) so none serves it from its cache. The key and its hash, or None if
+    there is none; revoking a revoked key changes nothing and notifies again."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "WITH revoked AS (UPDATE gateway.api_keys SET revoked_at = coalesce(revoked_at, now())"
+            "  WHERE id = %s AND (%s::text IS NULL OR tenant_id = %s)"
+            f"  RETURNING {_KEY_COLUMNS}, key_hash)"
+            f" SELECT {_KEY_COLUMNS}, key_hash FROM revoked,"
+            " pg_notify(%s, revoked.key_hash) AS notified",
+            (key_id, tenant_id, tenant_id, KEY_REVOKED_CHANNEL),
+        )
+        row = await cur.fetchone()
+    return (ApiKey(*row[:5]), str(row[5])) if row else None
+
+
+async def tenant_for_key_hash(pool: AsyncConnectionPool, key_hash: str) -> str | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT tenant_id FROM gateway.api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
+        )
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
