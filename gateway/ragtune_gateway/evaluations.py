@@ -29,11 +29,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp
 
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.dataset import load_qa, split_dataset
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.runner import QaEvalConfig, QaEvaluation
 from ragtune_gateway import store
-from ragtune_gateway.evaluation.dataset import load_qa, split_dataset
-from ragtune_gateway.evaluation.gateway_client import GatewayClient
-from ragtune_gateway.evaluation.rundir import RunDir
-from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
 from ragtune_gateway.runtime import GatewayRuntime
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
+from ragtune_common.statuses import FINAL
 from ragtune_gateway.auth import metadata
 from ragtune_gateway.errors import rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
@@ -22,7 +23,6 @@ PUBLISH = {
     tpb.PUBLISH_STATE_PUBLISHED: "published",
     tpb.PUBLISH_STATE_FAILED: "failed",
 }
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def _seconds(job: tpb.Job, name: str) -> int | None:

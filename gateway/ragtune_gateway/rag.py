@@ -8,6 +8,7 @@ from typing import Any
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.retriever.v1 import retriever_pb2 as rpb
+from ragtune_common.prompts import grounded_system_prompt
 from ragtune_common.protoconv import dict_to_struct, struct_to_dict
 from ragtune_gateway.auth import metadata
 from ragtune_gateway.errors import ApiError, rpc_errors
@@ -15,12 +16,6 @@ from ragtune_gateway.runtime import GatewayRuntime
 
 SEARCH_MODES = {"hybrid": rpb.SEARCH_MODE_HYBRID, "vector": rpb.SEARCH_MODE_VECTOR, "keyword": rpb.SEARCH_MODE_KEYWORD}
 VECTOR_STORE_PREFIX = "vs_"
-
-GROUNDING = (
-    "Answer the user's question using only the numbered passages below. Cite the passages you use "
-    "with their numbers in square brackets, like [1]. If the passages do not contain the answer, say "
-    "that you do not know."
-)
 
 
 def check_store_ids(ids: list[str], param: str) -> None:
@@ -94,15 +89,9 @@ def select_passages(hits: list[rpb.SearchHit], max_chars: int, threshold: float 
 
 def grounded_messages(messages: list[gpb.ChatMessage], passages: list[rpb.SearchHit]) -> list[gpb.ChatMessage]:
     """The conversation with the numbered passages added to (or as) the system message."""
-    numbered = "\n\n".join(
-        f"[{i}] ({hit.source_name or hit.document_id})\n{hit.text.strip()}" for i, hit in enumerate(passages, 1)
-    )
-    block = f"{GROUNDING}\n\nPassages:\n\n{numbered}" if passages else f"{GROUNDING}\n\nPassages: none found."
-    rest = list(messages)
-    system = [m.content for m in rest if m.role == "system"]
-    rest = [m for m in rest if m.role != "system"]
-    content = "\n\n".join([*system, block])
-    return [gpb.ChatMessage(role="system", content=content), *rest]
+    system = [m.content for m in messages if m.role == "system"]
+    content = grounded_system_prompt(system, [(hit.source_name or hit.document_id, hit.text) for hit in passages])
+    return [gpb.ChatMessage(role="system", content=content), *(m for m in messages if m.role != "system")]
 
 
 def last_user_text(messages: list[gpb.ChatMessage]) -> str:

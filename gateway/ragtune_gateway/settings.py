@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
+from ragtune_common.state_paths import credentials_path, gateway_dir
 
 MIN_ADMIN_KEY_CHARS = 32
 
@@ -64,7 +65,7 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
 
     @property
     def gateway_dir(self) -> Path:
-        return self.state_dir / "gateway"
+        return gateway_dir(self.state_dir)
 
     @property
     def files_dir(self) -> Path:
@@ -72,4 +73,4 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
 
     @property
     def credentials_path(self) -> Path:
-        return self.gateway_dir / "credentials.json"
+        return credentials_path(self.state_dir)

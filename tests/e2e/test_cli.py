@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from ragtune_gateway.cli.main import app
+from ragtune_eval.cli.main import app
 from tests.e2e.conftest import Tenant
 from tests.e2e.test_fine_tuning import TRAINING
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragtune_gateway.evaluation.dataset import Split, load_qa, split_dataset
-from ragtune_gateway.evaluation.gateway_client import GatewayClient
-from ragtune_gateway.evaluation.metrics import best_over_answers
-from ragtune_gateway.evaluation.rundir import RunDir
-from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.dataset import Split, load_qa, split_dataset
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.runner import QaEvalConfig, QaEvaluation
+from ragtune_eval.scoring import best_over_answers
 from tests.e2e.conftest import Tenant, make_tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ragtune_gateway.evaluation.arms import INSTRUCTION, Passage, closed_book_line, no_gold_ids, parse_arms, raft_line
-from ragtune_gateway.evaluation.dataset import DatasetError, QAItem, load_beir, load_qa, split_dataset
-from ragtune_gateway.evaluation.rundir import RunDir, RunDirError
+from ragtune_eval.arms import INSTRUCTION, Passage, closed_book_line, no_gold_ids, parse_arms, raft_line
+from ragtune_eval.dataset import DatasetError, QAItem, load_beir, load_qa, split_dataset
+from ragtune_eval.rundir import RunDir, RunDirError
 
 SQUAD = {
     "version": "1.1",

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ragtune_gateway.evaluation.metrics import (
+from ragtune_eval.scoring import (
     best_over_answers,
     exact_match,
     hit_at_k,

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ragtune_gateway.evaluation.beir import BeirConfig, BeirEvaluation, to_markdown
-from ragtune_gateway.evaluation.dataset import BeirDataset, QAItem, split_dataset
-from ragtune_gateway.evaluation.gateway_client import ChatResult
-from ragtune_gateway.evaluation.rundir import RunDir
-from ragtune_gateway.evaluation.runner import NoProgress, QaEvalConfig, QaEvaluation
+from ragtune_eval.beir import BeirConfig, BeirEvaluation, to_markdown
+from ragtune_eval.client import ChatResult
+from ragtune_eval.dataset import BeirDataset, QAItem, split_dataset
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.runner import NoProgress, QaEvalConfig, QaEvaluation
 
 
 class FakeGateway:

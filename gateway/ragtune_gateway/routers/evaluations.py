@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from ragtune_eval.arms import ARMS
+from ragtune_eval.dataset import DatasetError, QAItem, load_qa, split_dataset
 from ragtune_gateway import aliases, evaluation_cleanup, evaluations, files, limits, store
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.errors import ApiError, not_found
-from ragtune_gateway.evaluation.arms import ARMS
-from ragtune_gateway.evaluation.dataset import DatasetError, QAItem, load_qa, split_dataset
 from ragtune_gateway.evaluations import EvaluationRunner
 from ragtune_gateway.schemas.evaluations import CreateEvaluation
 

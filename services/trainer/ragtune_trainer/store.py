@@ -20,10 +20,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.errors import FailedPrecondition, NotFound
+from ragtune_common.statuses import FINAL
 from ragtune_trainer.jobspec import JobConfig
 
 ACTIVE = ("validating_files", "queued", "running")
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

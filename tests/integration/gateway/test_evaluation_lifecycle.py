@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_eval.rundir import RunDir
 from ragtune_gateway.evaluation_cleanup import ORPHAN_AGE_S
 from ragtune_gateway.evaluations import EvaluationRunner
 from tests.fixtures.gateway import Gateway

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragtune_gateway.cli.client import CliError, Gateway
-from ragtune_gateway.cli.eval import eval_app
+from ragtune_eval.cli.eval import eval_app
+from ragtune_eval.cli.gateway import CliError, Gateway
+from ragtune_eval.client import VECTOR_STORE_PREFIX
 
 app = typer.Typer(help="ragtune: RAG and LoRA fine-tuning on your own data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -90,7 +91,7 @@ def ask(
                 "messages": [{"role": "user", "content": question}],
             }
             if store:
-                ids = [gw.find_or_create_store(s)["id"] if not s.startswith("vs_") else s for s in store]
+                ids = [gw.find_or_create_store(s)["id"] if not s.startswith(VECTOR_STORE_PREFIX) else s for s in store]
                 body["rag"] = {"vector_store_ids": ids, "top_k": top_k}
             citations: list[dict[str, Any]] = []
             for chunk in gw.events("POST", "/v1/chat/completions", json=body):

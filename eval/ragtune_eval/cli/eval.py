@@ -11,16 +11,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ragtune_gateway.aliases import is_alias
-from ragtune_gateway.cli.client import CliError, api_key, base_url
-from ragtune_gateway.evaluation.arms import parse_arms
-from ragtune_gateway.evaluation.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
-from ragtune_gateway.evaluation.beir import to_markdown as beir_markdown
-from ragtune_gateway.evaluation.dataset import DatasetError, load_beir, load_qa, split_dataset
-from ragtune_gateway.evaluation.gateway_client import EvalApiError, GatewayClient
-from ragtune_gateway.evaluation.report import to_markdown
-from ragtune_gateway.evaluation.rundir import RunDir, RunDirError
-from ragtune_gateway.evaluation.runner import QaEvalConfig, QaEvaluation, check_promotion
+from ragtune_eval.arms import parse_arms
+from ragtune_eval.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
+from ragtune_eval.beir import to_markdown as beir_markdown
+from ragtune_eval.cli.gateway import CliError, api_key, base_url
+from ragtune_eval.client import EvalApiError, GatewayClient, is_alias
+from ragtune_eval.dataset import DatasetError, load_beir, load_qa, split_dataset
+from ragtune_eval.report import to_markdown
+from ragtune_eval.rundir import RunDir, RunDirError
+from ragtune_eval.runner import QaEvalConfig, QaEvaluation, check_promotion
 
 eval_app = typer.Typer(help="Measure RAG vs fine-tuning vs both, or retrieval alone, on your data.")
 console = Console()

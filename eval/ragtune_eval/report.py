@@ -1,13 +1,17 @@
 """The report of a QA evaluation: per-arm figures computed from the stored answers, the costs, a
-Markdown table, a PNG chart of quality against latency, and a recommendation read off the numbers."""
+Markdown table, an SVG chart of quality against latency, and a recommendation read off the numbers."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
-from ragtune_gateway.evaluation.metrics import mean, percentile
+from ragtune_eval.chart import ChartPoint, quality_latency_svg
+from ragtune_eval.scoring import mean, percentile
+
+CHART_NAME = "chart.svg"
 
 MEANINGFUL_F1 = 2.0  # points of F1 below which two arms count as level
 OVERFIT_GAP = 10.0  # F1 points by which a fine-tuned arm's train/held-out gap may exceed its counterpart's
@@ -206,38 +210,19 @@ def cost_text(cost: dict[str, Any]) -> str:
     return "; ".join(parts) or "none"
 
 
-def write_chart(built: dict[str, Any], path: Path) -> Path | None:
-    """F1 against median latency (p95 as the error bar); None when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for arm, figures in built["arms"].items():
-        if figures["f1"] is None or figures["latency_p50_ms"] is None:
-            continue
-        p50, p95 = figures["latency_p50_ms"], figures["latency_p95_ms"]
-        ax.errorbar([p50], [figures["f1"]], xerr=[[0], [p95 - p50]], fmt="o", capsize=3, label=arm)
-        ax.annotate(arm, (p50, figures["f1"]), textcoords="offset points", xytext=(5, 5))
-    ax.set_xlabel("latency per question, ms (p50, bar to p95)")
-    ax.set_ylabel("token F1 on held-out questions (%)")
-    ax.set_title("Quality against latency per arm")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+def chart_points(built: dict[str, Any]) -> list[ChartPoint]:
+    """The arms with a score and a latency, in the report's order."""
+    return [
+        ChartPoint(arm, fig["f1"], fig["latency_p50_ms"], fig["latency_p95_ms"])
+        for arm, fig in built["arms"].items()
+        if fig["f1"] is not None and fig["latency_p50_ms"] is not None
+    ]
 
 
 def write_all(built: dict[str, Any], folder: Path) -> dict[str, str]:
-    import json
-
-    files = {"json": folder / "report.json", "markdown": folder / "report.md", "chart": folder / "chart.png"}
-    chart = write_chart(built, files["chart"])
-    built["files"] = {kind: str(path) for kind, path in files.items() if kind != "chart" or chart}
+    files = {"json": folder / "report.json", "markdown": folder / "report.md", "chart": folder / CHART_NAME}
+    files["chart"].write_text(quality_latency_svg(chart_points(built)), encoding="utf-8")
+    built["files"] = {kind: str(path) for kind, path in files.items()}
     files["json"].write_text(json.dumps(built, indent=2) + "\n", encoding="utf-8")
     files["markdown"].write_text(to_markdown(built), encoding="utf-8")
     return built["files"]

@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune_gateway.evaluation.dataset import BeirDataset
-from ragtune_gateway.evaluation.gateway_client import GatewayClient
-from ragtune_gateway.evaluation.indexing import Progress, ensure_store
-from ragtune_gateway.evaluation.metrics import mean, ndcg_at_k, percentile, recall_at_k, reciprocal_rank
-from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.dataset import BeirDataset
+from ragtune_eval.indexing import Progress, ensure_store
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.scoring import mean, ndcg_at_k, percentile, recall_at_k, reciprocal_rank
 
 MAX_RESULTS = 50  # the REST search's max_num_results
 

@@ -2,7 +2,7 @@
 
 Every arm gets the same user turn (the question) under the same short-answer instruction; the RAG
 arms add the gateway's own grounding (the ``rag`` extension of chat completions). The RAFT adapter
-is trained on exactly the prompt the gateway builds at inference time (``rag.grounded_messages``):
+is trained on exactly the prompt the gateway builds at inference time (``ragtune_common.prompts``):
 the gold passage shuffled among retrieved distractors, or, for a seeded fraction, distractors only."""
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
 
-from ragtune.generator.v1 import generator_pb2 as gpb
-from ragtune.retriever.v1 import retriever_pb2 as rpb
-from ragtune_gateway import rag
-from ragtune_gateway.evaluation.dataset import QAItem
+from ragtune_common.prompts import grounded_messages
+from ragtune_eval.dataset import QAItem
 
 INSTRUCTION = "Answer with the shortest exact answer: a few words, no full sentence, no explanation."
 CHARS_PER_TOKEN = 3.5  # conservative for English under SmolLM2's tokenizer: used to keep examples in length
@@ -83,11 +80,8 @@ def raft_line(
         if drop is None:
             break
         passages.remove(drop)
-    hits = [rpb.SearchHit(document_id=p.document_id, source_name=p.name, text=p.text) for p in passages]
-    question = [gpb.ChatMessage(role=m["role"], content=m["content"]) for m in question_messages(item)]
-    grounded = rag.grounded_messages(question, hits)
-    messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in grounded]
-    messages.append({"role": "assistant", "content": item.answers[0]})
+    sources = [(p.name or p.document_id, p.text) for p in passages]  # named as the gateway names a hit
+    messages = [*grounded_messages(question_messages(item), sources), {"role": "assistant", "content": item.answers[0]}]
     return json.dumps({"messages": messages}, ensure_ascii=False)
 
 

@@ -12,8 +12,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragtune_gateway.evaluation import report
-from ragtune_gateway.evaluation.arms import (
+from ragtune_common.statuses import FINAL
+from ragtune_eval import report
+from ragtune_eval.arms import (
     ARMS,
     CHARS_PER_TOKEN,
     INSTRUCTION,
@@ -24,11 +25,11 @@ from ragtune_gateway.evaluation.arms import (
     question_messages,
     raft_line,
 )
-from ragtune_gateway.evaluation.dataset import QAItem, Split
-from ragtune_gateway.evaluation.gateway_client import EvalApiError, GatewayClient
-from ragtune_gateway.evaluation.indexing import Progress, ensure_store
-from ragtune_gateway.evaluation.metrics import best_over_answers, hit_at_k, normalize_answer, recall_at_k
-from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_eval.client import EvalApiError, GatewayClient
+from ragtune_eval.dataset import QAItem, Split
+from ragtune_eval.indexing import Progress, ensure_store
+from ragtune_eval.rundir import RunDir
+from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
 
 log = logging.getLogger(__name__)
 JOB_POLL_S = 2.0
@@ -209,7 +210,7 @@ class QaEvaluation:
             job = await self.client.get_job(job_id)
             loss = f"loss {job['train_loss']:.3f}" if job.get("train_loss") else job["status"]
             self.progress.update(f"train-{arm.name}", job.get("step") or 0, job.get("total_steps") or None, loss)
-            if job["status"] in ("succeeded", "failed", "cancelled"):
+            if job["status"] in FINAL:
                 return job
             await asyncio.sleep(JOB_POLL_S)
 

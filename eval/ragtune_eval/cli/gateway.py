@@ -10,6 +10,9 @@ from typing import Any
 
 import httpx
 
+from ragtune_common.state_paths import credentials_path
+from ragtune_eval.client import VECTOR_STORE_PREFIX
+
 
 class CliError(Exception):
     """A failure to show the user as one line (no traceback)."""
@@ -29,7 +32,7 @@ def api_key() -> str:
     """``RAGTUNE_API_KEY``, else the default tenant's key that the gateway wrote on first start."""
     if key := os.environ.get("RAGTUNE_API_KEY"):
         return key
-    path = state_dir() / "gateway" / "credentials.json"
+    path = credentials_path(state_dir())
     try:
         return str(json.loads(path.read_text(encoding="utf-8"))["api_key"])
     except (OSError, ValueError, KeyError):
@@ -96,6 +99,6 @@ class Gateway:
             if not page["has_more"]:
                 break
             after = page["last_id"]
-        if name_or_id.startswith("vs_"):
+        if name_or_id.startswith(VECTOR_STORE_PREFIX):
             raise CliError(f"no vector store {name_or_id}")
         return dict(self.request("POST", "/v1/vector_stores", json={"name": name_or_id}))

@@ -4,6 +4,7 @@ ragtune's extensions), over one async httpx client, so that every figure is what
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,13 @@ import httpx
 
 RETRIES = 8
 RETRY_PAUSE_S = 0.25
+# What a client knows of the gateway's names (the gateway's own definitions are server code)
+VECTOR_STORE_PREFIX = "vs_"
+ALIAS = re.compile(r"ft:[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # "ft:" and a name without further colons
+
+
+def is_alias(name: str) -> bool:
+    return ALIAS.fullmatch(name) is not None
 
 
 class EvalApiError(RuntimeError):

@@ -9,8 +9,8 @@ import re
 import time
 from typing import Any, Protocol
 
-from ragtune_gateway.evaluation.gateway_client import GatewayClient
-from ragtune_gateway.evaluation.rundir import RunDir
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.rundir import RunDir
 
 FIRST_FILES = 500  # file ids a vector store can be created with; the rest are added one by one
 SAVE_EVERY = 50
