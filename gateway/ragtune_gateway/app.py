@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from ragtune_gateway.auth import RequestIdMiddleware
 from ragtune_gateway.body_limits import BodyLimitMiddleware
@@ -27,6 +28,9 @@ from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.settings import GatewaySettings
 
 
+DOCS_ASSETS = "/static/docs"  # Swagger UI's and ReDoc's scripts and styles, served by the gateway
+
+
 def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None) -> FastAPI:
     """The app; its runtime (pool, gRPC channels) opens in the lifespan, on the serving loop."""
     runtime = runtime or GatewayRuntime(settings)
@@ -42,7 +46,8 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
             await runner.close()
             await runtime.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from assets in the package: they work without internet
+        static_url=DOCS_ASSETS,
         title="ragtune gateway",
         version="0.1.0",
         description="OpenAI-compatible REST over ragtune's retriever, generator and trainer, with tenants.",
