@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune.retriever.v1 import retriever_pb2_grpc
+from ragtune_common.errors import field_violations
 from ragtune_retriever.embedding import resolve_model_path
 from ragtune_retriever.main import SERVICE_NAME
 from ragtune_retriever.validation import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_KEYS
@@ -49,6 +50,19 @@ async def document_ids(stub, collection: str) -> list[str]:
 async def test_bad_search_requests(stub, collection, request_kwargs, field):
     request = pb.SearchRequest(collections=[collection], **request_kwargs)
     await expect(stub.Search(request), grpc.StatusCode.INVALID_ARGUMENT, field)
+
+
+async def test_field_errors_carry_a_bad_request_detail(stub, collection):
+    """The field a client must fix travels as a google.rpc.BadRequest status detail, so no client
+    parses the message for it (the gateway maps it to the OpenAI ``param``)."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Search(pb.SearchRequest(collections=[collection], query="x", top_k=1001))
+    violations = field_violations(err.value.trailing_metadata())
+    assert [field for field, _ in violations] == ["top_k"]
+    assert violations[0][1] and violations[0][1] in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # an error without a field has no detail
+        await stub.Search(search("no-such-collection", "x"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_unknown_collection(stub):
