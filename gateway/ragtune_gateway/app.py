@@ -11,7 +11,6 @@ from fastapi_offline import FastAPIOffline
 from ragtune_gateway.auth import RequestIdMiddleware
 from ragtune_gateway.body_limits import BodyLimitMiddleware
 from ragtune_gateway.errors import install_error_handlers
-from ragtune_gateway.evaluations import EvaluationRunner
 from ragtune_gateway.metrics import MetricsMiddleware
 from ragtune_gateway.routers import (
     admin,
@@ -25,8 +24,8 @@ from ragtune_gateway.routers import (
     vector_stores,
 )
 from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.services.evaluation_runner import EvaluationRunner
 from ragtune_gateway.settings import GatewaySettings
-
 
 DOCS_ASSETS = "/static/docs"  # Swagger UI's and ReDoc's scripts and styles, served by the gateway
 

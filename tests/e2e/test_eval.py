@@ -88,7 +88,7 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 != report["arms"]["rag+ft"]["cost"]["training"]["model"]
             )
             assert report["recommendation"][-1].startswith("Recommended: ")
-            for kind in ("report.json", "report.md", "chart.png"):
+            for kind in ("report.json", "report.md", "chart.svg"):
                 assert (run_dir / kind).stat().st_size > 0
             assert "| rag+ft |" in (run_dir / "report.md").read_text()
 

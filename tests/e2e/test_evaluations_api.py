@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import psycopg
 import pytest
@@ -58,8 +59,14 @@ async def test_gateway_runs_an_evaluation(
     assert done["report"]["recommendation"][-1].startswith("Recommended: ")
     markdown = await tenant_a.http.get(f"/v1/evaluations/{evaluation['id']}/report.md")
     assert markdown.status_code == 200 and "| rag |" in markdown.text
-    chart = await tenant_a.http.get(f"/v1/evaluations/{evaluation['id']}/chart.png")
-    assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
+    moved = await tenant_a.http.get(f"/v1/evaluations/{evaluation['id']}/chart.png")
+    assert moved.status_code == 308 and moved.headers["location"] == f"/v1/evaluations/{evaluation['id']}/chart.svg"
+    chart = await tenant_a.http.get(moved.headers["location"])
+    assert chart.status_code == 200 and chart.headers["content-type"].startswith("image/svg+xml")
+    assert chart.headers["x-content-type-options"] == "nosniff"
+    assert chart.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+    labels = {t.text for t in ElementTree.fromstring(chart.content).iter("{http://www.w3.org/2000/svg}text")}
+    assert labels >= {"base", "rag"}
     listed = (await tenant_a.http.get("/v1/evaluations")).json()["data"]
     assert evaluation["id"] in [e["id"] for e in listed]
 

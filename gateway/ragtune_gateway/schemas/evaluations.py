@@ -1,14 +1,15 @@
-"""``POST /v1/evaluations``: a RAG-vs-fine-tuning evaluation on an ``evals`` file."""
+"""``/v1/evaluations``: a RAG-vs-fine-tuning evaluation on an ``evals`` file, and what the routes answer."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from ragtune_gateway.schemas.common import Id, Int64, Key, WireModel
+from ragtune_gateway.schemas.common import Deleted, Id, Int64, Key, ListPage, ResponseModel, WireModel
 
 ArmName = Literal["base", "rag", "ft", "rag+ft"]
+EvaluationStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class Promote(WireModel):
@@ -35,3 +36,46 @@ class CreateEvaluation(WireModel):
     concurrency: int = Field(default=4, ge=1, le=64)
     max_seq_length: int = Field(default=1024, ge=128, le=8192, description="of the training examples")
     promote: Promote | None = None
+
+
+# Responses
+
+
+class ProgressStep(ResponseModel):
+    key: str = Field(description="e.g. 'upload', 'index', 'train-ft', 'answer-rag'")
+    description: str
+    completed: int
+    total: int | None = None
+    note: str = ""
+
+
+class EvaluationProgress(ResponseModel):
+    steps: list[ProgressStep] = Field(default_factory=list, description="in the order the run started them")
+
+
+class EvaluationError(ResponseModel):
+    message: str
+
+
+class Evaluation(ResponseModel):
+    """An evaluation and, once it succeeded, its report (the same as ``ragtune eval squad``'s
+    ``report.json``: figures, costs and the recommendation per arm)."""
+
+    id: str
+    object: Literal["evaluation"] = "evaluation"
+    status: EvaluationStatus
+    created_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    request: dict[str, Any] = Field(description="the request as accepted: arms in canonical order, the file's name")
+    progress: EvaluationProgress
+    report: dict[str, Any] | None = None
+    promotion: dict[str, Any] | None = Field(default=None, description="the alias decision, when promote was asked")
+    error: EvaluationError | None = None
+
+
+EvaluationList = ListPage[Evaluation]
+
+
+class EvaluationDeleted(Deleted):
+    object: Literal["evaluation.deleted"] = "evaluation.deleted"

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from ragtune_eval.rundir import RunDir
-from ragtune_gateway.evaluation_cleanup import ORPHAN_AGE_S
-from ragtune_gateway.evaluations import EvaluationRunner
+from ragtune_gateway.services.evaluation_runner import ORPHAN_AGE_S, EvaluationRunner
 from tests.fixtures.gateway import Gateway
 from tests.integration.gateway.conftest import GatewayFactory
 from tests.integration.gateway.test_fairness import assert_openai_error
