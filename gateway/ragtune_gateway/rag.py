@@ -10,12 +10,13 @@ from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.prompts import grounded_system_prompt
 from ragtune_common.protoconv import dict_to_struct, struct_to_dict
+from ragtune_gateway import ids
 from ragtune_gateway.auth import metadata
 from ragtune_gateway.errors import ApiError, rpc_errors
 from ragtune_gateway.runtime import GatewayRuntime
 
 SEARCH_MODES = {"hybrid": rpb.SEARCH_MODE_HYBRID, "vector": rpb.SEARCH_MODE_VECTOR, "keyword": rpb.SEARCH_MODE_KEYWORD}
-VECTOR_STORE_PREFIX = "vs_"
+VECTOR_STORE_PREFIX = ids.VECTOR_STORE
 
 
 def check_store_ids(ids: list[str], param: str) -> None:
