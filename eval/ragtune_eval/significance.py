@@ -1,0 +1,121 @@
+"""Is a difference between two arms more than noise? Seeded bootstrap confidence intervals over the
+questions, paired comparisons on the same questions, and McNemar's exact test for exact match.
+
+Every function is pure and deterministic for a given ``seed``: the same scores give the same
+interval in every run. Pure Python: 300 questions x 2000 resamples take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic (the mean over questions) and its bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "low": self.low, "high": self.high, "level": self.level}
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``candidate`` minus ``baseline`` on the same questions: the mean difference with its paired
+    bootstrap interval and, for 0/1 scores (EM), McNemar's exact p-value."""
+
+    metric: str
+    baseline: str
+    candidate: str
+    difference: Interval
+    p_value: float | None  # McNemar (EM); None for graded metrics (F1), whose test is the interval
+    discordant: tuple[int, int] | None  # (baseline right & candidate wrong, the reverse), for EM
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes zero (and, for EM, McNemar agrees at the same level)."""
+        agrees = self.p_value is None or self.p_value < 1 - self.difference.level
+        return self.difference.excludes_zero() and agrees
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "difference": self.difference.as_dict(),
+            "test": "mcnemar-exact" if self.p_value is not None else "paired-bootstrap",
+            "p_value": self.p_value,
+            "discordant": list(self.discordant) if self.discordant else None,
+            "significant": self.significant,
+        }
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _resampled_means(values: Sequence[float], resamples: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    n = len(values)
+    return sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+
+
+def bootstrap_mean(
+    values: Sequence[float], *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> Interval:
+    """The mean with its percentile-bootstrap interval (questions resampled with replacement)."""
+    if not values:
+        return Interval(math.nan, math.nan, math.nan, level)
+    means = _resampled_means(values, resamples, seed)
+    tail = (1 - level) / 2
+    return Interval(sum(values) / len(values), _quantile(means, tail), _quantile(means, 1 - tail), level)
+
+
+def mcnemar_exact(baseline: Sequence[float], candidate: Sequence[float]) -> tuple[float, tuple[int, int]]:
+    """Two-sided exact McNemar test on paired 0/1 outcomes: the binomial test of the discordant
+    pairs against 1/2. Returns the p-value and (baseline-only right, candidate-only right)."""
+    only_baseline = sum(1 for a, b in zip(baseline, candidate, strict=True) if a >= 0.5 > b)
+    only_candidate = sum(1 for a, b in zip(baseline, candidate, strict=True) if b >= 0.5 > a)
+    n = only_baseline + only_candidate
+    if n == 0:
+        return 1.0, (0, 0)
+    k = min(only_baseline, only_candidate)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail), (only_baseline, only_candidate)
+
+
+def compare_paired(
+    metric: str,
+    baseline_name: str,
+    baseline: Sequence[float],
+    candidate_name: str,
+    candidate: Sequence[float],
+    *,
+    binary: bool = False,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """``candidate - baseline`` per question, its mean and paired bootstrap interval; with
+    ``binary`` (EM) also McNemar's exact test."""
+    if len(baseline) != len(candidate):
+        raise ValueError(f"paired scores need the same questions ({len(baseline)} vs {len(candidate)})")
+    differences = [c - b for b, c in zip(baseline, candidate, strict=True)]
+    interval = bootstrap_mean(differences, level=level, resamples=resamples, seed=seed)
+    p_value, discordant = mcnemar_exact(baseline, candidate) if binary else (None, None)
+    return PairedComparison(metric, baseline_name, candidate_name, interval, p_value, discordant)

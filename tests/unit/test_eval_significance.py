@@ -1,0 +1,77 @@
+"""Confidence intervals and paired tests: deterministic for a seed, right on cases with known
+answers, and the properties every interval must have."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ragtune_eval.significance import bootstrap_mean, compare_paired, mcnemar_exact
+
+
+def test_interval_is_seeded_and_contains_the_mean() -> None:
+    rng = random.Random(1)
+    values = [rng.random() for _ in range(300)]
+    first, again = bootstrap_mean(values, seed=7), bootstrap_mean(values, seed=7)
+    assert first == again
+    assert first.low < first.value < first.high
+    # the normal approximation of the mean's interval, for comparison: close for n = 300
+    sd = math.sqrt(sum((v - first.value) ** 2 for v in values) / (len(values) - 1))
+    half = 1.96 * sd / math.sqrt(len(values))
+    assert first.high - first.low == pytest.approx(2 * half, rel=0.15)
+
+
+def test_constant_scores_have_a_zero_width_interval() -> None:
+    interval = bootstrap_mean([0.5] * 50)
+    assert interval.low == interval.value == interval.high == 0.5 and interval.excludes_zero()
+    assert not bootstrap_mean([0.0] * 50).excludes_zero()  # no difference at all
+
+
+def test_mcnemar_known_values() -> None:
+    # 10 discordant pairs, all one way: two-sided exact p = 2 / 2**10
+    baseline, candidate = [0.0] * 10 + [1.0] * 5, [1.0] * 10 + [1.0] * 5
+    p_value, discordant = mcnemar_exact(baseline, candidate)
+    assert discordant == (0, 10) and p_value == pytest.approx(2 / 1024)
+    assert mcnemar_exact([1.0, 0.0], [1.0, 0.0]) == (1.0, (0, 0))
+    balanced, _ = mcnemar_exact([1.0, 0.0] * 5, [0.0, 1.0] * 5)
+    assert balanced == 1.0
+
+
+def test_a_clear_improvement_is_significant_and_noise_is_not() -> None:
+    rng = random.Random(3)
+    baseline = [float(rng.random() < 0.3) for _ in range(300)]
+    better = [1.0 if b else float(rng.random() < 0.5) for b in baseline]  # right where baseline was, and more
+    clear = compare_paired("em", "rag", baseline, "rag+ft", better, binary=True)
+    assert clear.significant and clear.difference.low > 0 and clear.p_value is not None and clear.p_value < 0.001
+    noise = [float(rng.random() < 0.3) for _ in range(300)]
+    unclear = compare_paired("em", "rag", baseline, "other", noise, binary=True, seed=1)
+    assert unclear.difference.low < unclear.difference.value < unclear.difference.high
+    assert unclear.as_dict()["test"] == "mcnemar-exact"
+
+
+def test_paired_scores_need_the_same_questions() -> None:
+    with pytest.raises(ValueError, match="same questions"):
+        compare_paired("f1", "a", [0.1, 0.2], "b", [0.3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=60), st.integers(0, 5))
+def test_interval_bounds_lie_within_the_data(values: list[float], seed: int) -> None:
+    interval = bootstrap_mean(values, resamples=200, seed=seed)
+    assert min(values) - 1e-12 <= interval.low <= interval.high <= max(values) + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=40),
+    st.lists(st.sampled_from([0.0, 1.0]), min_size=40, max_size=40),
+)
+def test_mcnemar_is_symmetric_and_a_probability(a: list[float], b: list[float]) -> None:
+    b = b[: len(a)]
+    p_ab, (x, y) = mcnemar_exact(a, b)
+    p_ba, (y2, x2) = mcnemar_exact(b, a)
+    assert 0 < p_ab <= 1 and p_ab == p_ba and (x, y) == (x2, y2)
