@@ -4,8 +4,9 @@ a BEIR dataset (``beir``), through the running gateway, with progress bars and a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -55,6 +56,25 @@ def _bars() -> Progress:
         TimeElapsedColumn(),
     )
     return Progress(*columns, console=console)
+
+
+def _evaluate(
+    run: Callable[[GatewayClient, RichProgress], Awaitable[dict[str, Any]]], run_dir: Path, kept: str
+) -> dict[str, Any]:
+    """``run`` against the configured gateway with progress bars; a failure is one line (what was
+    done is kept in the run directory for a rerun to resume)."""
+
+    async def main() -> dict[str, Any]:
+        async with GatewayClient(base_url(), api_key()) as client:
+            with _bars() as bars:
+                return await run(client, RichProgress(bars))
+
+    try:
+        return asyncio.run(main())
+    except (CliError, EvalApiError, RunDirError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        console.print(f"{kept} so far are kept in {run_dir}: rerun the same command to resume")
+        raise typer.Exit(1) from None
 
 
 @eval_app.command()
@@ -111,18 +131,12 @@ def squad(
         concurrency=concurrency,
     )
 
-    async def main() -> dict:
-        async with GatewayClient(base_url(), api_key()) as client:
-            with _bars() as bars:
-                evaluation = QaEvaluation(client, split, config, RunDir(run_dir), RichProgress(bars))
-                return await evaluation.execute((promote, promote_arm) if promote else None)
-
-    try:
-        built = asyncio.run(main())
-    except (CliError, EvalApiError, RunDirError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        console.print(f"answers so far are kept in {run_dir}: rerun the same command to resume")
-        raise typer.Exit(1) from None
+    offer = (promote, promote_arm) if promote else None
+    built = _evaluate(
+        lambda client, bars: QaEvaluation(client, split, config, RunDir(run_dir), bars).execute(offer),
+        run_dir,
+        "answers",
+    )
     console.print(to_markdown(built), markup=False, highlight=False)
     console.print(f"report: {', '.join(built['files'].values())}")
 
@@ -150,16 +164,8 @@ def beir(
         raise typer.Exit(2) from None
     config = BeirConfig(str(path.resolve()), chosen, efs, top_k, max_queries, concurrency)
 
-    async def main() -> dict:
-        async with GatewayClient(base_url(), api_key()) as client:
-            with _bars() as bars:
-                return await BeirEvaluation(client, data, config, RunDir(run_dir), RichProgress(bars)).execute()
-
-    try:
-        report = asyncio.run(main())
-    except (CliError, EvalApiError, RunDirError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        console.print(f"results so far are kept in {run_dir}: rerun the same command to resume")
-        raise typer.Exit(1) from None
+    report = _evaluate(
+        lambda client, bars: BeirEvaluation(client, data, config, RunDir(run_dir), bars).execute(), run_dir, "results"
+    )
     console.print(beir_markdown(report), markup=False, highlight=False)
     console.print(f"report: {run_dir / 'report.json'}, {run_dir / 'report.md'}")
