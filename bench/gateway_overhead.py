@@ -30,7 +30,7 @@ from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.generator.v1 import generator_pb2_grpc
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune.retriever.v1 import retriever_pb2_grpc
-from ragtune_gateway.rag import grounded_messages, select_passages
+from ragtune_gateway.services.chat import grounded_messages, select_passages
 
 NAME = "gateway_overhead"
 TARGET_MS = 10.0

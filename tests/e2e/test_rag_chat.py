@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from openai.types import Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.e2e.conftest import HANDBOOK, Tenant
 
@@ -119,3 +121,40 @@ async def test_health_ready_metrics_openapi(gateway_url: str, base_model: str) -
         assert "ragtune_gateway_tokens" in metrics and "ragtune_gateway_retrieval_seconds" in metrics
         spec = (await http.get("/openapi.json")).json()
         assert "/v1/chat/completions" in spec["paths"]
+
+
+async def test_responses_validate_as_the_official_client_types(
+    tenant_a: Tenant, handbook_store: tuple[str, str], base_model: str
+) -> None:
+    """The bodies, read raw and validated (not just constructed, as the SDK does) against the
+    official client's types: models, a grounded completion, and every chunk of its stream."""
+    listed = (await tenant_a.http.get("/v1/models")).json()
+    assert listed["object"] == "list"
+    models = [Model.model_validate(m) for m in listed["data"]]
+    assert base_model in [m.id for m in models]
+    one = Model.model_validate((await tenant_a.http.get(f"/v1/models/{base_model}")).json())
+    assert one.owned_by == "ragtune" and (one.model_extra or {}).get("max_model_len")
+    assert (await tenant_a.client.models.retrieve(base_model)).id == base_model
+
+    store_id, _ = handbook_store
+    body = {
+        "model": base_model,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "rag": {"vector_store_ids": [store_id], "top_k": 2},
+    }
+    whole = await tenant_a.http.post("/v1/chat/completions", json=body)
+    completion = ChatCompletion.model_validate(whole.json())
+    assert completion.id.startswith("chatcmpl-") and completion.choices[0].message.role == "assistant"
+    assert (completion.model_extra or {})["citations"][0]["vector_store_id"] == store_id
+
+    stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    async with tenant_a.http.stream("POST", "/v1/chat/completions", json=stream_body) as streamed:
+        assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: ") :] async for line in streamed.aiter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate_json(event) for event in events[:-1]]
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert "citations" in (chunks[0].model_extra or {}) and "citations" not in (chunks[1].model_extra or {})
+    assert all(c.usage is None for c in chunks[:-1]) and chunks[-1].usage is not None and not chunks[-1].choices

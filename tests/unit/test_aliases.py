@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ragtune_gateway.aliases import Alias, decide, is_alias
+from ragtune_gateway.repositories.aliases import Alias
+from ragtune_gateway.services.aliases import decide, is_alias
 
 HOLDER = Alias("t", "ft:latest-good", "ft:m:a:ftjob-1", "f1", 40.0, {}, datetime.now(UTC))
 

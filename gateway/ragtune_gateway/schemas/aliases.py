@@ -1,12 +1,23 @@
-"""``POST /v1/aliases/{alias}/promotions``: a candidate adapter's claim to an alias."""
+"""``/v1/aliases``: a tenant's model aliases and the promotions that move them (ragtune extension).
+
+An alias name is ``ft:`` and a name without further colons, so it is never the name of an adapter
+(``ft:<base>:<suffix>:<id>``)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from ragtune_gateway.schemas.common import Id, JsonObject, WireModel
+from ragtune_gateway.schemas.common import Deleted, Id, JsonObject, ListPage, ResponseModel, WireModel
+
+ALIAS = re.compile(r"ft:[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_alias(name: str) -> bool:
+    """Whether ``name`` is an alias name (rather than a model's)."""
+    return ALIAS.fullmatch(name) is not None
 
 
 class PromotionRequest(WireModel):
@@ -18,3 +29,38 @@ class PromotionRequest(WireModel):
     holder_score: float | None = None
     metric: Literal["f1", "em"] = "f1"
     evaluation: JsonObject = Field(default_factory=dict, description="where the scores come from")
+
+
+class ModelAlias(ResponseModel):
+    id: str = Field(description="the alias, e.g. 'ft:latest-good'")
+    object: Literal["model.alias"] = "model.alias"
+    model: str = Field(description="the adapter that holds it")
+    metric: str
+    score: float = Field(description="the holder's score when it took the alias")
+    evaluation: dict[str, Any] = Field(description="where the score comes from")
+    updated_at: int = Field(description="when the alias last moved (Unix seconds)")
+
+
+class AliasPromotion(ResponseModel):
+    """One decision, promoted or not, with both scores."""
+
+    id: str
+    object: Literal["model.alias.promotion"] = "model.alias.promotion"
+    alias: str
+    candidate: str
+    candidate_score: float
+    holder: str | None = Field(description="the holder when the decision was taken; null: none")
+    holder_score: float | None
+    metric: str
+    promoted: bool
+    reason: str
+    evaluation: dict[str, Any]
+    created_at: int
+
+
+class AliasDeleted(Deleted):
+    object: Literal["model.alias"] = "model.alias"
+
+
+AliasList = ListPage[ModelAlias]
+PromotionList = ListPage[AliasPromotion]

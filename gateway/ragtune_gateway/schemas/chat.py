@@ -1,4 +1,9 @@
-"""``POST /v1/chat/completions``: the request, with its ``rag`` extension."""
+"""``POST /v1/chat/completions``: the request, with its ``rag`` extension, and the answer as the
+official client's ``ChatCompletion`` (whole) or ``ChatCompletionChunk`` events (streamed), with the
+passages a grounded answer used as ``citations``.
+
+Only the fields ragtune sends are declared (the SDK's others are optional and absent here);
+``citations`` is sent only with ``rag``, on the completion or on the first chunk."""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from ragtune.generator.v1 import generator_pb2 as gpb
-from ragtune_gateway.schemas.common import Id, Int64, JsonObject, PosInt32, Text, WireModel, check_text
+from ragtune_gateway.schemas.common import (
+    Id,
+    Int64,
+    JsonObject,
+    PosInt32,
+    ResponseModel,
+    Text,
+    WireModel,
+    check_text,
+)
 
 MAX_MESSAGES = 256
 MAX_PARTS = 64
@@ -99,3 +113,102 @@ class ChatCompletionRequest(WireModel):
         if self.stop:
             params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
         return params
+
+
+# Downstream field paths -> this request's parameters, for the errors the services name a field in.
+GENERATE_FIELDS = {
+    "sampling.temperature": "temperature",
+    "sampling.top_p": "top_p",
+    "sampling.max_tokens": "max_tokens",
+    "sampling.stop": "stop",
+    "sampling.seed": "seed",
+    "messages": "messages",
+    "prompt": "messages",
+    "adapter": "model",
+}
+RAG_SEARCH_FIELDS = {
+    "filter": "rag.filter",
+    "collections": "rag.vector_store_ids",
+    "query": "messages",
+    "top_k": "rag.top_k",
+}
+
+
+def _absent_if_none(value: object) -> bool:
+    return value is None
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class Citation(ResponseModel):
+    """A passage given to the model: ``text == <the document's text>[start_offset:end_offset]``."""
+
+    index: int = Field(description="its number in the prompt, from 1: what ``[n]`` in the answer refers to")
+    document_id: str
+    chunk_id: str
+    vector_store_id: str
+    file_id: str | None = Field(description="the file, when the document is one")
+    filename: str | None
+    start_offset: int
+    end_offset: int
+    text: str
+    score: float
+    attributes: dict[str, Any]
+
+
+class CompletionUsage(ResponseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(ResponseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+
+
+class Choice(ResponseModel):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(ResponseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
+    citations: list[Citation] | None = Field(
+        default=None, exclude_if=_absent_if_none, description="the passages of a grounded answer (ragtune)"
+    )
+
+
+class ChoiceDelta(ResponseModel):
+    role: Literal["assistant"] | None = Field(default=None, exclude_if=_absent_if_none)
+    content: str | None = Field(default=None, exclude_if=_absent_if_none)
+
+
+class ChunkChoice(ResponseModel):
+    index: int
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(ResponseModel):
+    """One SSE event of a streamed completion. ``usage`` is sent only when the request asked for
+    it (``stream_options.include_usage``): null on every chunk but the last, which has no choices."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    citations: list[Citation] | None = Field(
+        default=None, exclude_if=_absent_if_none, description="on the first chunk of a grounded answer (ragtune)"
+    )
+    usage: CompletionUsage | None = None

@@ -1,0 +1,37 @@
+"""``/v1/models``: the models a tenant can name, as the official client's ``openai.types.Model``
+with ragtune's extensions (``parent`` and ``max_model_len`` for served models, ``alias_for`` for
+aliases)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ragtune_gateway.schemas.common import ListPage, ResponseModel
+
+
+class Model(ResponseModel):
+    """The base model or one of the tenant's fine-tuned adapters."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the generator loaded it (Unix seconds); 0 when unknown")
+    owned_by: str = Field(description="'ragtune' for the base model, the tenant for its adapters")
+    parent: str | None = Field(default=None, description="an adapter's base model (ragtune)")
+    max_model_len: int | None = Field(default=None, description="the context length in tokens (ragtune)")
+
+
+class AliasModel(ResponseModel):
+    """One of the tenant's aliases (``ft:<name>``), usable wherever a model name goes."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the alias last moved (Unix seconds)")
+    owned_by: str
+    parent: None = None
+    alias_for: str = Field(description="the adapter that holds the alias now (ragtune)")
+
+
+# The listing: served models first, then aliases.
+ModelList = ListPage[Model | AliasModel]

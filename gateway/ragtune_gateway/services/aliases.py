@@ -1,0 +1,149 @@
+"""Model aliases and their promotions.
+
+An alias (``ft:latest-good``) names whichever of the tenant's adapters currently holds it; chat
+completions accept it wherever a model name goes. It moves only through a promotion: a candidate
+and the holder, both scored on the same held-out questions, and the candidate takes the alias only
+when its score is strictly higher (or the alias has no holder). The caller states which holder it
+measured; if the alias moved meanwhile the promotion is refused with a conflict, so a decision is
+never taken against a holder nobody measured. Every decision is recorded with both scores.
+"""
+
+from __future__ import annotations
+
+from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.repositories import aliases as alias_rows
+from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.schemas.aliases import (
+    AliasDeleted,
+    AliasList,
+    AliasPromotion,
+    ModelAlias,
+    PromotionList,
+    PromotionRequest,
+    is_alias,
+)
+from ragtune_gateway.services.models import resolve_adapter
+
+__all__ = [
+    "check_alias",
+    "decide",
+    "delete_alias",
+    "get_alias",
+    "is_alias",
+    "list_aliases",
+    "list_promotions",
+    "promote",
+]
+
+
+def check_alias(name: str, param: str = "alias") -> str:
+    """``name`` when it is an alias name, else 400 naming ``param``."""
+    if not is_alias(name):
+        raise ApiError(
+            400,
+            f"Invalid alias {name!r}: use 'ft:' and 1-64 letters, digits, '.', '_' or '-' (no further ':').",
+            param=param,
+            code="invalid_alias",
+        )
+    return name
+
+
+def decide(
+    candidate: str, score: float, holder: alias_rows.Alias | None, holder_score: float | None
+) -> tuple[bool, str]:
+    """(promoted, why). Strictly better only: a tie keeps the holder (no churn on noise)."""
+    if holder is None:
+        return True, "the alias had no holder"
+    if holder.model == candidate:
+        return False, "the candidate already holds the alias"
+    assert holder_score is not None
+    if score > holder_score:
+        return True, f"{score:.4g} beats the holder's {holder_score:.4g} on the same held-out questions"
+    return False, f"{score:.4g} does not beat the holder's {holder_score:.4g} on the same held-out questions"
+
+
+def alias_object(row: alias_rows.Alias) -> ModelAlias:
+    return ModelAlias(
+        id=row.alias,
+        model=row.model,
+        metric=row.metric,
+        score=row.score,
+        evaluation=row.evaluation,
+        updated_at=int(row.updated_at.timestamp()),
+    )
+
+
+def promotion_object(row: alias_rows.Promotion) -> AliasPromotion:
+    return AliasPromotion(
+        id=row.id,
+        alias=row.alias,
+        candidate=row.candidate,
+        candidate_score=row.candidate_score,
+        holder=row.holder,
+        holder_score=row.holder_score,
+        metric=row.metric,
+        promoted=row.promoted,
+        reason=row.reason,
+        evaluation=row.evaluation,
+        created_at=int(row.created_at.timestamp()),
+    )
+
+
+async def list_aliases(runtime: GatewayRuntime, tenant: str) -> AliasList:
+    return AliasList.of([alias_object(r) for r in await alias_rows.list_aliases(runtime.pool, tenant)])
+
+
+async def get_alias(runtime: GatewayRuntime, tenant: str, alias: str) -> ModelAlias:
+    row = await alias_rows.get_alias(runtime.pool, tenant, check_alias(alias))
+    if row is None:
+        raise not_found("alias", alias)
+    return alias_object(row)
+
+
+async def delete_alias(runtime: GatewayRuntime, tenant: str, alias: str) -> AliasDeleted:
+    if not await alias_rows.delete_alias(runtime.pool, tenant, check_alias(alias)):
+        raise not_found("alias", alias)
+    return AliasDeleted(id=alias)
+
+
+async def list_promotions(runtime: GatewayRuntime, tenant: str, alias: str) -> PromotionList:
+    rows = await alias_rows.list_promotions(runtime.pool, tenant, check_alias(alias))
+    return PromotionList.of([promotion_object(r) for r in rows])
+
+
+async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: PromotionRequest) -> AliasPromotion:
+    """Decide and record, under the alias's lock: refused (409) when the alias has moved away from
+    the holder the caller measured; nothing is written then."""
+    check_alias(alias)
+    if is_alias(body.candidate):
+        raise ApiError(400, "The candidate must be an adapter, not an alias.", param="candidate")
+    if not await resolve_adapter(runtime, tenant, body.candidate, param="candidate"):
+        raise ApiError(400, "Only fine-tuned adapters can hold an alias.", param="candidate")
+    async with alias_rows.locked_alias(runtime.pool, tenant, alias) as locked:
+        holder = locked.holder
+        current = holder.model if holder else None
+        if current != body.holder:
+            raise ApiError(
+                409,
+                f"The alias '{alias}' is held by {current!r}, not {body.holder!r}: evaluate against the"
+                " current holder and try again.",
+                param="holder",
+                code="alias_moved",
+            )
+        if holder is not None and holder.model != body.candidate and body.holder_score is None:
+            raise ApiError(
+                400, f"The alias '{alias}' has a holder: its score is required.", param="holder_score", code=None
+            )
+        promoted, reason = decide(body.candidate, body.candidate_score, holder, body.holder_score)
+        if promoted:
+            await locked.hold(body.candidate, body.metric, body.candidate_score, body.evaluation)
+        row = await locked.record(
+            candidate=body.candidate,
+            candidate_score=body.candidate_score,
+            holder_score=body.holder_score,
+            metric=body.metric,
+            promoted=promoted,
+            reason=reason,
+            evaluation=body.evaluation,
+        )
+    return promotion_object(row)
