@@ -46,6 +46,15 @@ def keyword_query(text: str) -> str:
     return " ".join(_WORD.findall(text)[:256])
 
 
+_VECTOR_TYPES = {
+    pb.VECTOR_TYPE_UNSPECIFIED: "vector",
+    pb.VECTOR_TYPE_VECTOR: "vector",
+    pb.VECTOR_TYPE_HALFVEC: "halfvec",
+}
+_VECTOR_TYPES_PB = {"vector": pb.VECTOR_TYPE_VECTOR, "halfvec": pb.VECTOR_TYPE_HALFVEC}
+_HNSW_MAX_DIMENSIONS = {"vector": 2000, "halfvec": 4000}  # pgvector's limits for an HNSW index
+
+
 def _collection_pb(row: CollectionRow) -> pb.Collection:
     return pb.Collection(
         tenant=row.tenant,
@@ -57,6 +66,7 @@ def _collection_pb(row: CollectionRow) -> pb.Collection:
         chunk_count=row.chunk_count,
         created_at=to_timestamp(row.created_at),
         metadata=dict_to_struct(row.metadata),
+        vector_type=_VECTOR_TYPES_PB[row.vector_type],
     )
 
 
@@ -150,7 +160,16 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             raise InvalidArgument("must be between 16 and 8192", field="chunking.max_tokens")
         if not 0 <= overlap < max_tokens:
             raise InvalidArgument("must be >= 0 and below max_tokens", field="chunking.overlap_tokens")
+        if request.vector_type not in _VECTOR_TYPES:
+            raise InvalidArgument(f"unknown vector type {request.vector_type}", field="vector_type")
+        vector_type = _VECTOR_TYPES[request.vector_type]
         embedder = await self._embedders.get(model)
+        if embedder.dimension > _HNSW_MAX_DIMENSIONS[vector_type]:
+            raise InvalidArgument(
+                f"{vector_type} indexes at most {_HNSW_MAX_DIMENSIONS[vector_type]} dimensions;"
+                f" the model has {embedder.dimension}",
+                field="vector_type",
+            )
         model_limit = embedder.model.max_seq_length or 512
         if max_tokens > model_limit:
             raise InvalidArgument(
@@ -159,7 +178,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             )
         metadata = check_metadata(struct_to_dict(request.metadata, "metadata"), "metadata")
         row = await store.create_collection(
-            self._pool, tenant, name, model, embedder.dimension, max_tokens, overlap, metadata
+            self._pool, tenant, name, model, embedder.dimension, max_tokens, overlap, metadata, vector_type
         )
         return pb.CreateCollectionResponse(collection=_collection_pb(row))
 
@@ -287,6 +306,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 candidates=max(top_k, self._settings.fusion_candidates),
                 rrf_k=self._settings.rrf_k,
                 ef_search=ef_search,
+                keyword_budget=self._settings.keyword_candidate_budget,
             )
             return await store.search_collection(self._pool, collection, plan)
 

@@ -31,6 +31,11 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     default_ef_search: int = Field(default=400, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=100, ge=1, le=1000, description="rows taken from each list before fusion")
+    keyword_candidate_budget: int = Field(
+        default=5000,
+        ge=100,
+        description="chunks a KEYWORD/HYBRID search scores at most: those of the rarest query terms first",
+    )
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_documents_per_request: int = Field(default=1000, ge=1)
     stream_batch_documents: int = Field(default=64, ge=1, description="documents embedded and written per batch")

@@ -36,6 +36,7 @@ class CollectionRow:
     created_at: datetime
     document_count: int = 0
     chunk_count: int = 0
+    vector_type: str = "vector"  # the HNSW index's precision: 'vector' (float32) or 'halfvec' (float16)
 
 
 @dataclass
@@ -101,18 +102,40 @@ class SearchPlan:
     candidates: int
     rrf_k: int
     ef_search: int
+    # KEYWORD side: at most this many matching chunks are scored (rarest query terms first)
+    keyword_budget: int = 5000
 
 
 _COLLECTION_COLUMNS = sql.SQL(
     "c.id, c.tenant, c.name, c.embedding_model, c.dimension, c.max_tokens, c.overlap_tokens, c.metadata,"
-    " c.created_at,"
+    " c.created_at, c.vector_type,"
     " (SELECT count(*) FROM retriever.documents d WHERE d.collection_id = c.id) AS document_count,"
     " (SELECT coalesce(sum(d.chunk_count), 0) FROM retriever.documents d WHERE d.collection_id = c.id) AS chunk_count"
 )
 
 
+VECTOR_TYPES = ("vector", "halfvec")
+
+
 def _hnsw_index(collection_id: int) -> sql.Identifier:
     return sql.Identifier(f"chunks_hnsw_{collection_id}")
+
+
+def hnsw_index_sql(collection_id: int, dimension: int, vector_type: str, name: str | None = None) -> sql.Composed:
+    """The collection's partial HNSW index over ``embedding::<vector_type>(<dimension>)``; the
+    search casts the same way, so the planner matches it (``name`` only for benchmarks)."""
+    if vector_type not in VECTOR_TYPES:
+        raise ValueError(f"unknown vector type {vector_type!r}")
+    return sql.SQL(
+        "CREATE INDEX {index} ON retriever.chunks USING hnsw ((embedding::{vtype}({dim})) {ops})"
+        " WHERE collection_id = {cid}"
+    ).format(
+        index=sql.Identifier(name) if name else _hnsw_index(collection_id),
+        vtype=sql.SQL(vector_type),
+        dim=sql.Literal(dimension),
+        ops=sql.SQL(f"{vector_type}_cosine_ops"),
+        cid=sql.Literal(collection_id),
+    )
 
 
 async def create_collection(
@@ -124,27 +147,23 @@ async def create_collection(
     max_tokens: int,
     overlap_tokens: int,
     metadata: dict[str, Any],
+    vector_type: str = "vector",
 ) -> CollectionRow:
     """Insert the collection and build its (empty) HNSW index in the same transaction."""
     async with pool.connection() as conn, conn.transaction():
         try:
             cur = await conn.execute(
                 "INSERT INTO retriever.collections"
-                " (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, Jsonb(metadata)),
+                " (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, vector_type)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, Jsonb(metadata), vector_type),
             )
         except psycopg.errors.UniqueViolation:
             raise AlreadyExists(f"collection {name!r} already exists", field="name") from None
         row = await cur.fetchone()
         assert row is not None
         collection_id = int(row[0])
-        await conn.execute(
-            sql.SQL(
-                "CREATE INDEX {index} ON retriever.chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops)"
-                " WHERE collection_id = {cid}"
-            ).format(index=_hnsw_index(collection_id), dim=sql.Literal(dimension), cid=sql.Literal(collection_id))
-        )
+        await conn.execute(hnsw_index_sql(collection_id, dimension, vector_type))
     return await get_collection(pool, tenant, name)
 
 
@@ -196,11 +215,12 @@ async def existing_documents(
         return {row[0]: ExistingDocument(row[1], row[2], row[3]) for row in await cur.fetchall()}
 
 
-_INSERT_CHUNK = (
-    "INSERT INTO retriever.chunks"
-    " (collection_id, document_id, seq, body, start_offset, end_offset, metadata, embedding)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+# Chunks go in by binary COPY (one statement per document, so the statistics trigger runs once).
+_COPY_CHUNKS = (
+    "COPY retriever.chunks (collection_id, document_id, seq, body, start_offset, end_offset, metadata, embedding)"
+    " FROM STDIN (FORMAT BINARY)"
 )
+_CHUNK_TYPES = ["bigint", "text", "integer", "text", "integer", "integer", "jsonb", "vector"]
 
 
 async def write_documents(pool: AsyncConnectionPool, collection_id: int, documents: Sequence[PreparedDocument]) -> None:
@@ -241,14 +261,11 @@ async def write_documents(pool: AsyncConnectionPool, collection_id: int, documen
                 "DELETE FROM retriever.chunks WHERE collection_id = %s AND document_id = %s", (collection_id, doc.id)
             )
             metadata = Jsonb(doc.metadata)
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    _INSERT_CHUNK,
-                    [
-                        (collection_id, doc.id, seq, chunk.text, chunk.start, chunk.end, metadata, vector)
-                        for seq, (chunk, vector) in enumerate(zip(doc.chunks, doc.embeddings, strict=True))
-                    ],
-                )
+            async with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
+                copy.set_types(_CHUNK_TYPES)
+                for seq, (chunk, vector) in enumerate(zip(doc.chunks, doc.embeddings, strict=True)):
+                    row = (collection_id, doc.id, seq, chunk.text, chunk.start, chunk.end, metadata, vector)
+                    await copy.write_row(row)
 
 
 _DOCUMENT_COLUMNS = (
@@ -294,34 +311,47 @@ async def delete_documents(pool: AsyncConnectionPool, collection_id: int, ids: S
 
 _VECTOR_CTE = """
 vec AS MATERIALIZED (
-    SELECT c.id, c.embedding::vector({dim}) <=> %s::vector({dim}) AS distance
+    SELECT c.id, c.embedding::{vtype}({dim}) <=> %s::{vtype}({dim}) AS distance
     FROM retriever.chunks c
     WHERE c.collection_id = {cid} AND ({filter})
     ORDER BY distance LIMIT %s),
 vec_ranked AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rnk FROM vec)"""
 
 # BM25 (k1 = 1.2, b = 0.75) over the query's lexemes; chunk length = its number of distinct
-# lexemes. The GIN index on tsv finds the candidates, the statistics tables give idf and avgdl.
+# lexemes; the statistics tables give idf and avgdl. Bounded cost, whatever the corpus size: the
+# GIN index finds the chunks of the rarest query terms, taken in order of document frequency while
+# their summed frequency stays within {budget} (always the rarest one; the commonest terms weigh
+# least in BM25 and match most rows); if those cover fewer than {candidates} chunks, the next terms
+# fill up, at most {budget} chunks more. Every row found is scored on all query terms, reading only
+# the query's lexemes out of its tsvector. So at most 2 x {budget} chunks are scored.
 _KEYWORD_CTE = """
 kw_query AS (
-    SELECT coalesce(array_agg(u.lexeme), '{{}}') AS lexemes,
-           to_tsquery('simple', coalesce(string_agg(u.lexeme, ' | '), '')) AS query
-    FROM unnest(to_tsvector('english', %s)) u),
-kw_terms AS (
-    SELECT s.lexeme, ln(1 + (cs.chunks - s.df + 0.5) / (s.df + 0.5)) AS idf,
-           cs.lexemes::float8 / greatest(cs.chunks, 1) AS avg_len
+    SELECT coalesce(array_agg(DISTINCT u.lexeme), '{{}}') AS lexemes FROM unnest(to_tsvector('english', %s)) u),
+kw_terms AS MATERIALIZED (
+    SELECT s.lexeme, s.df, ln(1 + (cs.chunks - s.df + 0.5) / (s.df + 0.5)) AS idf,
+           cs.lexemes::float8 / greatest(cs.chunks, 1) AS avg_len,
+           sum(s.df) OVER (ORDER BY s.df, s.lexeme) AS cumulative_df
     FROM retriever.lexeme_stats s
     JOIN retriever.collection_stats cs ON cs.collection_id = s.collection_id
     WHERE s.collection_id = {cid} AND s.df > 0 AND s.lexeme = ANY((SELECT lexemes FROM kw_query)::text[])),
+kw_match AS (
+    SELECT to_tsquery('simple', coalesce(string_agg(lexeme, ' | ') FILTER (WHERE rare), '')) AS rare,
+           to_tsquery('simple', coalesce(string_agg(lexeme, ' | ') FILTER (WHERE fill AND NOT rare), '')) AS fill
+    FROM (SELECT lexeme, cumulative_df <= {budget} OR cumulative_df = df AS rare,
+                 cumulative_df - df < {candidates} AS fill FROM kw_terms) t),
+kw_rows AS MATERIALIZED (
+    (SELECT c.id, c.tsv FROM kw_match q JOIN retriever.chunks c ON c.tsv @@ q.rare
+     WHERE c.collection_id = {cid} AND ({filter}) LIMIT {budget})
+    UNION ALL
+    (SELECT c.id, c.tsv FROM kw_match q JOIN retriever.chunks c ON c.tsv @@ q.fill
+     WHERE c.collection_id = {cid} AND ({filter}) AND NOT c.tsv @@ q.rare LIMIT {budget})),
 kw AS MATERIALIZED (
-    SELECT c.id, sum(t.idf * array_length(u.positions, 1) * 2.2
-                     / (array_length(u.positions, 1) + 1.2 * (0.25 + 0.75 * length(c.tsv) / t.avg_len))) AS rank
-    FROM kw_query q
-    JOIN retriever.chunks c ON c.tsv @@ q.query
-    CROSS JOIN LATERAL unnest(c.tsv) u
+    SELECT r.id, sum(t.idf * array_length(u.positions, 1) * 2.2
+                     / (array_length(u.positions, 1) + 1.2 * (0.25 + 0.75 * length(r.tsv) / t.avg_len))) AS rank
+    FROM kw_rows r
+    CROSS JOIN LATERAL unnest(ts_filter(setweight(r.tsv, 'A', (SELECT lexemes FROM kw_query)), '{{a}}')) u
     JOIN kw_terms t ON t.lexeme = u.lexeme
-    WHERE c.collection_id = {cid} AND ({filter})
-    GROUP BY c.id ORDER BY rank DESC, c.id LIMIT %s),
+    GROUP BY r.id ORDER BY rank DESC, r.id LIMIT %s),
 kw_ranked AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS rnk FROM kw)"""
 
 _FUSED = {
@@ -353,10 +383,13 @@ def build_search_sql(collection: CollectionRow, plan: SearchPlan) -> tuple[sql.C
         params += [plan.query_vector, *plan.filter_params, plan.candidates]
     if plan.mode in ("keyword", "hybrid"):
         ctes.append(_KEYWORD_CTE)
-        params += [plan.keyword_query, *plan.filter_params, plan.candidates]
+        params += [plan.keyword_query, *plan.filter_params, *plan.filter_params, plan.candidates]
     params.append(plan.top_k)
     text = "WITH " + ",".join(ctes) + ",\nfused AS (" + _FUSED[plan.mode] + ")" + _SELECT_HITS
     statement = sql.SQL(text).format(
+        vtype=sql.SQL(collection.vector_type if collection.vector_type in VECTOR_TYPES else "vector"),
+        budget=sql.Literal(plan.keyword_budget),
+        candidates=sql.Literal(plan.candidates),
         dim=sql.Literal(collection.dimension),
         cid=sql.Literal(collection.id),
         filter=plan.filter_sql,
