@@ -15,7 +15,7 @@ from ragtune_gateway.downstream.errors import to_api_error
 from ragtune_gateway.downstream.retriever import IDEMPOTENT as RETRIEVER_IDEMPOTENT
 from ragtune_gateway.downstream.retriever import SERVICE as RETRIEVER
 from ragtune_gateway.errors import ApiError, not_found
-from ragtune_gateway.vector_stores import search_filter
+from ragtune_gateway.services.vector_stores import search_filter
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailing: grpc.aio.Metadata | None = None) -> grpc.aio.AioRpcError:

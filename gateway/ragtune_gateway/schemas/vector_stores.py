@@ -1,4 +1,7 @@
-"""``/v1/vector_stores``: creating a store, adding a file, searching."""
+"""``/v1/vector_stores``: the requests (creating a store, adding a file, searching), the answers
+(mirroring the official SDK's ``VectorStore``, ``VectorStoreFile``, ``VectorStoreDeleted``,
+``VectorStoreFileDeleted`` and the search page, with ragtune's extra fields), and the tables that
+name a retriever field as the request's parameter in an error."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from ragtune_gateway.schemas.common import Id, JsonObject, Key, Text, WireModel
+from ragtune_gateway.schemas.common import Deleted, Id, JsonObject, Key, ResponseModel, Text, WireModel
 
 MAX_FILE_IDS = 500
 MAX_METADATA_PAIRS = 16  # as OpenAI: 16 pairs, keys up to 64 characters, values up to 512
@@ -69,3 +72,131 @@ class SearchBody(WireModel):
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
     ef_search: int | None = Field(default=None, ge=1, le=1000, description="ragtune: HNSW breadth of this search")
+
+
+# Retriever field paths -> the request's parameters, for the errors of each call.
+CREATE_STORE_FIELDS = {
+    "chunking.max_tokens": "chunking_strategy.static.max_chunk_size_tokens",
+    "chunking.overlap_tokens": "chunking_strategy.static.chunk_overlap_tokens",
+}
+CREATE_STORE_FILES_FIELDS = {"documents": "file_ids", "collection": "vector_store_id"}
+ADD_FILE_FIELDS = {"documents": "file_id", "collection": "vector_store_id"}
+SEARCH_FIELDS = {
+    "filter": "filters",
+    "collections": "vector_store_id",
+    "query": "query",
+    "top_k": "max_num_results",
+    "ef_search": "ef_search",
+}
+
+
+# Responses.
+
+Attributes = dict[str, str | float | bool]
+
+
+class FileCounts(ResponseModel):
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    total: int = 0
+
+
+class ExpiresAfter(ResponseModel):
+    anchor: Literal["last_active_at"]
+    days: int
+
+
+class StaticChunkingSettings(ResponseModel):
+    max_chunk_size_tokens: int
+    chunk_overlap_tokens: int
+
+
+class StaticChunkingStrategy(ResponseModel):
+    """As OpenAI's ``StaticFileChunkingStrategyObject``: how the store cuts documents into chunks."""
+
+    type: Literal["static"] = "static"
+    static: StaticChunkingSettings
+
+
+class VectorStore(ResponseModel):
+    """A store is a retriever collection of the tenant; it is ready as soon as it answers."""
+
+    id: str
+    object: Literal["vector_store"] = "vector_store"
+    created_at: int
+    name: str | None = Field(default=None, description="null for a store created without a name")
+    metadata: dict[str, str] | None = None
+    usage_bytes: int = 0
+    file_counts: FileCounts
+    status: Literal["expired", "in_progress", "completed"] = "completed"
+    expires_after: ExpiresAfter | None = None
+    expires_at: int | None = None
+    last_active_at: int | None = None
+    chunk_count: int = Field(default=0, description="ragtune: chunks stored over all the files")
+    embedding_model: str = Field(default="", description="ragtune: the model that embeds the chunks")
+    chunking_strategy: StaticChunkingStrategy | None = Field(default=None, description="ragtune: how files are cut")
+
+
+class LastError(ResponseModel):
+    code: Literal["server_error", "unsupported_file", "invalid_file"]
+    message: str
+
+
+class VectorStoreFile(ResponseModel):
+    """A file of a store: the retriever's document with the file's id. Files are added whole, in
+    one transaction, so a listed file is always ``completed``."""
+
+    id: str
+    object: Literal["vector_store.file"] = "vector_store.file"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"] = "completed"
+    usage_bytes: int = Field(description="ragtune: the characters of text extracted from the file")
+    last_error: LastError | None = None
+    attributes: Attributes | None = None
+    chunking_strategy: StaticChunkingStrategy | None = Field(
+        default=None, description="null: the store's chunking_strategy applies"
+    )
+    chunk_count: int = Field(default=0, description="ragtune: the file's chunks")
+    filename: str | None = Field(default=None, description="ragtune: the file's name when it was added")
+
+
+class VectorStoreDeleted(Deleted):
+    object: Literal["vector_store.deleted"] = "vector_store.deleted"
+
+
+class VectorStoreFileDeleted(Deleted):
+    object: Literal["vector_store.file.deleted"] = "vector_store.file.deleted"
+
+
+class SearchContent(ResponseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class SearchResult(ResponseModel):
+    """One chunk that matched, as OpenAI's ``VectorStoreSearchResponse``; its text is
+    ``file_text[start_offset:end_offset]``."""
+
+    file_id: str
+    filename: str
+    score: float
+    attributes: Attributes | None = None
+    content: list[SearchContent]
+    chunk_id: str = Field(description="ragtune: the chunk's id")
+    document_id: str = Field(description="ragtune: the retriever's document (the file id)")
+    vector_store_id: str = Field(description="ragtune: the store the chunk is in")
+    start_offset: int = Field(description="ragtune: where the chunk starts in the file's text (characters)")
+    end_offset: int = Field(description="ragtune: where it ends (exclusive)")
+
+
+class SearchPage(ResponseModel):
+    """The search results, best first, in one page."""
+
+    object: Literal["vector_store.search_results.page"] = "vector_store.search_results.page"
+    search_query: list[str]
+    data: list[SearchResult]
+    has_more: bool = False
+    next_page: str | None = None
