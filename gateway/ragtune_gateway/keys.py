@@ -1,8 +1,8 @@
 """Verified API keys remembered per process, and revocation that reaches every gateway process at once.
 
 A key verified against ``gateway.api_keys`` is remembered (by its sha256) for ``auth_cache_s``,
-but only while this process listens on the PostgreSQL channel ``store.KEY_REVOKED_CHANNEL``:
-revoking a key notifies it (``store.revoke_key``, in the same statement), and every listening
+but only while this process listens on the PostgreSQL channel ``tenants.KEY_REVOKED_CHANNEL``:
+revoking a key notifies it (``tenants.revoke_key``, in the same statement), and every listening
 process drops the key from its cache as the notification arrives. While the listening connection
 is down nothing is cached (each request asks the database), and the cache is emptied, since
 notifications may have been missed.
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ragtune_gateway import store
+from ragtune_gateway import ids
+from ragtune_gateway.repositories import tenants
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,12 @@ class KeyCache:
 
     async def caller(self, pool: AsyncConnectionPool, key: str) -> Caller | None:
         """The tenant of a valid, unrevoked key."""
-        key_hash = store.hash_key(key)
+        key_hash = ids.hash_key(key)
         now = time.monotonic()
         cached = self.entries.get(key_hash)
         if cached is not None and cached[1] > now and self.listening.is_set():
             return Caller(cached[0], key_hash)
-        tenant = await store.tenant_for_key_hash(pool, key_hash)
+        tenant = await tenants.tenant_for_key_hash(pool, key_hash)
         if tenant is None:
             self.entries.pop(key_hash, None)
             return None
@@ -77,7 +78,7 @@ class KeyCache:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {store.KEY_REVOKED_CHANNEL}")
+                    await conn.execute(f"LISTEN {tenants.KEY_REVOKED_CHANNEL}")
                     self.listening.set()
                     failures = 0
                     async for notify in conn.notifies():

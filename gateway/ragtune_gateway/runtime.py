@@ -12,11 +12,12 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.database import apply_migrations, open_pool, resolve_database_url, wait_for_database
-from ragtune_gateway import store
+from ragtune_gateway import ids, repositories
 from ragtune_gateway.downstream import Downstream
 from ragtune_gateway.keys import Caller, KeyCache
 from ragtune_gateway.limits import KeyRateLimiter, StreamSlots
 from ragtune_gateway.metrics import Metrics
+from ragtune_gateway.repositories import tenants
 from ragtune_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class GatewayRuntime:
     async def start(self) -> None:
         url = resolve_database_url(self.settings, self.settings.state_dir)
         await wait_for_database(url, timeout_s=60)
-        await apply_migrations(url, store.SCHEMA, "ragtune_gateway.migrations")
+        await apply_migrations(url, repositories.SCHEMA, "ragtune_gateway.migrations")
         self._pool = await open_pool(url, self.settings)
         self.keys.start(url)
         self.settings.files_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ class GatewayRuntime:
 
     def forget_key(self, key: str) -> None:
         """Drop a revoked key from this process's cache (the others learn it by notification)."""
-        self.keys.forget(store.hash_key(key))
+        self.keys.forget(ids.hash_key(key))
 
     async def _bootstrap_credentials(self, path: Path) -> str:
         """No admin key configured (``make run``): reuse the one in ``path``, or make one with a
@@ -89,9 +90,9 @@ class GatewayRuntime:
             saved = json.loads(path.read_text(encoding="utf-8"))  # noqa: ASYNC240
             log.info("admin key and default API key: %s", path)
             return str(saved["admin_key"])
-        admin_key = store.new_key()
-        await store.create_tenant(self.pool, DEFAULT_TENANT, "default")
-        _, api_key = await store.create_key(self.pool, DEFAULT_TENANT)
+        admin_key = ids.new_key()
+        await tenants.create_tenant(self.pool, DEFAULT_TENANT, "default")
+        _, api_key = await tenants.create_key(self.pool, DEFAULT_TENANT)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"admin_key": admin_key, "tenant": DEFAULT_TENANT, "api_key": api_key}
         fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

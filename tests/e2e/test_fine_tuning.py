@@ -8,6 +8,8 @@ import json
 
 import openai
 import pytest
+from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from tests.e2e.conftest import Tenant
 
@@ -35,7 +37,7 @@ TRAINING = "".join(
 )
 
 
-async def _wait_final(tenant: Tenant, job_id: str, timeout_s: float = 420) -> openai.types.fine_tuning.FineTuningJob:
+async def _wait_final(tenant: Tenant, job_id: str, timeout_s: float = 420) -> FineTuningJob:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         job = await tenant.client.fine_tuning.jobs.retrieve(job_id)
@@ -94,6 +96,19 @@ async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, ba
     assert all(
         c.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{c.step_number}" for c in checkpoints
     )
+    # the official client's types parse the gateway's answers as they stand (validated, not only read)
+    raw_job = (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job.id}")).json()
+    parsed = FineTuningJob.model_validate(raw_job)
+    assert parsed.status == "succeeded" and parsed.method and parsed.method.supervised
+    assert parsed.method.supervised.hyperparameters and parsed.method.supervised.hyperparameters.n_epochs == 3
+    assert (parsed.model_extra or {})["lora"]["r"] == 8 and raw_job["publish_state"] == "published"
+    raw_events = (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job.id}/events", params={"limit": 200})).json()
+    assert [FineTuningJobEvent.model_validate(e).id for e in raw_events["data"]] == [e.id for e in events]
+    assert raw_events["last_id"] == events[-1].id and raw_events["has_more"] is False
+    raw_checkpoints = (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job.id}/checkpoints")).json()
+    parsed_checkpoints = [FineTuningJobCheckpoint.model_validate(c) for c in raw_checkpoints["data"]]
+    assert [c.id for c in parsed_checkpoints] == [c.id for c in checkpoints] and raw_checkpoints["first_id"]
+    assert all(c.metrics.step == c.step_number for c in parsed_checkpoints)
     with pytest.raises(openai.BadRequestError):  # a finished job cannot be cancelled
         await client.fine_tuning.jobs.cancel(job.id)
     again = await tenant_a.http.post(f"/v1/fine_tuning/jobs/{job.id}/publish")  # publishing again: a no-op

@@ -9,12 +9,12 @@ import pytest
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_common.channels import service_config
-from ragtune_gateway import fine_tuning as ft
 from ragtune_common.errors import InvalidArgument, status_details
 from ragtune_gateway.downstream.errors import to_api_error
 from ragtune_gateway.downstream.retriever import IDEMPOTENT as RETRIEVER_IDEMPOTENT
 from ragtune_gateway.downstream.retriever import SERVICE as RETRIEVER
 from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.services import fine_tuning as ft
 from ragtune_gateway.services.vector_stores import search_filter
 
 
@@ -100,9 +100,9 @@ def test_a_finished_job_never_reads_running() -> None:
     job = tpb.Job(id="ftjob-abc", status=tpb.JOB_STATUS_SUCCEEDED, publish_state=tpb.PUBLISH_STATE_PENDING)
     job.hyperparameters.n_epochs.number = 3
     job.fine_tuned_model = "ft:base:abc"
-    assert ft.job_object(job)["status"] == "succeeded"  # a job an older trainer left unpublished
+    assert ft.job_object(job).model_dump()["status"] == "succeeded"  # a job an older trainer left unpublished
     job.publish_state = tpb.PUBLISH_STATE_PUBLISHED
-    body = ft.job_object(job)
+    body = ft.job_object(job).model_dump()
     assert body["status"] == "succeeded" and body["fine_tuned_model"] == "ft:base:abc"
     assert body["hyperparameters"]["n_epochs"] == 3 and body["hyperparameters"]["batch_size"] == "auto"
 
