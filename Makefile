@@ -16,7 +16,12 @@ EDITABLES := -e services/common -e services/retriever -e "services/generator[$(V
 PROTOS := $(shell find protos -name '*.proto')
 STUBS_STAMP := services/common/ragtune/.generated
 INSTALL_STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+# what the benchmark-only peers (requirements-bench*.txt) may not move in the services' venv
+BENCH_HELD := torch|transformers|sentence[-_]transformers|tokenizers|psycopg|psycopg[-_]binary|psycopg[-_]pool
+BENCH_HELD := $(BENCH_HELD)|pydantic|pydantic[-_]core|pydantic[-_]settings|openai|numpy|huggingface[-_]hub|pgvector|setuptools
 NAME ?=
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: install protos test test-unit run bench lint format clean
@@ -54,8 +59,15 @@ test-unit: install protos
 run: install protos
 	$(PY) -m ragtune_common.launcher $(if $(REPLICAS),--replicas $(REPLICAS))
 
-bench: install protos
-	$(PY) -m bench $(if $(NAME),--only $(NAME))
+bench: install protos $(BENCH_STAMP)
+	$(PY) -m bench $(if $(NAME),--only $(NAME)) $(BENCH_ARGS)
+
+# the peers bench/peers.py compares with, once; their caps the services outgrew are why two files
+$(BENCH_STAMP): requirements-bench.txt requirements-bench-peers.txt $(INSTALL_STAMP)
+	$(PIP) freeze --all | grep -iE '^($(BENCH_HELD))==' > $(VENV)/.bench-constraints.txt
+	$(PIP) install $(PIP_FLAGS) -q -c $(VENV)/.bench-constraints.txt -r requirements-bench.txt
+	$(PIP) install $(PIP_FLAGS) -q --no-deps -r requirements-bench-peers.txt
+	@touch $@
 
 lint: install protos
 	$(VENV)/bin/ruff check .

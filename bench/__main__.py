@@ -11,13 +11,16 @@ import traceback
 from pathlib import Path
 
 from bench import (
+    embedding_backends,
     eval_squad,
     gateway_overhead,
     gateway_throughput,
     generator_multi_adapter,
     generator_overhead,
     generator_ttft,
+    index_scale,
     ingest_throughput,
+    peers,
     retrieval_quality,
     retriever_scaling,
     search_latency,
@@ -32,7 +35,9 @@ BENCHMARKS = {
     for m in (
         retrieval_quality,
         ingest_throughput,
+        embedding_backends,
         search_latency,
+        index_scale,
         retriever_scaling,
         generator_overhead,
         generator_multi_adapter,
@@ -43,6 +48,7 @@ BENCHMARKS = {
         trainer_publish_latency,
         trainer_gsm8k,
         eval_squad,
+        peers,
     )
 }
 
