@@ -11,14 +11,12 @@ import traceback
 from pathlib import Path
 
 from bench import (
-    embedding_backends,
     eval_squad,
     gateway_overhead,
     gateway_throughput,
     generator_multi_adapter,
     generator_overhead,
     generator_ttft,
-    index_scale,
     ingest_throughput,
     peers,
     retrieval_quality,
@@ -35,9 +33,7 @@ BENCHMARKS = {
     for m in (
         retrieval_quality,
         ingest_throughput,
-        embedding_backends,
         search_latency,
-        index_scale,
         retriever_scaling,
         generator_overhead,
         generator_multi_adapter,
