@@ -3,17 +3,20 @@ models carry every field of the official openai client's types, optional where t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import openai.types as oai
 import pytest
-from fastapi.testclient import TestClient
 from openai.types import vector_stores as oai_vector_stores
 from pydantic import BaseModel
 
-from ragtune_gateway.app import create_app
+from ragtune.retriever.v1 import retriever_pb2 as rpb
+from ragtune_gateway.repositories.files import FileRecord
 from ragtune_gateway.schemas import files, vector_stores
-from ragtune_gateway.settings import GatewaySettings
+from ragtune_gateway.services import files as file_service
+from ragtune_gateway.services import vector_stores as store_service
+from tests.fixtures.openapi import gateway_openapi, resolve
 
 PREFIXES = ("/v1/vector_stores", "/v1/files")
 DOWNLOAD = ("/v1/files/{file_id}/content", "get")  # bytes, not JSON
@@ -36,16 +39,7 @@ NULLABLE_HERE = {(vector_stores.VectorStore, "name")}  # a store created without
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    settings = GatewaySettings(state_dir=tmp_path_factory.mktemp("state"))
-    reply = TestClient(create_app(settings)).get("/openapi.json")  # no lifespan: no database needed
-    assert reply.status_code == 200
-    return reply.json()  # type: ignore[no-any-return]
-
-
-def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
-    return schema
+    return gateway_openapi(tmp_path_factory.mktemp("state"))
 
 
 def test_every_vector_store_and_file_answer_has_a_documented_body(spec: dict[str, Any]) -> None:
@@ -61,17 +55,17 @@ def test_every_vector_store_and_file_answer_has_a_documented_body(spec: dict[str
         if (path, method) == DOWNLOAD:
             assert content == {"application/octet-stream": {}}
             continue
-        schema = _resolve(spec, content["application/json"]["schema"])
+        schema = resolve(spec, content["application/json"]["schema"])
         assert schema.get("properties"), f"{method.upper()} {path} documents no response body"
 
 
 def test_pages_document_their_items(spec: dict[str, Any]) -> None:
     ok = spec["paths"]["/v1/vector_stores/{store_id}/search"]["post"]["responses"]["200"]
-    page = _resolve(spec, ok["content"]["application/json"]["schema"])
-    result = _resolve(spec, page["properties"]["data"]["items"])
+    page = resolve(spec, ok["content"]["application/json"]["schema"])
+    result = resolve(spec, page["properties"]["data"]["items"])
     assert {"file_id", "filename", "score", "content", "start_offset", "end_offset"} <= set(result["properties"])
     ok = spec["paths"]["/v1/vector_stores/{store_id}/files"]["get"]["responses"]["200"]
-    listed = _resolve(spec, _resolve(spec, ok["content"]["application/json"]["schema"])["properties"]["data"]["items"])
+    listed = resolve(spec, resolve(spec, ok["content"]["application/json"]["schema"])["properties"]["data"]["items"])
     assert {"id", "vector_store_id", "status", "chunk_count"} <= set(listed["properties"])
 
 
@@ -87,13 +81,6 @@ def test_models_mirror_the_openai_types(ours: type[BaseModel], theirs: type[Base
 def test_built_answers_validate_as_the_openai_types() -> None:
     """A store, a store file, a search result and a file, built the way the services build them,
     are valid instances of the client's types (strict validation, not the client's lenient parse)."""
-    from datetime import UTC, datetime
-
-    from ragtune.retriever.v1 import retriever_pb2 as rpb
-    from ragtune_gateway.repositories.files import FileRecord
-    from ragtune_gateway.services import files as file_service
-    from ragtune_gateway.services import vector_stores as store_service
-
     collection = rpb.Collection(name="vs_1", document_count=2, chunk_count=5, embedding_model="m")
     collection.metadata.update({"name": "handbook", "metadata": {"team": "hr"}})
     collection.chunking.max_tokens, collection.chunking.overlap_tokens = 256, 32
