@@ -6,32 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from ragtune_gateway.app import create_app
-from ragtune_gateway.settings import GatewaySettings
+from tests.fixtures.openapi import gateway_openapi, resolve
 
 PREFIXES = ("/v1/models", "/v1/aliases", "/v1/chat")
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    settings = GatewaySettings(state_dir=tmp_path_factory.mktemp("state"))
-    reply = TestClient(create_app(settings)).get("/openapi.json")  # no lifespan: no database needed
-    assert reply.status_code == 200
-    return dict(reply.json())
-
-
-def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        return dict(spec["components"]["schemas"][name])
-    return schema
+    return gateway_openapi(tmp_path_factory.mktemp("state"))
 
 
 def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> set[str]:
     """The fields of a schema, or of every branch of a union (their intersection)."""
-    schema = _resolve(spec, schema)
+    schema = resolve(spec, schema)
     branches = schema.get("anyOf") or schema.get("oneOf")
     if branches:
         return set.intersection(*(_properties(spec, b) for b in branches))

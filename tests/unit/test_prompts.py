@@ -11,7 +11,7 @@ from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.prompts import GROUNDING, grounded_messages
 from ragtune_eval.arms import Passage, question_messages, raft_line
 from ragtune_eval.dataset import QAItem
-from ragtune_gateway import rag
+from ragtune_gateway.services import chat
 
 
 def test_gateway_and_harness_build_the_same_grounded_prompt() -> None:
@@ -21,7 +21,7 @@ def test_gateway_and_harness_build_the_same_grounded_prompt() -> None:
     example = json.loads(raft_line(item, gold, [], 0, True, 0, 10_000))["messages"]
     hits = [rpb.SearchHit(document_id="file-gold", source_name="", text=gold.text)]
     question = [gpb.ChatMessage(role=m["role"], content=m["content"]) for m in question_messages(item)]
-    served = rag.grounded_messages(question, hits)
+    served = chat.grounded_messages(question, hits)
     assert [{"role": m.role, "content": m.content} for m in served] == example[:-1]
     assert example[0]["content"].endswith(f"{GROUNDING}\n\nPassages:\n\n[1] (file-gold)\nThe tower is in Paris.")
 

@@ -23,7 +23,6 @@ from ragtune_eval.dataset import DatasetError, QAItem, load_qa, split_dataset
 from ragtune_eval.report import CHART_NAME
 from ragtune_eval.rundir import RunDir
 from ragtune_gateway import ids, limits
-from ragtune_gateway.aliases import check_alias
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import evaluations as repository
 from ragtune_gateway.repositories import files as file_records
@@ -39,6 +38,7 @@ from ragtune_gateway.schemas.evaluations import (
     EvaluationStatus,
 )
 from ragtune_gateway.services import files
+from ragtune_gateway.services.aliases import check_alias
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
 
 REPORT_FILES = {"report.md": "text/markdown", CHART_NAME: "image/svg+xml"}
