@@ -5,7 +5,7 @@ name a retriever field as the request's parameter in an error."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -92,7 +92,9 @@ SEARCH_FIELDS = {
 
 # Responses.
 
-Attributes = dict[str, str | float | bool]
+# The SDK types attribute values as str | float | bool, which is all the gateway writes; metadata
+# written straight over gRPC may nest (the retriever allows it), and must still be answered, not 500.
+Attributes = dict[str, Any]
 
 
 class FileCounts(ResponseModel):
