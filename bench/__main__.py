@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from bench import (
+    embedding_backends,
     eval_squad,
     gateway_overhead,
     gateway_throughput,
@@ -33,6 +34,7 @@ BENCHMARKS = {
     for m in (
         retrieval_quality,
         ingest_throughput,
+        embedding_backends,
         search_latency,
         retriever_scaling,
         generator_overhead,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ragtune_common.errors import InvalidArgument
-from ragtune_retriever.embedding import check_allowed_model
+from ragtune_retriever.embedding import MEASURED_CPU_BACKEND, EmbedderRegistry, check_allowed_model
+from ragtune_retriever.encoders import parse_model_name
 from ragtune_retriever.settings import RetrieverSettings
 
 
@@ -45,3 +46,53 @@ def test_anything_else_is_refused_naming_the_field(name: str) -> None:
         check_allowed_model(name, ["all-MiniLM-L6-v2", os.path.realpath("/srv/models/e5")])
     assert info.value.field == "embedding_model"
     assert "RAGTUNE_RETRIEVER_EMBEDDING_MODELS" in info.value.message
+
+
+# -- backends: model@torch | @onnx | @onnx-int8 ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "backend"),
+    [
+        ("all-MiniLM-L6-v2", "all-MiniLM-L6-v2", None),
+        ("all-MiniLM-L6-v2@onnx", "all-MiniLM-L6-v2", "onnx"),
+        ("all-MiniLM-L6-v2@onnx-int8", "all-MiniLM-L6-v2", "onnx-int8"),
+        ("/srv/models/e5@torch", "/srv/models/e5", "torch"),
+        ("/srv/m@v2/e5", "/srv/m@v2/e5", None),  # an '@' inside a directory path is no backend
+    ],
+)
+def test_model_names_carry_a_backend(name: str, model: str, backend: str | None) -> None:
+    variant = parse_model_name(name)
+    assert (variant.model, variant.backend) == (model, backend)
+
+
+@pytest.mark.parametrize("name", ["all-MiniLM-L6-v2@tensorrt", "all-MiniLM-L6-v2@", "all-MiniLM-L6-v2@onnx@x"])
+def test_unknown_backend_is_refused_naming_the_field(name: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        EmbedderRegistry("cpu", 1, 0, ["all-MiniLM-L6-v2"]).resolve(name)
+    assert info.value.field == "embedding_model"
+
+
+def test_a_name_without_backend_gets_the_default() -> None:
+    auto = EmbedderRegistry("cpu", 1, 0, ["all-MiniLM-L6-v2", "/srv/models/e5"])
+    assert auto.resolve("all-MiniLM-L6-v2") == f"all-MiniLM-L6-v2@{MEASURED_CPU_BACKEND}"
+    assert auto.resolve("/srv/models/e5") == "/srv/models/e5@torch"  # auto measured the shipped model only
+    assert auto.resolve("all-MiniLM-L6-v2@torch") == "all-MiniLM-L6-v2@torch"
+    onnx = EmbedderRegistry("cpu", 1, 0, ["all-MiniLM-L6-v2"], backend="onnx")
+    assert onnx.resolve("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2@onnx"
+
+
+def test_a_listed_backend_allows_only_that_backend() -> None:
+    registry = EmbedderRegistry("cpu", 1, 0, ["all-MiniLM-L6-v2@onnx"], backend="onnx")
+    assert registry.resolve("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2@onnx"
+    with pytest.raises(InvalidArgument) as info:
+        registry.resolve("all-MiniLM-L6-v2@torch")
+    assert info.value.field == "embedding_model"
+
+
+def test_backend_setting_is_checked(monkeypatch) -> None:
+    monkeypatch.setenv("RAGTUNE_RETRIEVER_EMBEDDING_BACKEND", "onnx-int8")
+    assert RetrieverSettings().embedding_backend == "onnx-int8"
+    monkeypatch.setenv("RAGTUNE_RETRIEVER_EMBEDDING_BACKEND", "tensorrt")
+    with pytest.raises(ValueError, match="embedding_backend"):
+        RetrieverSettings()

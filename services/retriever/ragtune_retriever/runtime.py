@@ -28,6 +28,8 @@ class RetrieverRuntime:
             settings.embedding_batch_size,
             settings.query_cache_size,
             settings.allowed_embedding_models,
+            settings.embedding_backend,
+            settings.state_dir / "embeddings",
         )
         self.extractor = TextExtractor(
             ExtractionLimits(
@@ -65,7 +67,7 @@ class RetrieverRuntime:
         self._pool = await open_pool(url, self.settings, configure=configure)
         self._ingestor = Ingestor(self._pool, self.settings.max_document_bytes, self.extractor)
         await self.extractor.start()
-        await self.embedders.get(self.settings.embedding_model)
+        await self.embedders.get(self.embedders.resolve(self.settings.embedding_model))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -149,7 +149,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
     async def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CreateCollectionResponse:
         tenant = check_tenant(request.tenant)
         name = check_name(request.name, "name")
-        model = self._embedders.check_allowed(request.embedding_model or self._settings.embedding_model)
+        model = self._embedders.resolve(request.embedding_model or self._settings.embedding_model)
         max_tokens = request.chunking.max_tokens or self._settings.default_max_tokens
         overlap = (
             request.chunking.overlap_tokens
@@ -170,7 +170,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 f" the model has {embedder.dimension}",
                 field="vector_type",
             )
-        model_limit = embedder.model.max_seq_length or 512
+        model_limit = embedder.max_seq_length
         if max_tokens > model_limit:
             raise InvalidArgument(
                 f"{max_tokens} exceeds the embedding model's limit of {model_limit} tokens",

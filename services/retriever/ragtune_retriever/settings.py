@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -21,6 +21,13 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
         default=["all-MiniLM-L6-v2"],
         description="models CreateCollection may name (comma-separated): shipped names or local directories;"
         " the default model is always allowed",
+    )
+    # The backend of a model named without '@backend' (a collection stores the resolved variant).
+    # auto = the fastest variant of the shipped MiniLM whose SciFact nDCG@10 stays within 0.005 of
+    # PyTorch's, on a CPU (PyTorch on a GPU and for other models). Measured (bench/embedding_backends):
+    # see bench/results/embedding_backends.json.
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        default="auto", description="auto | torch | onnx | onnx-int8 (ONNX variants run on the CPU)"
     )
     embedding_device: str = Field(default="auto", description="auto | cpu | cuda")
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
