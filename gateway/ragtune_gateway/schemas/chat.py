@@ -16,6 +16,7 @@ from ragtune_gateway.schemas.common import (
     Id,
     Int64,
     JsonObject,
+    Omitted,
     PosInt32,
     ResponseModel,
     Text,
@@ -134,11 +135,8 @@ RAG_SEARCH_FIELDS = {
 }
 
 
-def _absent_if_none(value: object) -> bool:
-    return value is None
-
-
 FinishReason = Literal["stop", "length"]
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
 
 
 class Citation(ResponseModel):
@@ -161,11 +159,18 @@ class CompletionUsage(ResponseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: Omitted[dict[str, Any]] = None
+    prompt_tokens_details: Omitted[dict[str, Any]] = None
 
 
 class ChatCompletionMessage(ResponseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    refusal: Omitted[str] = None
+    annotations: Omitted[list[dict[str, Any]]] = None
+    audio: Omitted[dict[str, Any]] = None
+    function_call: Omitted[dict[str, Any]] = None
+    tool_calls: Omitted[list[dict[str, Any]]] = None
 
 
 class Choice(ResponseModel):
@@ -176,20 +181,29 @@ class Choice(ResponseModel):
 
 
 class ChatCompletion(ResponseModel):
+    """The official client's ``ChatCompletion``; its optional fields ragtune does not fill are
+    documented but not sent."""
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[Choice]
     usage: CompletionUsage | None = None
-    citations: list[Citation] | None = Field(
-        default=None, exclude_if=_absent_if_none, description="the passages of a grounded answer (ragtune)"
-    )
+    citations: Omitted[list[Citation]] = Field(default=None, description="the passages of a grounded answer (ragtune)")
+    metadata: Omitted[dict[str, str]] = None
+    moderation: Omitted[dict[str, Any]] = None
+    service_tier: Omitted[ServiceTier] = None
+    system_fingerprint: Omitted[str] = None
 
 
 class ChoiceDelta(ResponseModel):
-    role: Literal["assistant"] | None = Field(default=None, exclude_if=_absent_if_none)
-    content: str | None = Field(default=None, exclude_if=_absent_if_none)
+    role: Omitted[Literal["assistant"]] = None
+    content: Omitted[str] = None
+    refusal: Omitted[str] = None
+    audio: Omitted[dict[str, Any]] = None
+    function_call: Omitted[dict[str, Any]] = None
+    tool_calls: Omitted[list[dict[str, Any]]] = None
 
 
 class ChunkChoice(ResponseModel):
@@ -208,7 +222,11 @@ class ChatCompletionChunk(ResponseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    citations: list[Citation] | None = Field(
-        default=None, exclude_if=_absent_if_none, description="on the first chunk of a grounded answer (ragtune)"
+    citations: Omitted[list[Citation]] = Field(
+        default=None, description="on the first chunk of a grounded answer (ragtune)"
     )
     usage: CompletionUsage | None = None
+    moderation: Omitted[dict[str, Any]] = None
+    obfuscation: Omitted[str] = None
+    service_tier: Omitted[ServiceTier] = None
+    system_fingerprint: Omitted[str] = None

@@ -113,6 +113,16 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+Value = TypeVar("Value")
+# A field sent only when it has a value (``field: Omitted[str] = None``): an optional field of the
+# official client's type that ragtune does not fill, or an extension only some answers carry. It is
+# documented, and absent from the body (not null) while None.
+Omitted = Annotated[Value | None, Field(exclude_if=_is_none)]
+
 Item = TypeVar("Item")
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ragtune_gateway.schemas.common import ListPage, ResponseModel
+from ragtune_gateway.schemas.common import ListPage, Omitted, ResponseModel
 
 
 class Model(ResponseModel):
@@ -18,6 +18,7 @@ class Model(ResponseModel):
     object: Literal["model"] = "model"
     created: int = Field(description="when the generator loaded it (Unix seconds); 0 when unknown")
     owned_by: str = Field(description="'ragtune' for the base model, the tenant for its adapters")
+    shutdown_date: Omitted[str] = None
     parent: str | None = Field(default=None, description="an adapter's base model (ragtune)")
     max_model_len: int | None = Field(default=None, description="the context length in tokens (ragtune)")
 
@@ -29,6 +30,7 @@ class AliasModel(ResponseModel):
     object: Literal["model"] = "model"
     created: int = Field(description="when the alias last moved (Unix seconds)")
     owned_by: str
+    shutdown_date: Omitted[str] = None
     parent: None = None
     alias_for: str = Field(description="the adapter that holds the alias now (ragtune)")
 
