@@ -73,6 +73,7 @@ class Ragtune:
         self.collection = f"bench-peers-{uuid.uuid4().hex[:8]}"
         created = self._stub.CreateCollection(pb.CreateCollectionRequest(name=self.collection), timeout=600)
         self.chunking = created.collection.chunking
+        self.embedding_model = created.collection.embedding_model  # with its backend, e.g. ...@onnx-int8
 
     def ingest(self, docs: Sequence[tuple[str, str]]) -> int:
         response = stream_upsert(self._stub, self.collection, docs, per_message=16)
@@ -244,8 +245,8 @@ class LangChainPG:
 
     def search(self, query: str, top_k: int) -> list[str]:
         # langchain-postgres 0.0.19 writes the first query's text into the store's shared
-        # HybridSearchConfig (fts_query) and reuses it for every later search; a config per call,
-        # as its search methods accept, keeps each query's keyword half its own
+        # HybridSearchConfig (fts_query) and reuses it for every later search (its open issue #337);
+        # a config per call, as its search methods accept, keeps each query's keyword half its own
         config = dataclasses.replace(self._hybrid, fts_query=query, fusion_function_parameters={"rrf_k": RRF_K})
         hits = self._store.similarity_search(query, k=top_k, hybrid_search_config=config)
         return [str(doc.metadata["doc_id"]) for doc in hits]

@@ -3,13 +3,16 @@
 Systems (``bench.peer_systems``): ragtune through its gRPC API; LlamaIndex ``PGVectorStore`` and
 LangChain ``PGVectorStore``, each set up as its docs show for hybrid search with HNSW. All use the
 embedded PostgreSQL of the benches, the shipped MiniLM from the same local directory (nothing is
-downloaded; HF_HUB_OFFLINE=1), CPU embeddings, batch 32, chunks of 256 MiniLM tokens with 32 overlap
+downloaded; HF_HUB_OFFLINE=1), CPU embeddings, batch 32 (ragtune with its own default backend, the
+ONNX int8 export of that model, recorded in the result; the peers with sentence-transformers on
+PyTorch, their HuggingFace embedding classes' default), chunks of 256 MiniLM tokens with 32 overlap
 (each by its own splitter: ragtune's token chunker, LlamaIndex ``SentenceSplitter`` and LangChain
 ``RecursiveCharacterTextSplitter`` counting MiniLM word pieces), HNSW m 16 / ef_construction 64,
 ef_search = the retriever's default, 100 candidates from each list, reciprocal-rank fusion (k 60).
 
 Measured, in one run:
-- ingest: the BEIR SciFact corpus (``--limit-docs`` for a quick run) in batches of 512 documents;
+- ingest: the BEIR SciFact corpus in batches of 512 documents (``--limit-docs N`` for a shorter
+  run: the documents judged for the test queries, then others in corpus order up to N);
   the order of the systems rotates every batch so load that comes and goes on a shared machine falls
   on every side; a peer's post-load index build (LangChain's guide applies HNSW and GIN after
   loading) counts as ingest. chunks/s = chunks stored / seconds.
@@ -63,6 +66,18 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         "--peers-limit-docs", "--limit-docs", type=int, default=0, help="first N SciFact documents (0: all)"
     )
     group.add_argument("--peers-concurrency", type=int, default=4, help="search requests in flight")
+
+
+def corpus_subset(
+    corpus: Sequence[tuple[str, str]], qrels: dict[str, dict[str, int]], limit: int
+) -> list[tuple[str, str]]:
+    """The whole corpus, or for a quick run ``limit`` documents: every document judged for a test
+    query first (so every query keeps its answers), then the others in corpus order as distractors."""
+    if not limit or limit >= len(corpus):
+        return list(corpus)
+    judged = {doc for relevance in qrels.values() for doc in relevance}
+    first = [d for d in corpus if d[0] in judged]
+    return (first + [d for d in corpus if d[0] not in judged])[:limit]
 
 
 def versions() -> dict[str, str]:
@@ -177,7 +192,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     from transformers import AutoTokenizer
 
     data = load_scifact(ctx.datasets / "scifact")
-    docs = data.corpus[: args.peers_limit_docs] if args.peers_limit_docs else data.corpus
+    docs = corpus_subset(data.corpus, data.test_qrels, args.peers_limit_docs)
     doc_ids = {doc_id for doc_id, _ in docs}
     qrels = {
         qid: rel
@@ -191,7 +206,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     model_path = resolve_model_path(settings.embedding_model)
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     ef_search, candidates = settings.default_ef_search, settings.fusion_candidates
-    print(f"  {len(docs)} documents, {len(qrels)} test queries, model {model_path}", flush=True)
+    print(f"  {len(docs)} of {len(data.corpus)} documents, {len(qrels)} test queries, model {model_path}", flush=True)
 
     systems: list[System] = []
     try:
@@ -264,6 +279,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             "hnsw": {"m": 16, "ef_construction": 64, "ef_search": ef_search},
             "fusion": {"candidates_per_list": candidates, "rrf_k": 60},
             "model": str(model_path),
+            "ragtune_embedding_model": ragtune.embedding_model,
+            "peers_embedding": "sentence-transformers (PyTorch, float32) in the bench process",
             "device": "cpu",
         },
         versions=versions(),

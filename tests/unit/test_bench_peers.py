@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench.peer_systems import sqlalchemy_url
-from bench.peers import compare
+from bench.peers import compare, corpus_subset
 
 
 def figures(**systems: tuple[float, float, float]) -> dict[str, dict[str, float]]:
@@ -40,3 +40,11 @@ def test_sqlalchemy_url_keeps_the_socket_directory_and_names_the_driver() -> Non
     assert sqlalchemy_url(url, "psycopg2") == "postgresql+psycopg2://postgres:@/postgres?host=/tmp/pg"
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         sqlalchemy_url("mysql://x", "psycopg")
+
+
+def test_a_quick_run_keeps_every_judged_document_then_fills_with_others_in_order() -> None:
+    corpus = [(str(i), f"text {i}") for i in range(10)]
+    qrels = {"q1": {"7": 1}, "q2": {"3": 1, "9": 0}}
+    assert [d for d, _ in corpus_subset(corpus, qrels, 5)] == ["3", "7", "9", "0", "1"]
+    assert corpus_subset(corpus, qrels, 0) == corpus  # no limit: the whole corpus
+    assert corpus_subset(corpus, qrels, 50) == corpus
