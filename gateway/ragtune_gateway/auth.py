@@ -1,5 +1,5 @@
 """Request dependencies: the runtime, the caller's tenant (from ``Authorization: Bearer <key>``),
-the admin check, and the request id carried into logs and downstream calls."""
+the admin check, and the request id carried into logs and (by the downstream clients) to the services."""
 
 from __future__ import annotations
 
@@ -55,11 +55,6 @@ async def require_admin(request: Request, runtime: Runtime) -> None:
     _bearer(request)
     if not is_admin(request, runtime):
         raise ApiError(401, "This route needs the admin key.", code="invalid_admin_key")
-
-
-def metadata() -> tuple[tuple[str, str], ...]:
-    """gRPC metadata carrying the current request id downstream."""
-    return ((REQUEST_ID_HEADER, request_id_var.get()),)
 
 
 class RequestIdMiddleware:

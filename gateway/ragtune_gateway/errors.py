@@ -1,21 +1,19 @@
 """Every error a client sees, in the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``.
 
-One table maps gRPC status codes to HTTP; downstream ``field: message`` details become ``param``.
-Faults that are not the client's and pass: a downstream service or PostgreSQL unavailable -> 503
-with ``Retry-After``; a message over gRPC's size limit -> 413 (it is the request that is too big,
-not back-pressure). A client that goes away mid-request -> 499. Anything unexpected is logged with
-its traceback and answered 500 with only the request id.
+Request validation errors name the field as ``param``; PostgreSQL unavailable -> 503 with
+``Retry-After``; a client that goes away mid-request -> 499. Anything unexpected is logged with its
+traceback and answered 500 with only the request id. Failed downstream calls are mapped where they
+are made, in :mod:`ragtune_gateway.downstream.errors`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import grpc
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,33 +25,10 @@ from ragtune_common.logging import request_id_var
 
 log = logging.getLogger(__name__)
 
-# gRPC code -> (HTTP status, OpenAI error type)
-GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
-    grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error"),
-    grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
-    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
-    grpc.StatusCode.NOT_FOUND: (404, "invalid_request_error"),
-    grpc.StatusCode.ALREADY_EXISTS: (409, "invalid_request_error"),
-    grpc.StatusCode.ABORTED: (409, "invalid_request_error"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
-    grpc.StatusCode.CANCELLED: (499, "api_error"),
-    grpc.StatusCode.UNIMPLEMENTED: (501, "api_error"),
-    grpc.StatusCode.UNAVAILABLE: (503, "api_error"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "api_error"),
-    grpc.StatusCode.INTERNAL: (500, "api_error"),
-    grpc.StatusCode.UNKNOWN: (500, "api_error"),
-    grpc.StatusCode.DATA_LOSS: (500, "api_error"),
-}
 _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 RETRY_AFTER_S = 5  # what a 503 asks the client to wait: a restarted service or database is back by then
-# gRPC's own refusal of an oversized message (either side's max_*_message_length), not back-pressure
-_MESSAGE_TOO_LARGE = re.compile(r"message larger than max|larger than max \(|message too large", re.I)
 # pydantic's tags for the branch of a union that failed ("str", "list[TextPart]", "function-after[...]")
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|constrained-\w+)$|[\[(]")
-# The `field: message` prefix the services put on a detail (ragtune_common.errors.RagtuneError.describe).
-_FIELD_DETAIL = re.compile(r"^(?P<field>[A-Za-z_$][\w.$\[\]-]*): (?P<message>.+)$", re.S)
 
 
 class ApiError(Exception):
@@ -113,56 +88,6 @@ def best_effort(action: str) -> Iterator[None]:
         yield
     except Exception:
         log.exception("cleanup failed: %s", action)
-
-
-def from_rpc_error(
-    exc: grpc.aio.AioRpcError,
-    service: str,
-    *,
-    params: Mapping[str, str] | None = None,
-    missing: ApiError | None = None,
-) -> ApiError:
-    """The client-facing error for a failed downstream call. ``params`` renames downstream field
-    prefixes to request parameters; ``missing`` replaces NOT_FOUND (so it names the object as the
-    client knows it and reads the same for a missing object and another tenant's)."""
-    code = exc.code()
-    status, type_ = GRPC_TO_HTTP.get(code, (500, "api_error"))
-    code_name = code.name.lower() if code is not None else "unknown"
-    if code == grpc.StatusCode.NOT_FOUND and missing is not None:
-        return missing
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _MESSAGE_TOO_LARGE.search(exc.details() or ""):
-        message = f"The request is too large for the {service} service; send less at once."
-        return ApiError(413, message, code="request_too_large", type_="invalid_request_error")
-    if status >= 500 and code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED):
-        if status == 503:
-            message = f"The {service} service is unavailable; retry later."
-            return ApiError(status, message, code=code_name, type_=type_, retry_after_s=RETRY_AFTER_S)
-        log.error("%s answered %s: %s", service, code_name, exc.details())
-        message = f"Internal error in the {service} service (request id {request_id_var.get()})."
-        return ApiError(status, message, code=code_name, type_=type_)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return ApiError(status, f"The {service} service did not answer in time.", code=code_name, type_=type_)
-    details = exc.details() or code_name
-    param: str | None = None
-    match = _FIELD_DETAIL.match(details)
-    if match:
-        param, details = match.group("field"), match.group("message")
-        for prefix, renamed in (params or {}).items():
-            if param == prefix or param.startswith((prefix + ".", prefix + "[")):
-                param = renamed + param[len(prefix) :]
-                break
-    return ApiError(status, details, param=param, code=code_name, type_=type_)
-
-
-@contextmanager
-def rpc_errors(
-    service: str, *, params: Mapping[str, str] | None = None, missing: ApiError | None = None
-) -> Iterator[None]:
-    """Turn a failed gRPC call inside the block into the client-facing :class:`ApiError`."""
-    try:
-        yield
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc_error(exc, service, params=params, missing=missing) from None
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:

@@ -205,6 +205,3 @@ class GeneratorClient:
 
     async def health(self, timeout_s: float) -> str:
         return await self.router.health(timeout_s)
-
-    def __getattr__(self, name: str) -> Any:  # TRANSITIONAL (issue 12): old stub-style call sites
-        return getattr(self.router, name)

@@ -4,8 +4,6 @@ methods take a page and return the reply with its ``next_page_token``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_gateway.downstream.base import ServiceClient
@@ -86,6 +84,3 @@ class RetrieverClient(ServiceClient):
         self, request: rpb.SearchRequest, *, fields: Fields | None = None, missing: ApiError | None = None
     ) -> list[rpb.SearchHit]:
         return list((await self._unary(self._stub.Search, request, fields=fields, missing=missing)).hits)
-
-    def __getattr__(self, name: str) -> Any:  # TRANSITIONAL (issue 12): old stub-style call sites
-        return getattr(self._stub, name)

@@ -4,7 +4,6 @@ their events and checkpoints, and publication of finished adapters."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune.trainer.v1 import trainer_pb2_grpc
@@ -71,6 +70,3 @@ class TrainerClient(ServiceClient):
     ) -> list[tpb.Checkpoint]:
         request = tpb.ListCheckpointsRequest(tenant=tenant, job_id=job_id)
         return list((await self._unary(self._stub.ListCheckpoints, request, missing=missing)).checkpoints)
-
-    def __getattr__(self, name: str) -> Any:  # TRANSITIONAL (issue 12): old stub-style call sites
-        return getattr(self._stub, name)
