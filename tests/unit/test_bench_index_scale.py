@@ -1,0 +1,56 @@
+"""index_scale's synthetic corpus: reproducible blocks, unit vectors near a real passage, Zipf text,
+keyword queries without the stop-word-like head, and the step sizes it accepts."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from bench.index_scale import _steps
+from bench.index_scale_data import QUERY_SKIP_RANKS, VOCABULARY, SyntheticCorpus, _word
+
+
+@pytest.fixture(scope="module")
+def corpus() -> SyntheticCorpus:
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(50, 384)).astype(np.float32)
+    return SyntheticCorpus(base / np.linalg.norm(base, axis=1, keepdims=True), sigma=0.025, words_per_chunk=48)
+
+
+def test_blocks_are_reproducible_and_distinct(corpus: SyntheticCorpus) -> None:
+    assert np.array_equal(corpus.vectors(1000, 10), corpus.vectors(1000, 10))
+    assert corpus.texts(1000, 3) == corpus.texts(1000, 3)
+    assert not np.array_equal(corpus.vectors(0, 10), corpus.vectors(1000, 10))
+
+
+def test_vectors_are_unit_length_and_near_one_base_passage(corpus: SyntheticCorpus) -> None:
+    vectors = corpus.vectors(0, 200)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    nearest = (vectors @ corpus.base.T).max(axis=1)
+    assert nearest.min() > 0.8  # noise 0.025 x sqrt(384) ~ 0.49 in norm: cosine ~ 0.9 to its passage
+    assert np.abs(vectors @ vectors.T - np.eye(200)).max() < 0.999  # no two chunks are the same vector
+
+
+def test_words_are_distinct_and_text_follows_zipf(corpus: SyntheticCorpus) -> None:
+    assert len({_word(r) for r in range(VOCABULARY)}) == VOCABULARY
+    counts = Counter(" ".join(corpus.texts(0, 2000)).split())
+    assert counts[_word(0)] > 50 * max(counts[_word(1000)], 1)
+    assert all(len(text.split()) == 48 for text in corpus.texts(0, 5))
+
+
+def test_keyword_queries_skip_the_commonest_words(corpus: SyntheticCorpus) -> None:
+    head = {_word(r) for r in range(QUERY_SKIP_RANKS)}
+    queries = corpus.keyword_queries(50)
+    assert len(queries) == 50 and len(set(queries)) == 50
+    assert not head & {word for query in queries for word in query.split()}
+
+
+def test_steps_end_at_the_chunk_count_in_whole_documents() -> None:
+    args = argparse.Namespace(chunks=100_000, scale_steps="10000,100000,300000")
+    assert _steps(args) == [10_000, 100_000]
+    with pytest.raises(ValueError, match="multiples"):
+        _steps(argparse.Namespace(chunks=1500, scale_steps=""))
