@@ -23,8 +23,10 @@ from ragtune_gateway.routers import (
     models,
     vector_stores,
 )
+from ragtune_gateway.routers import responses as responses_router
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
+from ragtune_gateway.services.file_batches import FileBatchWorker
 from ragtune_gateway.settings import GatewaySettings
 
 DOCS_ASSETS = "/static/docs"  # Swagger UI's and ReDoc's scripts and styles, served by the gateway
@@ -39,9 +41,12 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
         await runtime.start()
         runner = app.state.evaluations = EvaluationRunner(runtime, app)
         await runner.resume()
+        batches = app.state.file_batches = FileBatchWorker(runtime)
+        await batches.resume()
         try:
             yield
         finally:
+            await batches.close()
             await runner.close()
             await runtime.close()
 
@@ -56,6 +61,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     install_error_handlers(app)
     for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
         app.include_router(module.router)
+    app.include_router(responses_router.router)
     app.add_middleware(BodyLimitMiddleware, runtime=runtime)  # innermost: refusals are counted and carry an id
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -12,12 +12,16 @@ TENANT = "tn_"
 API_KEY = "key_"
 FILE = "file-"
 VECTOR_STORE = "vs_"
+FILE_BATCH = "vsfb_"
 FINE_TUNING_JOB = "ftjob-"  # made by the trainer
 FINE_TUNING_EVENT = "ftevent-"
 FINE_TUNING_CHECKPOINT = "ftckpt-"
 CHAT_COMPLETION = "chatcmpl-"
 EVALUATION = "eval_"
 PROMOTION = "promo_"
+RESPONSE = "resp_"
+RESPONSE_MESSAGE = "msg_"  # an item of a response: a message in or out
+FILE_SEARCH_CALL = "fs_"
 
 KEY_PREFIX = "rt-"  # what every API key (the secret, not its id) starts with
 

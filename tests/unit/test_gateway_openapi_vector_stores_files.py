@@ -28,6 +28,7 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (vector_stores.VectorStoreFile, oai_vector_stores.VectorStoreFile),
     (vector_stores.VectorStoreDeleted, oai.VectorStoreDeleted),
     (vector_stores.VectorStoreFileDeleted, oai_vector_stores.VectorStoreFileDeleted),
+    (vector_stores.VectorStoreFileBatch, oai_vector_stores.VectorStoreFileBatch),
     (vector_stores.SearchResult, oai.VectorStoreSearchResponse),
     (vector_stores.StaticChunkingStrategy, oai.StaticFileChunkingStrategyObject),
     (files.FileObject, oai.FileObject),
@@ -49,7 +50,7 @@ def test_every_vector_store_and_file_answer_has_a_documented_body(spec: dict[str
         if path.startswith(PREFIXES)
         for method, operation in item.items()
     ]
-    assert len(operations) == 9 + 5  # vector stores 9 routes, files 5
+    assert len(operations) == 9 + 4 + 5  # vector stores 9 routes, file batches 4, files 5
     for path, method, operation in operations:
         content = operation["responses"]["200"]["content"]
         if (path, method) == DOWNLOAD:

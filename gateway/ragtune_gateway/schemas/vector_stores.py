@@ -56,6 +56,19 @@ class AddFile(WireModel):
     )
 
 
+class CreateFileBatch(WireModel):
+    model_config = ConfigDict(extra="ignore")
+    file_ids: list[Id] = Field(min_length=1, max_length=MAX_FILE_IDS)
+    attributes: dict[MetadataKey, MetadataValue | float | bool] | None = Field(
+        default=None, max_length=MAX_METADATA_PAIRS
+    )
+
+    @field_validator("file_ids")
+    @classmethod
+    def _each_file_once(cls, file_ids: list[str]) -> list[str]:
+        return unique(file_ids)
+
+
 class RankingOptions(WireModel):
     ranker: Literal["auto", "default-2024-11-15", "hybrid", "vector", "keyword"] = "auto"
     score_threshold: float | None = None
@@ -81,6 +94,7 @@ CREATE_STORE_FIELDS = {
 }
 CREATE_STORE_FILES_FIELDS = {"documents": "file_ids", "collection": "vector_store_id"}
 ADD_FILE_FIELDS = {"documents": "file_id", "collection": "vector_store_id"}
+BATCH_FILE_FIELDS = {"documents": "file_ids", "collection": "vector_store_id"}
 SEARCH_FIELDS = {
     "filter": "filters",
     "collections": "vector_store_id",
@@ -192,6 +206,12 @@ class SearchResult(ResponseModel):
     vector_store_id: str = Field(description="ragtune: the store the chunk is in")
     start_offset: int = Field(description="ragtune: where the chunk starts in the file's text (characters)")
     end_offset: int = Field(description="ragtune: where it ends (exclusive)")
+    vector_rank: int | None = Field(
+        default=None, description="ragtune: 1-based rank by vector similarity; null: not in that list"
+    )
+    keyword_rank: int | None = Field(
+        default=None, description="ragtune: 1-based rank by keywords; null: not in that list"
+    )
 
 
 class SearchPage(ResponseModel):
@@ -202,3 +222,16 @@ class SearchPage(ResponseModel):
     data: list[SearchResult]
     has_more: bool = False
     next_page: str | None = None
+
+
+class VectorStoreFileBatch(ResponseModel):
+    """As OpenAI's ``VectorStoreFileBatch``: files added to a store one by one, each with its own
+    outcome (``GET .../file_batches/{id}/files``); ``completed`` once none is in progress (some may
+    have failed: see ``file_counts``), ``failed`` when every file failed."""
+
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    file_counts: FileCounts

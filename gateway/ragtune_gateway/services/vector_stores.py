@@ -94,6 +94,8 @@ def search_result(hit: rpb.SearchHit) -> SearchResult:
         vector_store_id=hit.collection,
         start_offset=hit.start_offset,
         end_offset=hit.end_offset,
+        vector_rank=hit.vector_rank or None,
+        keyword_rank=hit.keyword_rank or None,
     )
 
 
