@@ -16,6 +16,8 @@ from ragtune_gateway.routers import (
     admin,
     aliases,
     chat,
+    completions,
+    embeddings,
     evaluations,
     files,
     fine_tuning,
@@ -62,6 +64,8 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
         app.include_router(module.router)
     app.include_router(responses_router.router)
+    app.include_router(completions.router)
+    app.include_router(embeddings.router)
     app.add_middleware(BodyLimitMiddleware, runtime=runtime)  # innermost: refusals are counted and carry an id
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestIdMiddleware)

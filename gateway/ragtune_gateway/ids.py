@@ -17,6 +17,7 @@ FINE_TUNING_JOB = "ftjob-"  # made by the trainer
 FINE_TUNING_EVENT = "ftevent-"
 FINE_TUNING_CHECKPOINT = "ftckpt-"
 CHAT_COMPLETION = "chatcmpl-"
+COMPLETION = "cmpl-"  # a legacy text completion
 EVALUATION = "eval_"
 PROMOTION = "promo_"
 RESPONSE = "resp_"

@@ -13,7 +13,15 @@ from ragtune_gateway.errors import ApiError
 SERVICE = rpb.DESCRIPTOR.services_by_name["RetrieverService"].full_name
 # Methods whose repetition changes nothing: retried on UNAVAILABLE. Creates are not (a retry after a
 # lost answer would report ALREADY_EXISTS), nor deletes (NOT_FOUND).
-IDEMPOTENT = ("GetCollection", "ListCollections", "GetDocument", "ListDocuments", "Search", "UpsertDocuments")
+IDEMPOTENT = (
+    "GetCollection",
+    "ListCollections",
+    "GetDocument",
+    "ListDocuments",
+    "Search",
+    "UpsertDocuments",
+    "Embed",
+)
 
 
 class RetrieverClient(ServiceClient):
@@ -84,3 +92,19 @@ class RetrieverClient(ServiceClient):
         self, request: rpb.SearchRequest, *, fields: Fields | None = None, missing: ApiError | None = None
     ) -> list[rpb.SearchHit]:
         return list((await self._unary(self._stub.Search, request, fields=fields, missing=missing)).hits)
+
+    async def embed(
+        self,
+        tenant: str,
+        model: str,
+        inputs: list[str],
+        *,
+        fields: Fields | None = None,
+        missing: ApiError | None = None,
+    ) -> rpb.EmbedResponse:
+        """Vectors of ``inputs`` from an offered embedding model, as ingestion computes them (a
+        batch may be large: the ingest deadline)."""
+        request = rpb.EmbedRequest(tenant=tenant, model=model, inputs=inputs)
+        return await self._unary(
+            self._stub.Embed, request, timeout_s=self.ingest_timeout_s, fields=fields, missing=missing
+        )

@@ -194,6 +194,16 @@ class Embedder:
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._timed_encode, texts, "ingest")
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text: special tokens included, truncated to its
+        sequence length as :meth:`encode` truncates (on the chunking tokenizer's thread)."""
+
+        def run() -> list[int]:
+            ids = self._chunk_tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
+            return [len(row) for row in ids]
+
+        return await asyncio.get_running_loop().run_in_executor(self._chunk_pool, run)
+
     async def embed_query(self, text: str) -> np.ndarray:
         with self._cache_lock:
             cached = self._cache.get(text)

@@ -22,6 +22,7 @@ from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.ingest import DocumentSource, Ingestor, UpsertOutcome, UpsertStatus
 from ragtune_retriever.runtime import RetrieverRuntime
 from ragtune_retriever.store import CollectionRow, SearchPlan
+from ragtune_retriever.text_embedding import check_inputs, embed_texts
 from ragtune_retriever.validation import check_metadata, check_text, check_texts
 
 _WORD = re.compile(r"[^\W_]+")
@@ -329,4 +330,15 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 )
                 for h in hits
             ]
+        )
+
+    async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
+        check_tenant(request.tenant)
+        inputs = check_inputs(request.inputs, self._settings.max_embed_inputs, self._settings.max_embed_input_chars)
+        result = await embed_texts(self._embedders, request.model or self._settings.embedding_model, inputs)
+        return pb.EmbedResponse(
+            embeddings=[pb.Embedding(values=vector.tolist()) for vector in result.vectors],
+            model=result.model,
+            dimensions=int(result.vectors.shape[1]),
+            prompt_tokens=result.prompt_tokens,
         )

@@ -45,6 +45,8 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     )
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_documents_per_request: int = Field(default=1000, ge=1)
+    max_embed_inputs: int = Field(default=2048, ge=1, description="texts one Embed call may carry (OpenAI's limit)")
+    max_embed_input_chars: int = Field(default=32768, ge=1, description="characters of one Embed input")
     stream_batch_documents: int = Field(default=64, ge=1, description="documents embedded and written per batch")
     extraction_timeout_s: float = Field(default=60.0, gt=0, description="per HTML/Markdown/PDF document")
     extraction_memory_mib: int = Field(default=2048, ge=0, description="address space of an extraction; 0 = no limit")
