@@ -3,12 +3,16 @@ completions grounded in them, streamed and not."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from ragtune_gateway.settings import GatewaySettings
 from tests.e2e.conftest import HANDBOOK, Tenant
+from tests.fixtures.gateway import serve_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -158,3 +162,37 @@ async def test_responses_validate_as_the_official_client_types(
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert "citations" in (chunks[0].model_extra or {}) and "citations" not in (chunks[1].model_extra or {})
     assert all(c.usage is None for c in chunks[:-1]) and chunks[-1].usage is not None and not chunks[-1].choices
+
+
+async def test_a_stream_cut_short_ends_with_an_error_event(
+    tenant_a: Tenant, gateway_settings: GatewaySettings, base_model: str
+) -> None:
+    """A failure after the first event cannot be an HTTP status any more: the stream ends with the
+    error's body as its last event, and no ``[DONE]``. Here the generation deadline of a second
+    gateway (same database and services, a few seconds' deadline) expires mid-answer."""
+    short = gateway_settings.model_copy(update={"generate_timeout_s": 4.0})
+    body = {
+        "model": base_model,
+        "messages": [{"role": "user", "content": "Count upward from 1, one number per line, and never stop."}],
+        "max_tokens": 900,  # the context is 1024 tokens: far more than 4 s of generation here
+        "temperature": 0,
+        "stream": True,
+    }
+    async with (
+        serve_gateway(short) as gateway,
+        gateway.client(tenant_a.key) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as streamed,
+    ):
+        assert streamed.status_code == 200, await streamed.aread()
+        events = [line[len("data: ") :] async for line in streamed.aiter_lines() if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    chunks = [ChatCompletionChunk.model_validate_json(event) for event in events[:-1]]
+    assert chunks and chunks[0].choices[0].delta.role == "assistant"
+    assert json.loads(events[-1]) == {
+        "error": {
+            "message": "The generator service did not answer in time.",
+            "type": "api_error",
+            "param": None,
+            "code": "deadline_exceeded",
+        }
+    }
