@@ -29,7 +29,7 @@ from bench.common import REPO, Context, ratio_or_none, report, service_process, 
 from bench.gateway_common import ADMIN_KEY, gateway_process, new_tenant
 from ragtune_eval.client import GatewayClient
 from ragtune_eval.dataset import load_qa, split_dataset
-from ragtune_eval.report import to_markdown
+from ragtune_eval.markdown_report import to_markdown
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.runner import QaEvalConfig, QaEvaluation
 

@@ -151,7 +151,10 @@ class GatewayClient:
         holder: str | None,
         holder_score: float | None,
         evaluation: dict[str, Any],
+        comparison: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Offer ``candidate`` for ``alias``; over a holder, ``comparison`` is the paired difference
+        (candidate - holder) on the same questions with its interval, which the gateway requires."""
         body = {
             "candidate": candidate,
             "candidate_score": score,
@@ -159,6 +162,7 @@ class GatewayClient:
             "holder_score": holder_score,
             "metric": "f1",
             "evaluation": evaluation,
+            "comparison": comparison,
         }
         return dict(await self.call("POST", f"/v1/aliases/{alias}/promotions", json=body))
 

@@ -20,16 +20,19 @@ from ragtune_eval.arms import (
     INSTRUCTION,
     Arm,
     Passage,
-    closed_book_line,
+    closed_book_lines,
+    final_answer,
     no_gold_ids,
     question_messages,
     raft_line,
+    short_answer,
 )
 from ragtune_eval.client import EvalApiError, GatewayClient
 from ragtune_eval.dataset import QAItem, Split
 from ragtune_eval.indexing import Progress, ensure_store
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
+from ragtune_eval.significance import compare_paired
 
 log = logging.getLogger(__name__)
 JOB_POLL_S = 2.0
@@ -53,8 +56,13 @@ class QaEvalConfig:
     raft_batch_size: int = 2  # RAFT examples are ~5x longer: larger batches run the trainer out of memory
     lora_rank: int = 0  # 0 = the trainer's default
     max_seq_length: int = 1024
-    distractors: int = 2  # with the gold passage: top_k (3) passages, the prompt the adapter sees at inference
-    no_gold_fraction: float = 0.2
+    distractors: int = 4  # with the gold passage: the published RAFT recipe's one gold + four distractors
+    no_gold_fraction: float = 0.2  # RAFT's 1-P: examples trained without their gold passage
+    raft_recipe: str = "published"  # or "answer-only" (see ragtune_eval.arms)
+    reasoning_max_tokens: int = 96  # answer budget of an adapter trained to reason before answering
+    paraphrases: int = 0  # closed-book examples repeated with the question rephrased (0-4)
+    promotion_level: float = 0.95  # confidence a promotion's paired improvement must reach
+    resamples: int = 2000  # bootstrap resamples of every interval
     concurrency: int = 4
     instruction: str = field(default=INSTRUCTION)
 
@@ -109,7 +117,7 @@ class QaEvaluation:
             model = await self.ensure_adapter(arm) if arm.training else state["base_model"]
             await self.answer_all(arm, model)
         results = {arm.name: self.run.results(arm.name) for arm in arms}
-        built = report.build_report(self.config.as_dict(), state, results)
+        built = report.build_report(self.config.as_dict(), state, results, self.recipes())
         if promote is not None:
             built["promotion"] = await self.promote(*promote)
         report.write_all(built, self.run.path)
@@ -130,7 +138,7 @@ class QaEvaluation:
         """(file id, examples, seconds spent building them)."""
         start = time.perf_counter()
         if arm.training == "closed_book":
-            lines = [closed_book_line(item) for item in self.split.train]
+            lines = [line for item in self.split.train for line in closed_book_lines(item, self.config.paraphrases)]
         else:
             lines = await self.raft_lines()
         data = ("\n".join(lines) + "\n").encode("utf-8")
@@ -144,14 +152,16 @@ class QaEvaluation:
             chosen = {item.id for item in random.Random(f"raft:{cfg.seed}").sample(items, cfg.raft_train)}
             items = [item for item in items if item.id in chosen]
         without_gold = no_gold_ids(items, cfg.no_gold_fraction, cfg.seed)
-        budget = int((cfg.max_seq_length - 160) * CHARS_PER_TOKEN)
+        reserve = 260 if cfg.raft_recipe == "published" else 160  # the instruction, question and answer
+        budget = int((cfg.max_seq_length - reserve) * CHARS_PER_TOKEN)
 
         async def one(item: QAItem) -> str:
             async with self.limit:
                 hits = await self.client.search(store_id, item.question, cfg.distractors + 4, cfg.mode)
             retrieved = [Passage(h["document_id"], h["filename"], h["content"][0]["text"]) for h in hits]
             gold = Passage(self.gold_document(item) or "", f"{item.context_id}.txt", item.context)
-            return raft_line(item, gold, retrieved, cfg.distractors, item.id not in without_gold, cfg.seed, budget)
+            with_gold = item.id not in without_gold
+            return raft_line(item, gold, retrieved, cfg.distractors, with_gold, cfg.seed, budget, cfg.raft_recipe)
 
         return list(await asyncio.gather(*(one(item) for item in items)))
 
@@ -246,10 +256,30 @@ class QaEvaluation:
 
     # -- promotion --------------------------------------------------------------------------------
 
+    def recipes(self) -> dict[str, str]:
+        """How each fine-tuned arm's adapter was trained, for the report."""
+        out = {}
+        for name in self.config.arms:
+            if ARMS[name].training == "closed_book":
+                out[name] = f"closed-book QA, {1 + self.config.paraphrases} phrasing(s) per question"
+            elif ARMS[name].training == "raft":
+                out[name] = (
+                    f"RAFT {self.config.raft_recipe}: 1 gold + {self.config.distractors} distractors, "
+                    f"{self.config.no_gold_fraction:.0%} without the gold passage"
+                )
+        return out
+
+    def answer_budget(self, arm: Arm) -> int:
+        reasons = arm.training == "raft" and self.config.raft_recipe == "published"
+        return self.config.reasoning_max_tokens if reasons else self.config.max_tokens
+
+    def held_out(self, results: str) -> dict[str, float]:
+        """Token F1 per held-out question (by id)."""
+        return {r["id"]: r["f1"] for r in self.run.results(results) if r["split"] == "test"}
+
     def held_out_f1(self, results: str) -> float:
         """Mean token F1 (percent) on the held-out questions, as in the report."""
-        rows = [r for r in self.run.results(results) if r["split"] == "test"]
-        return report.percent([r["f1"] for r in rows]) or 0.0
+        return report.percent(list(self.held_out(results).values())) or 0.0
 
     async def promote(self, alias: str, arm_name: str) -> dict[str, Any]:
         """Offer ``arm_name``'s adapter for ``alias``. The alias's current holder (another adapter)
@@ -266,11 +296,25 @@ class QaEvaluation:
         holder = await self.client.get_alias(alias)
         holder_model = holder["model"] if holder else None
         holder_score = None
+        comparison = None
         if holder_model and holder_model != candidate:
             results = f"holder-{arm_name}-{hashlib.sha256(holder_model.encode()).hexdigest()[:12]}"
             self.progress.log(f"{alias} is held by {holder_model}: asking it the held-out questions ({arm_name})")
             await self.answer_all(arm, holder_model, results, train_sample=False)
             holder_score = self.held_out_f1(results)
+            mine, theirs = self.held_out(arm_name), self.held_out(results)
+            ids = sorted(set(mine) & set(theirs))
+            paired = compare_paired(
+                "f1",
+                "holder",
+                [100 * theirs[i] for i in ids],
+                "candidate",
+                [100 * mine[i] for i in ids],
+                level=self.config.promotion_level,
+                resamples=self.config.resamples,
+                seed=self.config.seed,
+            )
+            comparison = {**paired.difference.as_dict(), "test": "paired-bootstrap", "questions": len(ids)}
         evaluation = {
             "dataset": self.config.dataset,
             "seed": self.config.seed,
@@ -278,7 +322,9 @@ class QaEvaluation:
             "arm": arm_name,
             "run_dir": str(self.run.path),
         }
-        decision = await self.client.promote(alias, candidate, score, holder_model, holder_score, evaluation)
+        decision = await self.client.promote(
+            alias, candidate, score, holder_model, holder_score, evaluation, comparison
+        )
         decisions[key] = decision
         self.run.save_state()
         verdict = "promoted" if decision["promoted"] else "not promoted"
@@ -290,8 +336,10 @@ class QaEvaluation:
         rag = None
         if arm.retrieval:
             rag = {"vector_store_ids": [self.run.state["store"]["id"]], "top_k": cfg.top_k, "mode": cfg.mode}
-        result = await self.client.chat(model, question_messages(item), cfg.max_tokens, rag)
-        em, f1 = best_over_answers(result.text, item.answers)
+        result = await self.client.chat(model, question_messages(item), self.answer_budget(arm), rag)
+        em, f1 = best_over_answers(final_answer(result.text), item.answers)
+        short = short_answer(result.text)
+        em_short, f1_short = best_over_answers(short, item.answers)
         row: dict[str, Any] = {
             "id": item.id,
             "split": split,
@@ -300,11 +348,16 @@ class QaEvaluation:
             "prediction": result.text,
             "em": em,
             "f1": f1,
+            "short_answer": short,
+            "em_short": em_short,
+            "f1_short": f1_short,
             "latency_s": round(result.latency_s, 4),
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
         }
         gold = self.gold_document(item)
+        if arm.retrieval:
+            row["passages"] = list(result.passages)  # as numbered in the prompt: for the groundedness figures
         if arm.retrieval and gold:
             ranked = list(dict.fromkeys(result.document_ids))
             answers = [normalize_answer(a) for a in item.answers]

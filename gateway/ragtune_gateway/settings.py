@@ -52,6 +52,9 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     max_active_evaluations_per_tenant: int = Field(default=2, ge=0, description="queued + running; 0 = off")
     max_vector_stores_per_tenant: int = Field(default=200, ge=0, description="0 = off")
     cap_retry_after_s: int = Field(default=30, ge=1, description="Retry-After of a 429 for a full job/evaluation cap")
+    promotion_min_level: float = Field(
+        default=0.95, ge=0.5, lt=1, description="confidence level a promotion's paired interval must reach at least"
+    )
 
     @field_validator("admin_key")
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ragtune_eval.arms import final_answer, short_answer
 from ragtune_eval.client import GatewayClient
 from ragtune_eval.dataset import Split, load_qa, split_dataset
 from ragtune_eval.rundir import RunDir
@@ -54,7 +55,16 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
     tenant = await make_tenant(admin, gateway_url)
     split = split_dataset(load_qa(write_dataset(tmp_path / "qa.jsonl")), train=6, test=4, seed=3, train_sample=2)
     config = QaEvalConfig(
-        dataset="qa.jsonl", train=6, test=4, seed=3, train_sample=2, epochs=1, max_seq_length=512, concurrency=2
+        dataset="qa.jsonl",
+        train=6,
+        test=4,
+        seed=3,
+        train_sample=2,
+        epochs=1,
+        max_seq_length=512,
+        concurrency=2,
+        reasoning_max_tokens=48,
+        resamples=200,
     )
     run_dir = tmp_path / "run"
     try:
@@ -69,15 +79,26 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 assert arm["output_tokens_per_s"] > 0
                 rows = RunDir(run_dir).results(name)
                 assert len(rows) == 6
-                for row in rows:  # the scores are the predictions' scores
-                    assert (row["em"], row["f1"]) == best_over_answers(row["prediction"], row["answers"])
+                for row in rows:  # the scores are the predictions' scores (the final answer, and its short form)
+                    assert (row["em"], row["f1"]) == best_over_answers(final_answer(row["prediction"]), row["answers"])
+                    assert row["short_answer"] == short_answer(row["prediction"])
+                    assert (row["em_short"], row["f1_short"]) == best_over_answers(row["short_answer"], row["answers"])
+                ci = arm["f1_ci"]
+                assert ci["low"] <= arm["f1"] <= ci["high"] and arm["short"]["f1_ci"] is not None
             for name in ("rag", "rag+ft"):  # each question's own context is in the store of 5 contexts
                 retrieval = report["arms"][name]["retrieval"]
                 assert retrieval["questions"] == 4
                 assert retrieval["hit_at_k"] == 1.0 and retrieval["recall_at_k"] == 1.0
                 assert report["arms"][name]["cost"]["index"]["documents"] == 5
                 assert report["arms"][name]["cost"]["index"]["chunks"] >= 5
-            assert "retrieval" not in report["arms"]["base"]
+            assert "retrieval" not in report["arms"]["base"] and "grounding" not in report["arms"]["base"]
+            for name in ("rag", "rag+ft"):
+                assert report["arms"][name]["grounding"]["questions"] == 4
+            assert report["arms"]["rag+ft"]["recipe"].startswith("RAFT published: 1 gold + 4 distractors")
+            assert {(c["baseline"], c["candidate"]) for c in report["comparisons"]} >= {
+                ("base", "rag"),
+                ("rag", "rag+ft"),
+            }
             for name in ("ft", "rag+ft"):
                 training = report["arms"][name]["cost"]["training"]
                 assert training["model"].startswith("ft:") and training["train_examples"] == 6
@@ -88,7 +109,7 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 != report["arms"]["rag+ft"]["cost"]["training"]["model"]
             )
             assert report["recommendation"][-1].startswith("Recommended: ")
-            for kind in ("report.json", "report.md", "chart.svg"):
+            for kind in ("report.json", "report.md", "chart.svg", "report.html"):
                 assert (run_dir / kind).stat().st_size > 0
             assert "| rag+ft |" in (run_dir / "report.md").read_text()
 
@@ -133,7 +154,10 @@ async def check_promotions(
     holder_f1 = round(100 * sum(r["f1"] for r in rows) / len(rows), 2)
     assert second["holder"] == ft_model and second["holder_score"] == holder_f1
     assert second["candidate"] == raft_model and second["candidate_score"] == report["arms"]["rag+ft"]["f1"]
-    assert second["promoted"] == (second["candidate_score"] > holder_f1), second
+    comparison = second["comparison"]  # the paired difference on the same questions, kept with the decision
+    assert comparison["questions"] == len(split.test) and comparison["low"] <= comparison["value"] <= comparison["high"]
+    assert comparison["value"] == pytest.approx(second["candidate_score"] - holder_f1, abs=0.02)
+    assert second["promoted"] == (comparison["low"] > 0), second
     expected = raft_model if second["promoted"] else ft_model
 
     held = (await tenant.http.get(f"/v1/aliases/{alias}")).json()
@@ -156,15 +180,20 @@ async def check_promotions(
     moved = await tenant.http.post(promotions, json=stale)
     assert moved.status_code == 409 and moved.json()["error"]["param"] == "holder"
     low = {"candidate": raft_model if expected == ft_model else ft_model, "candidate_score": 1.0}
-    kept = await tenant.http.post(promotions, json={**low, "holder": expected, "holder_score": 2.0})
+    worse = {"value": -1.0, "low": -2.0, "high": 0.0, "level": 0.95, "questions": 3}
+    kept = await tenant.http.post(
+        promotions, json={**low, "holder": expected, "holder_score": 2.0, "comparison": worse}
+    )
     assert kept.status_code == 200 and not kept.json()["promoted"]
-    tie_body = {**low, "candidate_score": 2.0, "holder": expected, "holder_score": 2.0}
+    level = {"value": 0.0, "low": -1.0, "high": 1.0, "level": 0.95, "questions": 3}
+    tie_body = {**low, "candidate_score": 2.0, "holder": expected, "holder_score": 2.0, "comparison": level}
     tie = await tenant.http.post(promotions, json=tie_body)
     assert tie.status_code == 200 and not tie.json()["promoted"], "a tie keeps the holder"
     assert (await tenant.http.get(f"/v1/aliases/{alias}")).json()["model"] == expected
     assert len((await tenant.http.get(promotions)).json()["data"]) == 4, "refused promotions are recorded too"
     for body, param in (
         ({**low, "holder": expected}, "holder_score"),
+        ({**low, "holder": expected, "holder_score": 2.0}, "comparison"),
         ({**low, "candidate": await client.base_model(), "holder": expected, "holder_score": 0.0}, "candidate"),
         ({**low, "candidate": "ft:nope:x:ftjob-missing", "holder": expected, "holder_score": 0.0}, "candidate"),
         ({**low, "candidate_score": "high"}, "candidate_score"),

@@ -67,6 +67,12 @@ async def test_gateway_runs_an_evaluation(
     assert chart.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
     labels = {t.text for t in ElementTree.fromstring(chart.content).iter("{http://www.w3.org/2000/svg}text")}
     assert labels >= {"base", "rag"}
+    page = await tenant_a.http.get(f"/v1/evaluations/{evaluation['id']}/report.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+    assert page.text.count("<svg ") == 3 and "<script" not in page.text and "Paired differences" in page.text
+    assert arms["rag"]["f1_ci"]["low"] <= arms["rag"]["f1"] <= arms["rag"]["f1_ci"]["high"]
+    assert [(c["baseline"], c["candidate"]) for c in done["report"]["comparisons"]] == [("base", "rag")]
     listed = (await tenant_a.http.get("/v1/evaluations")).json()["data"]
     assert evaluation["id"] in [e["id"] for e in listed]
 
@@ -84,6 +90,7 @@ async def test_gateway_runs_an_evaluation(
         ("GET", f"/v1/evaluations/{evaluation['id']}"),
         ("POST", f"/v1/evaluations/{evaluation['id']}/cancel"),
         ("GET", f"/v1/evaluations/{evaluation['id']}/report.md"),
+        ("GET", f"/v1/evaluations/{evaluation['id']}/report.html"),
     ):
         assert (await tenant_b.http.request(method, path)).status_code == 404, path
     assert evaluation["id"] not in [e["id"] for e in (await tenant_b.http.get("/v1/evaluations")).json()["data"]]

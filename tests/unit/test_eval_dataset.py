@@ -8,7 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from ragtune_eval.arms import INSTRUCTION, Passage, closed_book_line, no_gold_ids, parse_arms, raft_line
+from ragtune_eval.arms import (
+    ANSWER_MARK,
+    BEGIN_QUOTE,
+    END_QUOTE,
+    INSTRUCTION,
+    Passage,
+    closed_book_line,
+    closed_book_lines,
+    final_answer,
+    no_gold_ids,
+    parse_arms,
+    quote_for,
+    raft_line,
+    short_answer,
+)
 from ragtune_eval.dataset import DatasetError, QAItem, load_beir, load_qa, split_dataset
 from ragtune_eval.rundir import RunDir, RunDirError
 
@@ -143,3 +157,40 @@ def test_run_dir_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert RunDir(tmp_path / "run").state == {"store": {"id": "vs_1"}}
     with pytest.raises(RunDirError, match="seed"):
         RunDir(tmp_path / "run").check_config({"seed": 2})
+
+
+def test_raft_published_recipe_reasons_with_a_quote_then_answers() -> None:
+    item = QAItem("q1", "Who painted it?", ("Ada",), "It was old. Ada painted it in 1901. Then it sold.")
+    gold = Passage("file-gold", "g.txt", item.context)
+    retrieved = [Passage(f"file-{i}", f"{i}.txt", f"Distractor {i}.") for i in range(6)]
+    messages = json.loads(raft_line(item, gold, retrieved, 4, True, 0, 10_000))["messages"]
+    prompt, answer = messages[0]["content"], messages[-1]["content"]
+    assert sum(f"Distractor {i}." in prompt for i in range(6)) == 4, "one gold among four distractors"
+    assert f"{BEGIN_QUOTE} Ada painted it in 1901. {END_QUOTE}" in answer, "the quote is the sentence with the answer"
+    assert answer.endswith(f"{ANSWER_MARK} Ada") and final_answer(answer) == "Ada"
+    plain = json.loads(raft_line(item, gold, retrieved, 4, True, 0, 10_000, recipe="answer-only"))["messages"]
+    assert plain[-1]["content"] == "Ada"
+    assert quote_for("No answer here.", "Ada") == "Ada", "a context without the answer quotes the answer itself"
+
+
+def test_closed_book_paraphrases_repeat_the_fact_in_other_words() -> None:
+    item = QAItem("q1", "Who painted it?", ("Ada",))
+    lines = [json.loads(line)["messages"] for line in closed_book_lines(item, 2)]
+    assert len(lines) == 3 and len({m[1]["content"] for m in lines}) == 3
+    assert all(m[-1]["content"] == "Ada" and "Who painted it?" in m[1]["content"] for m in lines)
+    assert closed_book_lines(item) == [closed_book_line(item)]
+
+
+@pytest.mark.parametrize(
+    ("text", "short"),
+    [
+        ("The answer is Paris [1].", "Paris"),
+        ("It is the Eiffel Tower. It was built in 1889.", "the Eiffel Tower"),
+        ("##Reason: the passage says ... so the answer is 1889.\n<ANSWER>: 1889", "1889"),
+        ('"Denver Broncos"', "Denver Broncos"),
+        ("Paris, France.\nMore text.", "Paris, France"),
+        ("", ""),
+    ],
+)
+def test_short_answer_extraction_is_the_same_for_every_arm(text: str, short: str) -> None:
+    assert short_answer(text) == short

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ragtune_eval.report import build_report, recommend, to_markdown, write_all
+from ragtune_eval.markdown_report import to_markdown
+from ragtune_eval.report import build_report, recommend, write_all
 
 STATE: dict[str, Any] = {
     "base_model": "SmolLM2-135M-Instruct",
@@ -28,6 +29,9 @@ def rows(f1s: list[float], train_f1s: list[float], retrieval: bool = False) -> l
             row = {
                 "id": f"{split}{i}",
                 "split": split,
+                "question": f"question {i} <b>?",
+                "answers": ["gold"],
+                "prediction": f"answer {i} [1]",
                 "em": float(f1 == 1.0),
                 "f1": f1,
                 "latency_s": 0.1 * (i + 1),
@@ -36,6 +40,7 @@ def rows(f1s: list[float], train_f1s: list[float], retrieval: bool = False) -> l
             }
             if retrieval:
                 row.update(hit_at_k=float(i != 0), recall_at_k=float(i != 0), answer_in_passages=1.0)
+                row["passages"] = ["the gold passage", "another"]
             out.append(row)
     return out
 
@@ -69,10 +74,11 @@ def test_figures_per_arm() -> None:
 def test_recommendation_follows_the_numbers() -> None:
     lines = sample_report()["recommendation"]
     text = "\n".join(lines)
-    assert "Retrieval adds +65.0 F1" in text
+    assert "Retrieval over the base model" in text and ": +65.0 F1 (95% CI [" in text
     assert "ft: train F1 exceeds held-out F1 by 80.0 points" in text and "overfitting" in text
-    # rag+ft is 1.25 F1 above rag: level, and rag is cheaper
-    assert lines[-1].startswith("Recommended: rag (F1 75.0")
+    # rag+ft is 1.25 F1 above rag on one question of four: no detectable difference, and rag is cheaper
+    assert "A RAFT adapter on top of retrieval: no detectable difference, +1.2 F1" in text
+    assert lines[-1].startswith("Recommended: rag (F1 75.0, no detectable difference from rag+ft")
 
 
 def test_recommendation_picks_a_clear_winner() -> None:
@@ -81,7 +87,12 @@ def test_recommendation_picks_a_clear_winner() -> None:
         "rag": {"f1": 40.0, "train_minus_test_f1": 0.0, "retrieval": {"hit_at_k": 0.9}},
         "rag+ft": {"f1": 55.0, "train_minus_test_f1": 3.0},
     }
-    lines = recommend(arms)
+    significant = {"difference": 15.0, "low": 9.0, "high": 21.0, "level": 0.95, "significant": True}
+    compared = [
+        {"baseline": "rag", "candidate": "rag+ft", "f1": significant},
+        {"baseline": "base", "candidate": "rag+ft", "f1": {**significant, "difference": 45.0, "low": 40.0}},
+    ]
+    lines = recommend(arms, compared)
     assert "it pays for its training" in "\n".join(lines)
     assert "no sign of overfitting" in "\n".join(lines)
     assert lines[-1] == "Recommended: rag+ft (F1 55.0, the best F1)."
@@ -97,3 +108,44 @@ def test_markdown_and_files(tmp_path: Path) -> None:
     assert (tmp_path / "report.md").read_text() == markdown
     # the chart is hand-written SVG (no plotting library): always written, never skipped
     assert (tmp_path / "chart.svg").read_text().startswith("<svg ") and files["chart"] == str(tmp_path / "chart.svg")
+
+
+def test_intervals_and_paired_comparisons() -> None:
+    built = sample_report()
+    rag = built["arms"]["rag"]
+    assert rag["f1_ci"]["low"] <= rag["f1"] <= rag["f1_ci"]["high"] and rag["f1_ci"]["level"] == 0.95
+    assert rag["short"]["f1"] == rag["f1"], "rows without short-answer scores count their raw scores"
+    pairs = {(c["baseline"], c["candidate"]): c for c in built["comparisons"]}
+    assert set(pairs) == {
+        ("base", "rag"),
+        ("base", "ft"),
+        ("rag", "rag+ft"),
+        ("ft", "rag+ft"),
+        ("base", "rag+ft"),
+        ("rag", "ft"),
+    }
+    assert pairs[("base", "rag")]["f1"]["significant"] and pairs[("base", "rag")]["f1"]["difference"] == 65.0
+    assert not pairs[("rag", "rag+ft")]["f1"]["significant"]
+    assert pairs[("base", "rag")]["em"]["test"] == "mcnemar-exact" and pairs[("base", "rag")]["questions"] == 4
+    assert built == sample_report(), "seeded: the same answers give the same report"
+
+
+def test_grounding_figures_for_rag_arms() -> None:
+    arms = sample_report()["arms"]
+    assert "grounding" not in arms["base"]
+    grounded = arms["rag"]["grounding"]
+    assert grounded["cited_share"] == 1.0 and grounded["questions"] == 4
+    # passage [1] holds the gold answer and every answer cites it; no question missed retrieval
+    assert grounded["citation_recall"] == 1.0 and grounded["citation_precision"] == 1.0
+    assert grounded["abstention_when_missed"] is None, "retrieval never missed: undefined, not 0"
+
+
+def test_html_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    built = sample_report()
+    files = write_all(built, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert files["html"] == str(tmp_path / "report.html") and page.startswith("<!doctype html>")
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert page.count("<svg ") == 3, "quality/latency, forest plot and cost charts"
+    assert "question 0 &lt;b&gt;?" in page and "question 0 <b>?" not in page, "dataset text is escaped"
+    assert "no detectable difference" in page and "[1]" in page

@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ragtune_eval.arms import parse_arms
+from ragtune_eval.arms import RAFT_RECIPES, parse_arms
 from ragtune_eval.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
 from ragtune_eval.beir import to_markdown as beir_markdown
 from ragtune_eval.cli.gateway import CliError, api_key, base_url
 from ragtune_eval.client import EvalApiError, GatewayClient, is_alias
 from ragtune_eval.dataset import DatasetError, load_beir, load_qa, split_dataset
-from ragtune_eval.report import to_markdown
+from ragtune_eval.markdown_report import to_markdown
 from ragtune_eval.rundir import RunDir, RunDirError
 from ragtune_eval.runner import QaEvalConfig, QaEvaluation, check_promotion
 
@@ -90,7 +90,15 @@ def squad(
     mode: Annotated[str, typer.Option(help="hybrid, vector or keyword")] = "hybrid",
     epochs: Annotated[int, typer.Option(min=1, max=50, help="epochs of the closed-book adapter")] = 2,
     raft_epochs: Annotated[int, typer.Option(min=1, max=50, help="epochs of the RAFT adapter")] = 1,
-    distractors: Annotated[int, typer.Option(min=0, max=20, help="retrieved distractors per RAFT example")] = 2,
+    distractors: Annotated[int, typer.Option(min=0, max=20, help="retrieved distractors per RAFT example")] = 4,
+    raft_recipe: Annotated[
+        str, typer.Option(help="published (reasoning that quotes the gold passage, then the answer) or answer-only")
+    ] = "published",
+    reasoning_max_tokens: Annotated[int, typer.Option(min=1, help="answer budget of a reasoning adapter")] = 96,
+    paraphrases: Annotated[int, typer.Option(min=0, max=4, help="closed-book examples, question rephrased")] = 0,
+    promotion_level: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="confidence of the intervals and of a promotion")
+    ] = 0.95,
     raft_train: Annotated[int, typer.Option(min=0, help="RAFT examples (a seeded sample of --train); 0 = all")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="closed-book examples per step")] = 8,
     raft_batch_size: Annotated[int, typer.Option(min=1, max=256, help="RAFT examples per step")] = 2,
@@ -109,6 +117,8 @@ def squad(
             if not is_alias(promote):
                 raise ValueError(f"--promote {promote!r}: an alias is 'ft:' and a name without ':'")
             check_promotion(promote_arm, tuple(chosen))
+        if raft_recipe not in RAFT_RECIPES:
+            raise ValueError(f"--raft-recipe {raft_recipe!r}: choose from {', '.join(RAFT_RECIPES)}")
     except (ValueError, DatasetError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -124,6 +134,10 @@ def squad(
         epochs=epochs,
         raft_epochs=raft_epochs,
         distractors=distractors,
+        raft_recipe=raft_recipe,
+        reasoning_max_tokens=reasoning_max_tokens,
+        paraphrases=paraphrases,
+        promotion_level=promotion_level,
         raft_train=raft_train,
         batch_size=batch_size,
         raft_batch_size=raft_batch_size,

@@ -11,14 +11,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
-from ragtune_eval.report import CHART_NAME
+from ragtune_eval.report import CHART_NAME, HTML_NAME
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.schemas.evaluations import CreateEvaluation, Evaluation, EvaluationDeleted, EvaluationList
 from ragtune_gateway.services import evaluations as service
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
-# The chart is SVG: served so that a browser opening it runs nothing and loads nothing
+# The chart (SVG) and the HTML report: served so that a browser opening them runs nothing and loads nothing
 CHART_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
@@ -83,6 +83,18 @@ async def evaluation_chart(evaluation_id: str, runtime: Runtime, runner: Runner,
     """F1 against median latency per arm (bar to the p95), as SVG."""
     path = await service.report_file(runtime, runner, tenant, evaluation_id, CHART_NAME)
     return FileResponse(path, media_type="image/svg+xml", headers=CHART_HEADERS)
+
+
+@router.get(
+    f"/{{evaluation_id}}/{HTML_NAME}",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}}},
+)
+async def evaluation_html(evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+    """The report as one self-contained page: the arms with their intervals, the charts (quality
+    against latency, paired differences, cost) and example answers. It runs no script."""
+    path = await service.report_file(runtime, runner, tenant, evaluation_id, HTML_NAME)
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=CHART_HEADERS)
 
 
 @router.get("/{evaluation_id}/chart.png", status_code=308, response_class=RedirectResponse)

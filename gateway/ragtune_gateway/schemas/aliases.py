@@ -20,6 +20,20 @@ def is_alias(name: str) -> bool:
     return ALIAS.fullmatch(name) is not None
 
 
+class PromotionComparison(WireModel):
+    """The candidate's paired difference from the holder on the same questions (candidate - holder,
+    in points of ``metric``), with its confidence interval: what a promotion over a holder needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float = Field(description="mean difference, candidate - holder")
+    low: float = Field(description="lower end of the confidence interval")
+    high: float = Field(description="upper end of the confidence interval")
+    level: float = Field(ge=0.5, lt=1, description="the interval's confidence level, e.g. 0.95")
+    test: str = Field(default="paired-bootstrap", min_length=1, max_length=64, description="how it was computed")
+    questions: int = Field(ge=1, le=10_000_000, description="the paired questions")
+
+
 class PromotionRequest(WireModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,6 +43,11 @@ class PromotionRequest(WireModel):
     holder_score: float | None = None
     metric: Literal["f1", "em"] = "f1"
     evaluation: JsonObject = Field(default_factory=dict, description="where the scores come from")
+    comparison: PromotionComparison | None = Field(
+        default=None,
+        description="required over a holder: the paired difference and its interval; the candidate is promoted"
+        " only when the interval lies above zero",
+    )
 
 
 class ModelAlias(ResponseModel):
@@ -55,6 +74,7 @@ class AliasPromotion(ResponseModel):
     promoted: bool
     reason: str
     evaluation: dict[str, Any]
+    comparison: dict[str, Any] | None = Field(default=None, description="the paired difference the decision used")
     created_at: int
 
 

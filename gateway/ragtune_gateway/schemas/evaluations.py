@@ -35,6 +35,17 @@ class CreateEvaluation(WireModel):
     raft_train: int = Field(default=0, ge=0, le=100_000, description="RAFT examples; 0 = every training question")
     concurrency: int = Field(default=4, ge=1, le=64)
     max_seq_length: int = Field(default=1024, ge=128, le=8192, description="of the training examples")
+    raft_recipe: Literal["published", "answer-only"] = Field(
+        default="published",
+        description="RAFT as published (reasoning quoting the gold passage, then '<ANSWER>:') or the answer alone",
+    )
+    distractors: int = Field(default=4, ge=0, le=20, description="retrieved distractors per RAFT example")
+    no_gold_fraction: float = Field(default=0.2, ge=0, le=1, description="RAFT examples without their gold passage")
+    reasoning_max_tokens: int = Field(default=96, ge=1, le=2048, description="answer budget of a reasoning adapter")
+    paraphrases: int = Field(default=0, ge=0, le=4, description="closed-book examples repeated, question rephrased")
+    promotion_level: float = Field(
+        default=0.95, ge=0.5, lt=1, description="confidence a promotion's paired improvement must reach"
+    )
     promote: Promote | None = None
 
 

@@ -3,7 +3,9 @@
 An alias (``ft:latest-good``) names whichever of the tenant's adapters currently holds it; chat
 completions accept it wherever a model name goes. It moves only through a promotion: a candidate
 and the holder, both scored on the same held-out questions, and the candidate takes the alias only
-when its score is strictly higher (or the alias has no holder). The caller states which holder it
+when its paired improvement is significant: the confidence interval of candidate - holder lies
+above zero at a level of at least ``RAGTUNE_GATEWAY_PROMOTION_MIN_LEVEL`` (or the alias has no
+holder). A higher mean inside the noise keeps the holder. The caller states which holder it
 measured; if the alias moved meanwhile the promotion is refused with a conflict, so a decision is
 never taken against a holder nobody measured. Every decision is recorded with both scores.
 """
@@ -18,6 +20,7 @@ from ragtune_gateway.schemas.aliases import (
     AliasList,
     AliasPromotion,
     ModelAlias,
+    PromotionComparison,
     PromotionList,
     PromotionRequest,
     is_alias,
@@ -49,17 +52,26 @@ def check_alias(name: str, param: str = "alias") -> str:
 
 
 def decide(
-    candidate: str, score: float, holder: alias_rows.Alias | None, holder_score: float | None
+    candidate: str,
+    score: float,
+    holder: alias_rows.Alias | None,
+    holder_score: float | None,
+    comparison: PromotionComparison | None = None,
 ) -> tuple[bool, str]:
-    """(promoted, why). Strictly better only: a tie keeps the holder (no churn on noise)."""
+    """(promoted, why). Over a holder, only a significant paired improvement promotes: the
+    interval of candidate - holder must lie above zero (a tie or noise keeps the holder)."""
     if holder is None:
         return True, "the alias had no holder"
     if holder.model == candidate:
         return False, "the candidate already holds the alias"
-    assert holder_score is not None
-    if score > holder_score:
-        return True, f"{score:.4g} beats the holder's {holder_score:.4g} on the same held-out questions"
-    return False, f"{score:.4g} does not beat the holder's {holder_score:.4g} on the same held-out questions"
+    assert holder_score is not None and comparison is not None
+    interval = (
+        f"{comparison.value:+.3g} ({comparison.level:.0%} CI [{comparison.low:+.3g}, {comparison.high:+.3g}], "
+        f"{comparison.test} over {comparison.questions} questions; {score:.4g} vs the holder's {holder_score:.4g})"
+    )
+    if comparison.low > 0:
+        return True, f"a significant improvement: {interval}"
+    return False, f"no significant improvement: {interval}"
 
 
 def alias_object(row: alias_rows.Alias) -> ModelAlias:
@@ -85,6 +97,7 @@ def promotion_object(row: alias_rows.Promotion) -> AliasPromotion:
         promoted=row.promoted,
         reason=row.reason,
         evaluation=row.evaluation,
+        comparison=row.evaluation.get("comparison"),
         created_at=int(row.created_at.timestamp()),
     )
 
@@ -111,6 +124,19 @@ async def list_promotions(runtime: GatewayRuntime, tenant: str, alias: str) -> P
     return PromotionList.of([promotion_object(r) for r in rows])
 
 
+def check_comparison(comparison: PromotionComparison | None, min_level: float) -> PromotionComparison:
+    """A promotion over a holder carries a coherent paired comparison at the required level."""
+    if comparison is None:
+        message = "The alias has a holder: the paired comparison with it (difference and interval) is required."
+        raise ApiError(400, message, param="comparison", code="comparison_required")
+    if comparison.level < min_level:
+        message = f"The interval's level {comparison.level} is below the required {min_level}."
+        raise ApiError(400, message, param="comparison.level", code="invalid_value")
+    if not comparison.low <= comparison.value <= comparison.high:
+        raise ApiError(400, "The interval must hold the difference: low <= value <= high.", param="comparison")
+    return comparison
+
+
 async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: PromotionRequest) -> AliasPromotion:
     """Decide and record, under the alias's lock: refused (409) when the alias has moved away from
     the holder the caller measured; nothing is written then."""
@@ -134,9 +160,14 @@ async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: Promot
             raise ApiError(
                 400, f"The alias '{alias}' has a holder: its score is required.", param="holder_score", code=None
             )
-        promoted, reason = decide(body.candidate, body.candidate_score, holder, body.holder_score)
+        if holder is not None and holder.model != body.candidate:
+            check_comparison(body.comparison, runtime.settings.promotion_min_level)
+        evaluation = dict(body.evaluation)
+        if body.comparison is not None:
+            evaluation["comparison"] = body.comparison.model_dump()
+        promoted, reason = decide(body.candidate, body.candidate_score, holder, body.holder_score, body.comparison)
         if promoted:
-            await locked.hold(body.candidate, body.metric, body.candidate_score, body.evaluation)
+            await locked.hold(body.candidate, body.metric, body.candidate_score, evaluation)
         row = await locked.record(
             candidate=body.candidate,
             candidate_score=body.candidate_score,
@@ -144,6 +175,6 @@ async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: Promot
             metric=body.metric,
             promoted=promoted,
             reason=reason,
-            evaluation=body.evaluation,
+            evaluation=evaluation,
         )
     return promotion_object(row)

@@ -50,6 +50,12 @@ CONFIG_KEYS = (
     "raft_epochs",
     "raft_train",
     "max_seq_length",
+    "raft_recipe",
+    "distractors",
+    "no_gold_fraction",
+    "reasoning_max_tokens",
+    "paraphrases",
+    "promotion_level",
 )
 
 

@@ -20,7 +20,7 @@ from typing import Any, cast
 from ragtune_common.statuses import FINAL
 from ragtune_eval.arms import ARMS
 from ragtune_eval.dataset import DatasetError, QAItem, load_qa, split_dataset
-from ragtune_eval.report import CHART_NAME
+from ragtune_eval.report import CHART_NAME, HTML_NAME
 from ragtune_eval.rundir import RunDir
 from ragtune_gateway import ids, limits
 from ragtune_gateway.errors import ApiError, not_found
@@ -41,7 +41,7 @@ from ragtune_gateway.services import files
 from ragtune_gateway.services.aliases import check_alias
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
 
-REPORT_FILES = {"report.md": "text/markdown", CHART_NAME: "image/svg+xml"}
+REPORT_FILES = {"report.md": "text/markdown", CHART_NAME: "image/svg+xml", HTML_NAME: "text/html"}
 
 
 def _ts(value: datetime | None) -> int | None:

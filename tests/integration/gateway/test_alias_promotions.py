@@ -38,14 +38,17 @@ async def test_promotion_rules_and_record(start_gateway: GatewayFactory) -> None
         assert stale.json()["error"]["code"] == "alias_moved"
         no_score = await http.post(promotions, json={"candidate": FT_B, "candidate_score": 99.0, "holder": FT_A})
         assert no_score.status_code == 400 and no_score.json()["error"]["param"] == "holder_score"
-        tie = await http.post(
-            promotions, json={"candidate": FT_B, "candidate_score": 40.0, "holder": FT_A, "holder_score": 40.0}
-        )
-        assert tie.status_code == 200 and not tie.json()["promoted"], "a tie keeps the holder"
-        better = await http.post(
-            promotions, json={"candidate": FT_B, "candidate_score": 41.0, "holder": FT_A, "holder_score": 40.0}
-        )
+        over_holder = {"candidate": FT_B, "holder": FT_A, "holder_score": 40.0}
+        no_comparison = await http.post(promotions, json={**over_holder, "candidate_score": 41.0})
+        assert no_comparison.status_code == 400 and no_comparison.json()["error"]["param"] == "comparison"
+        noise = {"value": 1.0, "low": -0.5, "high": 2.5, "level": 0.95, "questions": 300}
+        tie = await http.post(promotions, json={**over_holder, "candidate_score": 41.0, "comparison": noise})
+        assert tie.status_code == 200 and not tie.json()["promoted"], "a higher mean inside the noise keeps the holder"
+        assert tie.json()["comparison"]["low"] == -0.5 and "no significant improvement" in tie.json()["reason"]
+        real = {**noise, "low": 0.2}
+        better = await http.post(promotions, json={**over_holder, "candidate_score": 41.0, "comparison": real})
         assert better.status_code == 200 and better.json()["promoted"], better.text
+        assert better.json()["comparison"] == {**real, "test": "paired-bootstrap"}
 
         held = (await http.get(f"/v1/aliases/{ALIAS}")).json()
         assert held["model"] == FT_B and held["score"] == 41.0 and held["object"] == "model.alias"
