@@ -47,6 +47,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eval-raft-epochs", type=int, default=1, help="epochs of the RAFT adapter")
     group.add_argument("--eval-raft-train", type=int, default=100, help="RAFT examples (0 = every train question)")
     group.add_argument("--eval-max-tokens", type=int, default=16, help="answer length cap (answers are short)")
+    group.add_argument("--eval-raft-recipe", choices=("published", "answer-only"), default="published")
+    group.add_argument("--eval-reasoning-max-tokens", type=int, default=96, help="answer cap of the reasoning adapter")
+    group.add_argument("--eval-paraphrases", type=int, default=0, help="closed-book examples, question rephrased")
     group.add_argument("--eval-train-sample", type=int, default=40, help="training questions also asked")
     group.add_argument("--eval-concurrency", type=int, default=8)
     group.add_argument("--eval-run-dir", type=Path, default=None, help="default: <state-dir>/eval-squad-<sizes>")
@@ -107,6 +110,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         raft_epochs=args.eval_raft_epochs,
         raft_train=args.eval_raft_train,
         max_tokens=args.eval_max_tokens,
+        raft_recipe=args.eval_raft_recipe,
+        reasoning_max_tokens=args.eval_reasoning_max_tokens,
+        paraphrases=args.eval_paraphrases,
         train_sample=args.eval_train_sample,
         concurrency=args.eval_concurrency,
     )
