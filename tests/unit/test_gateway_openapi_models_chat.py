@@ -21,7 +21,7 @@ from ragtune_gateway.repositories.aliases import Alias
 from ragtune_gateway.schemas import chat, models
 from ragtune_gateway.services import chat as chat_service
 from ragtune_gateway.services import models as model_service
-from tests.fixtures.openapi import gateway_openapi, resolve
+from tests.fixtures.openapi import gateway_openapi, operations, resolve
 
 # (ours, the openai client's)
 MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
@@ -53,19 +53,10 @@ def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> set[str]:
     return set(schema.get("properties", {}))
 
 
-def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (path, method, operation)
-        for path, item in spec["paths"].items()
-        if path.startswith(PREFIXES)
-        for method, operation in item.items()
-    ]
-
-
 def test_every_model_alias_and_chat_route_documents_its_response(spec: dict[str, Any]) -> None:
-    operations = _operations(spec)
-    assert len(operations) == 8, [(p, m) for p, m, _ in operations]
-    for path, method, operation in operations:
+    routes = operations(spec, PREFIXES)
+    assert len(routes) == 8, [(p, m) for p, m, _ in routes]
+    for path, method, operation in routes:
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert _properties(spec, schema) >= {"object"}, f"{method.upper()} {path} documents no response body"
 
