@@ -128,6 +128,11 @@ async def test_fine_tuning_job_end_to_end(tenant_a: Tenant, tenant_b: Tenant, ba
 
 async def test_cancel_a_job(tenant_a: Tenant) -> None:
     training = await tenant_a.client.files.create(file=("c.jsonl", TRAINING.encode()), purpose="fine-tune")
+    # the trainer's field violation (a google.rpc.BadRequest detail) names the request's parameter
+    body = {"training_file": training.id, "hyperparameters": {"n_epochs": 51}}
+    too_many = await tenant_a.http.post("/v1/fine_tuning/jobs", json=body)
+    assert too_many.status_code == 400, too_many.text
+    assert too_many.json()["error"]["param"] == "hyperparameters.n_epochs"
     job = await tenant_a.client.fine_tuning.jobs.create(
         model="", training_file=training.id, hyperparameters={"n_epochs": 50}, extra_body={"max_seq_length": 64}
     )
