@@ -10,7 +10,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from ragtune_gateway.schemas.common import INT32_MAX, Id, Key, NonNegInt32, ResponseModel, Text, UInt32, WireModel
+from ragtune_gateway.schemas.common import (
+    INT32_MAX,
+    Id,
+    Key,
+    NonNegInt32,
+    Omitted,
+    ResponseModel,
+    Text,
+    UInt32,
+    WireModel,
+)
 
 # The trainer's field paths that the request names otherwise (every other field keeps its name).
 JOB_FIELDS = {"page.page_token": "after"}
@@ -82,8 +92,8 @@ class SupervisedMethod(ResponseModel):
 
 class JobMethod(ResponseModel):
     type: Literal["supervised", "dpo", "reinforcement"]
-    dpo: dict[str, Any] | None = None  # never set: ragtune trains supervised LoRA only
-    reinforcement: dict[str, Any] | None = None  # never set
+    dpo: Omitted[dict[str, Any]] = None  # never sent: ragtune trains supervised LoRA only
+    reinforcement: Omitted[dict[str, Any]] = None  # never sent
     supervised: SupervisedMethod | None = None
 
 
@@ -155,13 +165,15 @@ class FineTuningJobEvent(ResponseModel):
 
 
 class CheckpointMetrics(ResponseModel):
-    full_valid_loss: float | None = None
-    full_valid_mean_token_accuracy: float | None = None
+    """The step the checkpoint was saved at; the client's other metrics are not measured (not sent)."""
+
+    full_valid_loss: Omitted[float] = None
+    full_valid_mean_token_accuracy: Omitted[float] = None
     step: int | float | None = None  # an int stays one on the wire
-    train_loss: float | None = None
-    train_mean_token_accuracy: float | None = None
-    valid_loss: float | None = None
-    valid_mean_token_accuracy: float | None = None
+    train_loss: Omitted[float] = None
+    train_mean_token_accuracy: Omitted[float] = None
+    valid_loss: Omitted[float] = None
+    valid_mean_token_accuracy: Omitted[float] = None
 
 
 class FineTuningJobCheckpoint(ResponseModel):
