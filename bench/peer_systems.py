@@ -67,8 +67,11 @@ def chunk_budget(max_tokens: int, tokenizer: Any) -> int:
 class Ragtune:
     name = "ragtune"
 
-    def __init__(self, ctx: Context) -> None:
-        self._retriever = Retriever(ctx, "peers", env={"RAGTUNE_RETRIEVER_EMBEDDING_DEVICE": "cpu"})
+    def __init__(self, ctx: Context, backend: str | None = None) -> None:
+        env = {"RAGTUNE_RETRIEVER_EMBEDDING_DEVICE": "cpu"}
+        if backend:  # else the service's own default (auto: the ONNX int8 export on a CPU)
+            env["RAGTUNE_RETRIEVER_EMBEDDING_BACKEND"] = backend
+        self._retriever = Retriever(ctx, "peers", env=env)
         self._stub = self._retriever.__enter__()
         self.collection = f"bench-peers-{uuid.uuid4().hex[:8]}"
         created = self._stub.CreateCollection(pb.CreateCollectionRequest(name=self.collection), timeout=600)

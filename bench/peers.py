@@ -66,6 +66,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         "--peers-limit-docs", "--limit-docs", type=int, default=0, help="first N SciFact documents (0: all)"
     )
     group.add_argument("--peers-concurrency", type=int, default=4, help="search requests in flight")
+    group.add_argument(
+        "--peers-ragtune-backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        help="ragtune's embedding backend (default: the service's own, auto); torch matches the peers' PyTorch",
+    )
 
 
 def corpus_subset(
@@ -210,7 +215,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
 
     systems: list[System] = []
     try:
-        ragtune = Ragtune(ctx)
+        ragtune = Ragtune(ctx, args.peers_ragtune_backend)
         systems.append(ragtune)
         max_tokens, overlap = ragtune.chunking.max_tokens, ragtune.chunking.overlap_tokens
         common = (ctx.database_url, model_path, tokenizer, max_tokens, overlap, ef_search, candidates)
