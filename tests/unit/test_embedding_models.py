@@ -48,6 +48,14 @@ def test_anything_else_is_refused_naming_the_field(name: str) -> None:
     assert "RAGTUNE_RETRIEVER_EMBEDDING_MODELS" in info.value.message
 
 
+@pytest.mark.parametrize("name", ["a" * 254 + "@x", "a" * 300 + "@onnx", "/srv/" + "b" * 300 + "@torch"])
+def test_a_name_too_long_for_a_path_is_refused_not_crashed(name: str) -> None:
+    """An over-long file name (ENAMETOOLONG from the directory check) is an unknown model, not a fault."""
+    with pytest.raises(InvalidArgument) as info:
+        EmbedderRegistry("cpu", 1, 0, ["all-MiniLM-L6-v2"]).resolve(name, field="model")
+    assert info.value.field == "model"
+
+
 # -- backends: model@torch | @onnx | @onnx-int8 ------------------------------------------------------
 
 

