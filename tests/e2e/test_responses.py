@@ -136,7 +136,8 @@ async def test_stream_sends_the_responses_event_sequence(
     assert final.response.status == "completed" and final.response.output_text == done.text
     call, text = parts(final.response)
     assert call.results and call.results[0].file_id == file_id
-    assert text.annotations == annotations and all(a.file_id == file_id for a in text.annotations)  # type: ignore[union-attr]
+    assert [a.model_dump() for a in text.annotations] == [a.model_dump() for a in annotations if a]
+    assert all(a.file_id == file_id for a in text.annotations)  # type: ignore[union-attr]
     created = events[0]
     assert created.type == "response.created" and created.response.id == final.response.id
     assert (await tenant_a.client.responses.retrieve(final.response.id)).output_text == done.text

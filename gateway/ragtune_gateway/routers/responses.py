@@ -17,7 +17,10 @@ from ragtune_gateway.services import responses as service
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-Include = Annotated[list[Literal["file_search_call.results"]], Query(max_length=8)]
+Includable = Literal["file_search_call.results"]
+Include = Annotated[list[Includable], Query(max_length=8)]
+# the official client sends lists as ``include[]=...``
+IncludeBrackets = Annotated[list[Includable], Query(alias="include[]", max_length=8)]
 
 
 @router.post(
@@ -35,8 +38,14 @@ async def create_response(
 
 
 @router.get("/{response_id}", response_model=Response)
-async def get_response(response_id: PathId, runtime: Runtime, tenant: TenantId, include: Include = []) -> Response:  # noqa: B006
-    return await service.get(runtime, tenant, response_id, list(include))
+async def get_response(
+    response_id: PathId,
+    runtime: Runtime,
+    tenant: TenantId,
+    include: Include = [],  # noqa: B006
+    include_: IncludeBrackets = [],  # noqa: B006
+) -> Response:
+    return await service.get(runtime, tenant, response_id, [*include, *include_])
 
 
 @router.delete("/{response_id}", response_model=ResponseDeleted)
@@ -53,5 +62,6 @@ async def list_input_items(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Literal["asc", "desc"] = "desc",
     include: Include = [],  # noqa: B006
+    include_: IncludeBrackets = [],  # noqa: B006
 ) -> InputItemsPage:
-    return await service.list_input_items(runtime, tenant, response_id, after, limit, order, list(include))
+    return await service.list_input_items(runtime, tenant, response_id, after, limit, order, [*include, *include_])
