@@ -275,7 +275,16 @@ async def test_json_nesting_and_breadth_are_bounded(gateway: Gateway) -> None:
 
 
 async def test_nul_in_url_path_and_query_is_400(gateway: Gateway) -> None:
-    for path in ("/v1/files/file-%00", "/v1/evaluations/eval_%00", "/v1/fine_tuning/jobs/ftjob-%00"):
+    for path in (
+        "/v1/files/file-%00",
+        "/v1/files/file-%00/content",
+        "/v1/evaluations/eval_%00",
+        "/v1/evaluations/eval_%00/report.html",
+        "/v1/fine_tuning/jobs/ftjob-%00",
+        "/v1/aliases/ft:x%00",
+        "/v1/aliases/ft:x%00/promotions",
+        "/v1/models/m%00",
+    ):
         error_of(await gateway.http.get(path), 400)
     for path in ("/v1/files?after=%00", "/v1/evaluations?after=x%00"):
         assert error_of(await gateway.http.get(path), 400)["param"] == "after"

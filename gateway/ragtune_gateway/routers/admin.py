@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 
 from ragtune_gateway.auth import Runtime, require_admin
 from ragtune_gateway.schemas.admin import ApiKeyObject, CreatedApiKey, CreateTenant, RevokedApiKey, TenantObject
-from ragtune_gateway.schemas.common import ListPage
+from ragtune_gateway.schemas.common import ListPage, PathId
 from ragtune_gateway.services import admin as service
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -24,18 +24,18 @@ async def list_tenants(runtime: Runtime) -> ListPage[TenantObject]:
 
 
 @router.post("/tenants/{tenant_id}/keys", response_model=CreatedApiKey)
-async def create_key(tenant_id: str, runtime: Runtime) -> CreatedApiKey:
+async def create_key(tenant_id: PathId, runtime: Runtime) -> CreatedApiKey:
     """The key is in this answer only: it is stored hashed."""
     return await service.create_key(runtime, tenant_id)
 
 
 @router.get("/tenants/{tenant_id}/keys", response_model=ListPage[ApiKeyObject])
-async def list_keys(tenant_id: str, runtime: Runtime) -> ListPage[ApiKeyObject]:
+async def list_keys(tenant_id: PathId, runtime: Runtime) -> ListPage[ApiKeyObject]:
     """The tenant's keys, revoked ones too, oldest first."""
     return await service.list_keys(runtime, tenant_id)
 
 
 @router.delete("/tenants/{tenant_id}/keys/{key_id}", response_model=RevokedApiKey)
-async def revoke_key(tenant_id: str, key_id: str, runtime: Runtime) -> RevokedApiKey:
+async def revoke_key(tenant_id: PathId, key_id: PathId, runtime: Runtime) -> RevokedApiKey:
     """Revokes the key on every gateway process at once; revoking it again answers the same."""
     return await service.revoke_key(runtime, tenant_id, key_id)

@@ -17,6 +17,7 @@ from ragtune_gateway.schemas.aliases import (
     PromotionList,
     PromotionRequest,
 )
+from ragtune_gateway.schemas.common import PathId
 from ragtune_gateway.services import aliases
 
 router = APIRouter(prefix="/v1/aliases", tags=["models"])
@@ -28,20 +29,20 @@ async def list_aliases(runtime: Runtime, tenant: TenantId) -> AliasList:
 
 
 @router.get("/{alias}", response_model=ModelAlias)
-async def get_alias(alias: str, runtime: Runtime, tenant: TenantId) -> ModelAlias:
+async def get_alias(alias: PathId, runtime: Runtime, tenant: TenantId) -> ModelAlias:
     return await aliases.get_alias(runtime, tenant, alias)
 
 
 @router.delete("/{alias}", response_model=AliasDeleted)
-async def delete_alias(alias: str, runtime: Runtime, tenant: TenantId) -> AliasDeleted:
+async def delete_alias(alias: PathId, runtime: Runtime, tenant: TenantId) -> AliasDeleted:
     return await aliases.delete_alias(runtime, tenant, alias)
 
 
 @router.get("/{alias}/promotions", response_model=PromotionList)
-async def list_promotions(alias: str, runtime: Runtime, tenant: TenantId) -> PromotionList:
+async def list_promotions(alias: PathId, runtime: Runtime, tenant: TenantId) -> PromotionList:
     return await aliases.list_promotions(runtime, tenant, alias)
 
 
 @router.post("/{alias}/promotions", response_model=AliasPromotion)
-async def create_promotion(alias: str, body: PromotionRequest, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
+async def create_promotion(alias: PathId, body: PromotionRequest, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
     return await aliases.promote(runtime, tenant, alias, body)

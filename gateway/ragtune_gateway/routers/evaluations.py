@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from ragtune_eval.report import CHART_NAME, HTML_NAME
 from ragtune_gateway.auth import Runtime, TenantId
+from ragtune_gateway.schemas.common import PathId
 from ragtune_gateway.schemas.evaluations import CreateEvaluation, Evaluation, EvaluationDeleted, EvaluationList
 from ragtune_gateway.services import evaluations as service
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
@@ -46,18 +47,18 @@ async def list_evaluations(
 
 
 @router.get("/{evaluation_id}", response_model=Evaluation)
-async def get_evaluation(evaluation_id: str, runtime: Runtime, tenant: TenantId) -> Evaluation:
+async def get_evaluation(evaluation_id: PathId, runtime: Runtime, tenant: TenantId) -> Evaluation:
     return await service.get(runtime, tenant, evaluation_id)
 
 
 @router.post("/{evaluation_id}/cancel", response_model=Evaluation)
-async def cancel_evaluation(evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId) -> Evaluation:
+async def cancel_evaluation(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> Evaluation:
     return await service.cancel(runtime, runner, tenant, evaluation_id)
 
 
 @router.delete("/{evaluation_id}", response_model=EvaluationDeleted)
 async def delete_evaluation(
-    evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId
+    evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId
 ) -> EvaluationDeleted:
     """Deletes a finished evaluation with its run directory and the vector store and files it made
     (its adapters stay); 409 while it is queued or running: cancel it first."""
@@ -69,7 +70,9 @@ async def delete_evaluation(
     response_class=FileResponse,
     responses={200: {"content": {"text/markdown": {}}}},
 )
-async def evaluation_markdown(evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+async def evaluation_markdown(
+    evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId
+) -> FileResponse:
     path = await service.report_file(runtime, runner, tenant, evaluation_id, "report.md")
     return FileResponse(path, media_type="text/markdown", headers={"X-Content-Type-Options": "nosniff"})
 
@@ -79,7 +82,7 @@ async def evaluation_markdown(evaluation_id: str, runtime: Runtime, runner: Runn
     response_class=FileResponse,
     responses={200: {"content": {"image/svg+xml": {}}}},
 )
-async def evaluation_chart(evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+async def evaluation_chart(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
     """F1 against median latency per arm (bar to the p95), as SVG."""
     path = await service.report_file(runtime, runner, tenant, evaluation_id, CHART_NAME)
     return FileResponse(path, media_type="image/svg+xml", headers=CHART_HEADERS)
@@ -90,7 +93,7 @@ async def evaluation_chart(evaluation_id: str, runtime: Runtime, runner: Runner,
     response_class=FileResponse,
     responses={200: {"content": {"text/html": {}}}},
 )
-async def evaluation_html(evaluation_id: str, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+async def evaluation_html(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
     """The report as one self-contained page: the arms with their intervals, the charts (quality
     against latency, paired differences, cost) and example answers. It runs no script."""
     path = await service.report_file(runtime, runner, tenant, evaluation_id, HTML_NAME)
@@ -98,6 +101,6 @@ async def evaluation_html(evaluation_id: str, runtime: Runtime, runner: Runner, 
 
 
 @router.get("/{evaluation_id}/chart.png", status_code=308, response_class=RedirectResponse)
-async def evaluation_chart_png(evaluation_id: str, tenant: TenantId) -> RedirectResponse:
+async def evaluation_chart_png(evaluation_id: PathId, tenant: TenantId) -> RedirectResponse:
     """Where the chart was before it became SVG: a permanent redirect to ``chart.svg``."""
     return RedirectResponse(f"/v1/evaluations/{quote(evaluation_id, safe='')}/{CHART_NAME}", status_code=308)

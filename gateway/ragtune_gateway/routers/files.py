@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ragtune_gateway.auth import Runtime, TenantId
-from ragtune_gateway.schemas.common import ListPage
+from ragtune_gateway.schemas.common import ListPage, PathId
 from ragtune_gateway.schemas.files import FileDeleted, FileObject, Purpose
 from ragtune_gateway.services import files as service
 
@@ -47,17 +47,17 @@ async def list_files(
 
 
 @router.get("/{file_id}", response_model=FileObject)
-async def get_file(file_id: str, runtime: Runtime, tenant: TenantId) -> FileObject:
+async def get_file(file_id: PathId, runtime: Runtime, tenant: TenantId) -> FileObject:
     return await service.get_file(runtime, tenant, file_id)
 
 
 @router.get("/{file_id}/content", response_class=Response, responses=DOWNLOAD)
-async def get_file_content(file_id: str, runtime: Runtime, tenant: TenantId) -> Response:
+async def get_file_content(file_id: PathId, runtime: Runtime, tenant: TenantId) -> Response:
     download = await service.file_content(runtime, tenant, file_id)
     return Response(download.content, media_type=download.media_type, headers=download.headers)
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)
-async def delete_file(file_id: str, runtime: Runtime, tenant: TenantId) -> FileDeleted:
+async def delete_file(file_id: PathId, runtime: Runtime, tenant: TenantId) -> FileDeleted:
     """Deletes the file; documents already added to vector stores stay there (as with OpenAI)."""
     return await service.delete_file(runtime, tenant, file_id)

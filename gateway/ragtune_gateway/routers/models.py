@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ragtune_gateway.auth import Runtime, TenantId
+from ragtune_gateway.schemas.common import PathId
 from ragtune_gateway.schemas.models import AliasModel, Model, ModelList
 from ragtune_gateway.services import models
 
@@ -17,5 +18,5 @@ async def list_models(runtime: Runtime, tenant: TenantId) -> ModelList:
 
 
 @router.get("/{model:path}", response_model=Model | AliasModel)
-async def get_model(model: str, runtime: Runtime, tenant: TenantId) -> Model | AliasModel:
+async def get_model(model: PathId, runtime: Runtime, tenant: TenantId) -> Model | AliasModel:
     return await models.get_model(runtime, tenant, model)
