@@ -27,6 +27,8 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scale-sigma", type=float, default=0.025, help="gaussian noise per dimension")
     group.add_argument("--scale-words", type=int, default=48, help="pseudo-words per chunk")
     group.add_argument("--scale-maintenance-work-mem", default="3GB", help="for the HNSW builds")
+    group.add_argument(
+        "--scale-budgets", default="1000,2000,5000", help="keyword budgets measured beside the configured one"
+    )
     group.add_argument("--scale-keep", action="store_true", help="keep the collection at the end")
 
 
@@ -165,6 +170,10 @@ def _uses_index(conn: psycopg.Connection, row: CollectionRow, plan: SearchPlan, 
     return f'"Index Name": "{index}"' in json.dumps(found[0])
 
 
+def _keyword_plan(base: SearchPlan, mode: str, vector: np.ndarray, text: str) -> SearchPlan:
+    return dataclasses.replace(base, mode=mode, query_vector=vector, keyword_query=text)
+
+
 def _latency(ms: list[float]) -> dict[str, Any]:
     return {"p50": round(percentile(ms, 50), 2), "p95": round(percentile(ms, 95), 2), "n": len(ms)}
 
@@ -177,6 +186,7 @@ def _measure(
     texts: list[str],
     warmup: int,
     unbounded: bool,
+    budgets: list[int],
 ) -> dict[str, Any]:
     """VECTOR (both index types) / KEYWORD / HYBRID latency, recall@10 of both index types; with
     ``unbounded`` also KEYWORD scoring every matching chunk, and its top-10 overlap with the bounded."""
@@ -195,17 +205,21 @@ def _measure(
     )
     exact_sql = sql.SQL(_EXACT).format(cid=row.id, dim=row.dimension, k=TOP_K)
     rows = {"vector": row, "halfvec": dataclasses.replace(row, vector_type="halfvec")}
-    plans = {
+    plans: dict[str, Callable[[np.ndarray, str], SearchPlan]] = {
         "vector": lambda v, t: dataclasses.replace(base, query_vector=v),
         "halfvec": lambda v, t: dataclasses.replace(base, query_vector=v),
         "keyword": lambda v, t: dataclasses.replace(base, mode="keyword", keyword_query=t),
         "hybrid": lambda v, t: dataclasses.replace(base, mode="hybrid", query_vector=v, keyword_query=t),
     }
+    for budget in budgets:
+        with_budget = dataclasses.replace(base, keyword_budget=budget)
+        plans[f"keyword_budget{budget}"] = partial(_keyword_plan, with_budget, "keyword")
+        plans[f"hybrid_budget{budget}"] = partial(_keyword_plan, with_budget, "hybrid")
     if unbounded:
         plans["keyword_unbounded"] = lambda v, t: dataclasses.replace(
             base, mode="keyword", keyword_query=t, keyword_budget=UNBOUNDED
         )
-    overlaps: list[float] = []
+    overlaps: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {mode: [] for mode in plans}
     recalls: dict[str, list[float]] = {"vector": [], "halfvec": []}
     tie_aware: dict[str, list[float]] = {"vector": [], "halfvec": []}
@@ -233,7 +247,9 @@ def _measure(
             _, by_index = _timed(conn, rows[vector_type], plans[vector_type](vector, text), force_index=True)
             index_recalls[vector_type].append(len(exact & set(by_index)) / TOP_K)
         if unbounded and hits["keyword_unbounded"]:
-            overlaps.append(len(set(hits["keyword"]) & set(hits["keyword_unbounded"])) / len(hits["keyword_unbounded"]))
+            truth_kw = set(hits["keyword_unbounded"])
+            for mode in ("keyword", *(f"keyword_budget{b}" for b in budgets)):
+                overlaps.setdefault(mode, []).append(len(set(hits[mode]) & truth_kw) / len(truth_kw))
     out: dict[str, Any] = {mode: _latency(ms) for mode, ms in times.items()}
     for vector_type, values in recalls.items():
         out[vector_type]["recall_at_10"] = round(sum(values) / len(values), 4)
@@ -242,8 +258,8 @@ def _measure(
     for vector_type, index in (("vector", f"chunks_hnsw_{row.id}"), ("halfvec", f"chunks_hnsw_halfvec_{row.id}")):
         plan = plans[vector_type](vectors[-1], texts[-1])
         out[vector_type]["plan_uses_hnsw"] = _uses_index(conn, rows[vector_type], plan, index)
-    if overlaps:
-        out["keyword"]["top10_overlap_with_unbounded"] = round(sum(overlaps) / len(overlaps), 4)
+    for mode, values in overlaps.items():
+        out[mode]["top10_overlap_with_unbounded"] = round(sum(values) / len(values), 4)
     return out
 
 
@@ -282,7 +298,10 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             print(f"  {size} chunks: wrote {new} in {write_s:.0f}s, vacuum analyze {vacuum_s:.0f}s", flush=True)
             builds = {t: _build_index(conn, row, t, args.scale_maintenance_work_mem) for t in ("vector", "halfvec")}
             print(f"  {size} chunks: builds {builds}", flush=True)
-            figures = _measure(conn, row, settings, query_vectors, keyword_queries, warmup, size <= UNBOUNDED_UP_TO)
+            budgets = [int(b) for b in args.scale_budgets.split(",") if b.strip()]
+            budgets = [b for b in budgets if b != settings.keyword_candidate_budget]
+            unbounded = size <= UNBOUNDED_UP_TO
+            figures = _measure(conn, row, settings, query_vectors, keyword_queries, warmup, unbounded, budgets)
             table = conn.execute("SELECT pg_total_relation_size('retriever.chunks')").fetchone()
             assert table is not None
             step = {

@@ -103,7 +103,7 @@ class SearchPlan:
     rrf_k: int
     ef_search: int
     # KEYWORD side: at most this many matching chunks are scored (rarest query terms first)
-    keyword_budget: int = 5000
+    keyword_budget: int = 2000
 
 
 _COLLECTION_COLUMNS = sql.SQL(
@@ -322,8 +322,8 @@ vec_ranked AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS
 # GIN index finds the chunks of the rarest query terms, taken in order of document frequency while
 # their summed frequency stays within {budget} (always the rarest one; the commonest terms weigh
 # least in BM25 and match most rows); if those cover fewer than {candidates} chunks, the next terms
-# fill up, at most {budget} chunks more. Every row found is scored on all query terms, reading only
-# the query's lexemes out of its tsvector. So at most 2 x {budget} chunks are scored.
+# fill up with at most {candidates} chunks more. Every row found is scored on all query terms,
+# reading only the query's lexemes out of its tsvector: at most {budget} + {candidates} rows.
 _KEYWORD_CTE = """
 kw_query AS (
     SELECT coalesce(array_agg(DISTINCT u.lexeme), '{{}}') AS lexemes FROM unnest(to_tsvector('english', %s)) u),
@@ -344,7 +344,7 @@ kw_rows AS MATERIALIZED (
      WHERE c.collection_id = {cid} AND ({filter}) LIMIT {budget})
     UNION ALL
     (SELECT c.id, c.tsv FROM kw_match q JOIN retriever.chunks c ON c.tsv @@ q.fill
-     WHERE c.collection_id = {cid} AND ({filter}) AND NOT c.tsv @@ q.rare LIMIT {budget})),
+     WHERE c.collection_id = {cid} AND ({filter}) AND NOT c.tsv @@ q.rare LIMIT {candidates})),
 kw AS MATERIALIZED (
     SELECT r.id, sum(t.idf * array_length(u.positions, 1) * 2.2
                      / (array_length(u.positions, 1) + 1.2 * (0.25 + 0.75 * length(r.tsv) / t.avg_len))) AS rank
