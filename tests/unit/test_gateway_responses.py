@@ -14,9 +14,9 @@ from openai.types import responses as oai
 from openai.types.responses import response_file_search_tool_call, response_output_text
 from pydantic import BaseModel, ValidationError
 
-from ragtune_gateway.errors import _validation_error
+from ragtune_gateway.errors import ApiError, _validation_error
 from ragtune_gateway.schemas import responses as schema
-from ragtune_gateway.services.responses import Citations, Source, cite
+from ragtune_gateway.services.responses import Citations, Source, check_tools, cite
 from tests.fixtures.openapi import gateway_openapi
 
 HANDBOOK = Source("file-hb", "handbook.txt")
@@ -184,3 +184,19 @@ def test_openapi_documents_the_routes(tmp_path_factory: pytest.TempPathFactory) 
     assert "text/event-stream" in create and "application/json" in create
     assert {"get", "delete"} <= set(spec["paths"]["/v1/responses/{response_id}"])
     assert "get" in spec["paths"]["/v1/responses/{response_id}/input_items"]
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"tools": [{"type": "file_search", "vector_store_ids": [s]} for s in ("vs_1", "vs_2")]}, "tools[1]"),
+        ({"tool_choice": {"type": "file_search"}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+    ],
+)
+def test_tools_and_tool_choice_must_agree(change: dict[str, Any], param: str) -> None:
+    body = schema.CreateResponse.model_validate({"model": "m", "input": "q", **change})
+    with pytest.raises(ApiError) as caught:
+        check_tools(body)
+    assert caught.value.status == 400 and caught.value.param == param
+    check_tools(schema.CreateResponse.model_validate({"model": "m", "input": "q", "tool_choice": "auto"}))

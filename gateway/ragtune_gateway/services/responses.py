@@ -208,7 +208,10 @@ def _query(messages: list[gpb.ChatMessage]) -> str:
     raise ApiError(400, "file_search needs a user message to search with.", param="input", code="invalid_value")
 
 
-def _check_tools(body: CreateResponse) -> None:
+def check_tools(body: CreateResponse) -> None:
+    """One ``file_search`` tool at most, and a ``tool_choice`` that the tools can honour."""
+    if body.tools and len(body.tools) > 1:
+        raise ApiError(400, "Only one file_search tool may be given.", param="tools[1]", code="invalid_value")
     if body.tool_choice is not None and not isinstance(body.tool_choice, str) and not body.tools:
         raise ApiError(400, "tool_choice names file_search, which is not in tools.", param="tool_choice")
     if body.tool_choice == "required" and not body.tools:
@@ -235,7 +238,7 @@ def _source(hit: rpb.SearchHit) -> Source | None:
 async def prepare(runtime: GatewayRuntime, tenant: str, body: CreateResponse) -> Turn:
     """Checks the request, reads the conversation it continues, resolves its model and, with
     ``file_search``, searches and grounds it."""
-    _check_tools(body)
+    check_tools(body)
     history: list[Any] = []
     if body.previous_response_id:
         previous = await rows.get(runtime.pool, tenant, body.previous_response_id)
