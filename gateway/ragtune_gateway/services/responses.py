@@ -173,9 +173,8 @@ class Turn:
 
 def _input_items(body: CreateResponse) -> list[InputMessageItem | OutputMessage]:
     if isinstance(body.input, str):
-        return [
-            InputMessageItem(id=ids.new_id(ids.RESPONSE_MESSAGE), role="user", content=[InputText(text=body.input)])
-        ]
+        text = [InputText(text=body.input)]
+        return [InputMessageItem(id=ids.new_id(ids.RESPONSE_MESSAGE), role="user", content=text, status="completed")]
     items: list[InputMessageItem | OutputMessage] = []
     for message in body.input:
         item_id = ids.new_id(ids.RESPONSE_MESSAGE)
