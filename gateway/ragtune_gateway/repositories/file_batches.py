@@ -166,6 +166,16 @@ async def finish_file(
         )
 
 
+async def release_claims(pool: AsyncConnectionPool, claims: list[tuple[str, str]]) -> None:
+    """Give back the claims on (batch, file) of files not finished (a gateway that stops)."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE gateway.vector_store_file_batch_files SET claimed_at = NULL"
+            " WHERE batch_id = %s AND file_id = %s AND status = 'in_progress'",
+            claims,
+        )
+
+
 async def unfinished_batch_ids(pool: AsyncConnectionPool) -> list[str]:
     """Batches with files still to add (for a gateway that starts: it finishes them)."""
     async with pool.connection() as conn:

@@ -45,6 +45,7 @@ class FileBatchWorker:
     def __init__(self, runtime: GatewayRuntime) -> None:
         self.runtime = runtime
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.adding: dict[str, str] = {}  # batch -> the file its task is adding now
 
     @property
     def lease_s(self) -> float:
@@ -68,7 +69,9 @@ class FileBatchWorker:
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # their claims lapse; another gateway resumes
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.adding:  # given back at once, so the next gateway to look goes on without waiting for the lease
+            await repository.release_claims(self.runtime.pool, list(self.adding.items()))
 
     async def _run(self, batch_id: str) -> None:
         pool = self.runtime.pool
@@ -78,7 +81,9 @@ class FileBatchWorker:
                 return
             tenant, store_id, attributes = context
             while (row := await repository.claim_next_file(pool, batch_id, self.lease_s)) is not None:
+                self.adding[batch_id] = row.file_id
                 await self._add_file(tenant, store_id, attributes, row)
+                del self.adding[batch_id]
         except asyncio.CancelledError:
             raise
         except Exception:  # the database went away: the files stay claimed until the lease lapses

@@ -1,12 +1,15 @@
 """``/v1/vector_stores/{id}/file_batches`` over real PostgreSQL and the real retriever, driven by
 the official ``openai`` client: each file is added on its own, so a file the retriever cannot read
 fails alone with its reason while the others are searchable; cancel stops the files not started;
-unknown files are refused before anything is written; another tenant sees nothing."""
+unknown files are refused before anything is written; another tenant sees nothing; a batch left by a
+gateway that stopped is finished by the next one to look at it."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import psycopg
 import pytest
 from openai import AsyncOpenAI, NotFoundError
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
@@ -109,3 +112,31 @@ async def test_cancel_stops_the_files_not_started(start_gateway: GatewayFactory)
         completed = {f.id for f in files if f.status == "completed"}
         in_store = {f.id for f in (await client.vector_stores.files.list(store.id, limit=100)).data}
         assert in_store == completed  # a cancelled file was never added
+
+
+async def test_a_batch_left_by_a_stopped_gateway_is_finished(
+    start_gateway: GatewayFactory, gateway_database_url: str
+) -> None:
+    gateway = await start_gateway()
+    tenant, _, key = await gateway.new_tenant()
+    async with openai_client(gateway.url, key) as client:
+        first = await client.files.create(file=("a.txt", GOOD), purpose="assistants")
+        second = await client.files.create(file=("b.txt", GOOD + b" Bikes go to level -1."), purpose="assistants")
+        store = await client.vector_stores.create(name="left")
+        batch_id = f"vsfb_{uuid.uuid4().hex}"
+        # as a gateway leaves it that recorded the batch and stopped while adding the first file
+        async with await psycopg.AsyncConnection.connect(gateway_database_url, autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO gateway.vector_store_file_batches (id, tenant_id, vector_store_id) VALUES (%s, %s, %s)",
+                (batch_id, tenant, store.id),
+            )
+            await conn.execute(
+                "INSERT INTO gateway.vector_store_file_batch_files (batch_id, file_id, position, filename, claimed_at)"
+                " VALUES (%s, %s, 0, 'a.txt', now() - interval '1 hour'), (%s, %s, 1, 'b.txt', NULL)",
+                (batch_id, first.id, batch_id, second.id),
+            )
+        poll = client.vector_stores.file_batches.poll(batch_id, vector_store_id=store.id, poll_interval_ms=100)
+        batch = await asyncio.wait_for(poll, 60)
+        assert batch.status == "completed" and batch.file_counts.completed == 2
+        in_store = {f.id for f in (await client.vector_stores.files.list(store.id)).data}
+        assert in_store == {first.id, second.id}
