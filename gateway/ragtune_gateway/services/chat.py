@@ -40,6 +40,7 @@ from ragtune_gateway.schemas.chat import (
     FinishReason,
 )
 from ragtune_gateway.services import retrieval
+from ragtune_gateway.services.generation import open_stream, sse
 from ragtune_gateway.services.models import resolve_adapter
 
 log = logging.getLogger(__name__)
@@ -169,10 +170,6 @@ async def complete(runtime: GatewayRuntime, tenant: str, body: ChatCompletionReq
     )
 
 
-def _sse(data: str) -> bytes:
-    return f"data: {data}\n\n".encode()
-
-
 async def stream(
     runtime: GatewayRuntime, tenant: str, body: ChatCompletionRequest, key_hash: str
 ) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
@@ -183,16 +180,7 @@ async def stream(
     chunk carries the assistant role and, with RAG, the ``citations``."""
     prepared = await prepare(runtime, tenant, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    release = runtime.streams.acquire(key_hash)
-    try:
-        first, events = await runtime.downstream.generator.stream(prepared.request, fields=GENERATE_FIELDS)
-    except BaseException:
-        release()
-        raise
-    if first is None:
-        events.close()
-        release()
-        raise ApiError(502, "The generator ended the stream without an answer.", code="bad_gateway")
+    first, events, release = await open_stream(runtime, key_hash, prepared.request, GENERATE_FIELDS)
     return _chunks(runtime, prepared, first, events, include_usage), release
 
 
@@ -212,7 +200,7 @@ async def _chunks(
         body = ChatCompletionChunk(
             id=completion_id, created=created, model=model, choices=choices, citations=citations, usage=usage
         )
-        return _sse(body.model_dump_json(exclude=leave_out))
+        return sse(body.model_dump_json(exclude=leave_out))
 
     def delta(delta: ChoiceDelta, finish: FinishReason | None = None) -> bytes:
         return chunk([ChunkChoice(index=0, delta=delta, finish_reason=finish)])
@@ -233,8 +221,8 @@ async def _chunks(
             event = await anext(events, None)
     except ApiError as error:
         log.warning("stream ended by the generator: %s", error.code)
-        yield _sse(json.dumps(error.body(), separators=(",", ":")))
+        yield sse(json.dumps(error.body(), separators=(",", ":")))
         return
     finally:
         events.close()  # the client went away, or we are done: nothing more to generate
-    yield _sse("[DONE]")
+    yield sse("[DONE]")

@@ -20,6 +20,7 @@ from ragtune_gateway.schemas.aliases import is_alias
 from ragtune_gateway.schemas.chat import CompletionUsage
 from ragtune_gateway.schemas.completions import COMPLETION_FIELDS, Completion, CompletionChoice, CompletionRequest
 from ragtune_gateway.services.chat import FINISH_REASONS
+from ragtune_gateway.services.generation import open_stream, sse
 from ragtune_gateway.services.models import resolve_adapter
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,6 @@ async def complete(runtime: GatewayRuntime, tenant: str, body: CompletionRequest
     )
 
 
-def _sse(data: str) -> bytes:
-    return f"data: {data}\n\n".encode()
-
-
 async def stream(
     runtime: GatewayRuntime, tenant: str, body: CompletionRequest, key_hash: str
 ) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
@@ -77,16 +74,7 @@ async def stream(
     stream with an ``{"error": ...}`` event."""
     request, model = await prepare(runtime, tenant, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    release = runtime.streams.acquire(key_hash)
-    try:
-        first, events = await runtime.downstream.generator.stream(request, fields=COMPLETION_FIELDS)
-    except BaseException:
-        release()
-        raise
-    if first is None:
-        events.close()
-        release()
-        raise ApiError(502, "The generator ended the stream without an answer.", code="bad_gateway")
+    first, events, release = await open_stream(runtime, key_hash, request, COMPLETION_FIELDS)
     return _chunks(runtime, model, first, events, include_usage), release
 
 
@@ -102,7 +90,7 @@ async def _chunks(
 
     def chunk(choices: list[CompletionChoice], usage: CompletionUsage | None = None) -> bytes:
         body = Completion(id=completion_id, created=created, model=model, choices=choices, usage=usage)
-        return _sse(body.model_dump_json(exclude=leave_out))
+        return sse(body.model_dump_json(exclude=leave_out))
 
     event: gpb.GenerateResponse | None = first
     try:
@@ -120,8 +108,8 @@ async def _chunks(
             event = await anext(events, None)
     except ApiError as error:
         log.warning("stream ended by the generator: %s", error.code)
-        yield _sse(json.dumps(error.body(), separators=(",", ":")))
+        yield sse(json.dumps(error.body(), separators=(",", ":")))
         return
     finally:
         events.close()  # the client went away, or we are done: nothing more to generate
-    yield _sse("[DONE]")
+    yield sse("[DONE]")

@@ -65,6 +65,7 @@ from ragtune_gateway.schemas.responses import (
 )
 from ragtune_gateway.services import retrieval
 from ragtune_gateway.services.chat import grounded_messages, select_passages
+from ragtune_gateway.services.generation import open_stream
 from ragtune_gateway.services.models import resolve_adapter
 from ragtune_gateway.services.vector_stores import search_filter
 
@@ -425,16 +426,7 @@ async def stream(
     stream starts, so a refused request is an ordinary HTTP error; a failure after it ends the
     stream with ``response.failed``."""
     turn = await prepare(runtime, tenant, body)
-    release = runtime.streams.acquire(key_hash)
-    try:
-        first, events = await runtime.downstream.generator.stream(turn.request, fields=GENERATE_FIELDS)
-    except BaseException:
-        release()
-        raise
-    if first is None:
-        events.close()
-        release()
-        raise ApiError(502, "The generator ended the stream without an answer.", code="bad_gateway")
+    first, events, release = await open_stream(runtime, key_hash, turn.request, GENERATE_FIELDS)
     return _events(runtime, tenant, turn, first, events), release
 
 
