@@ -18,6 +18,9 @@ first use):
 
 Baseline, same run, same texts: ``SentenceTransformer.encode`` on PyTorch (normalize_embeddings=True,
 same batch size), the floor ingest_throughput and search_latency compare the service with.
+The service runs PyTorch with ``OMP_WAIT_POLICY=PASSIVE`` (ragtune_retriever.main); run this bench
+with the same (``OMP_WAIT_POLICY=PASSIVE make bench NAME=embedding_backends``) for the like-for-like
+PyTorch latency: on a busy machine spinning OpenMP threads make a single query many times slower.
 Targets: the default backend (``auto``) ingests >= 1.5x the baseline's chunks/s, its query p50 is
 <= 0.5x the baseline's, and its nDCG@10 is within 0.005 of PyTorch's. The bench also names the
 fastest backend within 0.005 (what ``auto`` should pick) and says if the code picks another.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -272,6 +276,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             "queries": len(qrels),
         },
         batch_size=batch,
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP threads spin)"),
         onnx_export=[str(p) for p in sorted(exports.glob("*/*/export.json"))],
     )
     return passed
