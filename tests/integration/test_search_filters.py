@@ -16,7 +16,7 @@ from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.filters import compile_filter
 from tests.integration.helpers import doc, search, upsert
-from tests.unit.test_filters import JSON, NAMES
+from tests.unit.retriever.test_filters import JSON, NAMES
 
 BOOKS = [
     doc("b1", "A history of the Roman empire and its roads.", lang="en", year=1999, tags="history", pages=320),
