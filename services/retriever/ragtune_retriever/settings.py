@@ -42,7 +42,7 @@ class RetrieverSettings(ServiceSettings, DatabaseSettings):
     rrf_k: int = Field(default=60, ge=1)
     fusion_candidates: int = Field(default=100, ge=1, le=1000, description="rows taken from each list before fusion")
     keyword_candidate_budget: int = Field(
-        default=2000,
+        default=1000,
         ge=100,
         description="chunks a KEYWORD/HYBRID search scores at most: those of the rarest query terms first",
     )

@@ -103,7 +103,7 @@ class SearchPlan:
     rrf_k: int
     ef_search: int
     # KEYWORD side: at most this many matching chunks are scored (rarest query terms first)
-    keyword_budget: int = 2000
+    keyword_budget: int = 1000
 
 
 _COLLECTION_COLUMNS = sql.SQL(
