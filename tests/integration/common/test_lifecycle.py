@@ -13,7 +13,7 @@ from ragtune.retriever.v1 import retriever_pb2_grpc
 from ragtune_retriever.main import create_server
 from ragtune_retriever.runtime import RetrieverRuntime
 from tests.fixtures.security import direct_channel
-from tests.integration.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import doc, search, upsert
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

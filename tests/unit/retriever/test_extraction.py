@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.extraction import ExtractionLimits, TextExtractor
-from tests.integration.helpers import inflating_pdf, minimal_pdf
+from tests.integration.retriever.helpers import inflating_pdf, minimal_pdf
 
 FIELD = "documents[0].data"
 LIMITS = ExtractionLimits(timeout_s=2.0, max_chars=200_000, memory_bytes=1024 * 1024 * 1024, workers=2)

@@ -317,7 +317,7 @@ def test_only_nuls_is_no_text() -> None:
 
 
 def test_inflating_pdf_stops_at_the_character_limit() -> None:
-    from tests.integration.helpers import inflating_pdf
+    from tests.integration.retriever.helpers import inflating_pdf
 
     pdf = inflating_pdf(pages=200, lines=2000)  # ~32 KB that would extract to ~17 MB
     assert len(pdf) < 64 * 1024

@@ -14,7 +14,7 @@ from psycopg import sql
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.store import CollectionRow, SearchPlan, build_search_sql
-from tests.integration.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import doc, search, upsert
 
 ANIMALS = [
     doc("owl", "Owls hunt mice at night with silent feathers."),

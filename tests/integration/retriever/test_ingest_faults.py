@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.fixtures.database import stop_embedded
-from tests.integration.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import doc, search, upsert
 
 OUTAGE_S = 10.0
 WORDS = [

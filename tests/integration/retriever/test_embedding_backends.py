@@ -21,7 +21,7 @@ from ragtune_retriever.embedding import Embedder, EmbedderRegistry, resolve_mode
 from ragtune_retriever.encoders import OnnxEncoder
 from ragtune_retriever.onnx_export import META_FILE, MODEL_FILE, export_root, publish, read_meta
 from ragtune_retriever.settings import RetrieverSettings
-from tests.integration.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import doc, search, upsert
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = [

@@ -11,7 +11,7 @@ import pytest
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.errors import field_violations
-from tests.integration.helpers import doc, upsert
+from tests.integration.retriever.helpers import doc, upsert
 
 TEXT = "Employees get 27 days of paid leave per calendar year; unused days expire in March."
 

@@ -19,7 +19,7 @@ from ragtune_retriever.main import SERVICE_NAME
 from ragtune_retriever.validation import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_KEYS
 from tests.fixtures.retriever import serve_retriever
 from tests.fixtures.security import direct_channel
-from tests.integration.helpers import doc, inflating_pdf, minimal_pdf, search, upsert
+from tests.integration.retriever.helpers import doc, inflating_pdf, minimal_pdf, search, upsert
 
 
 async def expect(call, code: grpc.StatusCode, *fragments: str) -> str:

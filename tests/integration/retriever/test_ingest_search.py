@@ -7,7 +7,7 @@ import pytest
 
 from ragtune.common.v1 import common_pb2
 from ragtune.retriever.v1 import retriever_pb2 as pb
-from tests.integration.helpers import doc, minimal_pdf, search, upsert
+from tests.integration.retriever.helpers import doc, minimal_pdf, search, upsert
 
 CORPUS = {
     "cats": "Cats are small domesticated felines. A cat purrs when it is content and sleeps most of the day.",

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.filters import compile_filter
-from tests.integration.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import doc, search, upsert
 from tests.unit.retriever.test_filters import JSON, NAMES
 
 BOOKS = [
