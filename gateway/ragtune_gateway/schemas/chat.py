@@ -104,25 +104,36 @@ class ChatCompletionRequest(WireModel):
         return value
 
     def sampling(self) -> gpb.SamplingParams:
-        params = gpb.SamplingParams(max_tokens=self.max_completion_tokens or self.max_tokens or 0)
-        if self.temperature is not None:
-            params.temperature = self.temperature
-        if self.top_p is not None:
-            params.top_p = self.top_p
-        if self.seed is not None:
-            params.seed = self.seed
-        if self.stop:
-            params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
-        return params
+        max_tokens = self.max_completion_tokens or self.max_tokens or 0
+        return sampling_params(max_tokens, self.temperature, self.top_p, self.seed, self.stop)
+
+
+def sampling_params(
+    max_tokens: int, temperature: float | None, top_p: float | None, seed: int | None, stop: str | list[str] | None
+) -> gpb.SamplingParams:
+    """The generator's sampling parameters from the OpenAI ones (unset ones left to the generator)."""
+    params = gpb.SamplingParams(max_tokens=max_tokens)
+    if temperature is not None:
+        params.temperature = temperature
+    if top_p is not None:
+        params.top_p = top_p
+    if seed is not None:
+        params.seed = seed
+    if stop:
+        params.stop.extend([stop] if isinstance(stop, str) else stop)
+    return params
 
 
 # Downstream field paths -> this request's parameters, for the errors the services name a field in.
-GENERATE_FIELDS = {
+SAMPLING_FIELDS = {  # the OpenAI names of the generator's sampling fields
     "sampling.temperature": "temperature",
     "sampling.top_p": "top_p",
     "sampling.max_tokens": "max_tokens",
     "sampling.stop": "stop",
     "sampling.seed": "seed",
+}
+GENERATE_FIELDS = {
+    **SAMPLING_FIELDS,
     "messages": "messages",
     "prompt": "messages",
     "adapter": "model",

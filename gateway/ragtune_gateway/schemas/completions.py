@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ragtune.generator.v1 import generator_pb2 as gpb
-from ragtune_gateway.schemas.chat import MAX_STOP, CompletionUsage, FinishReason, StopSequence, StreamOptions
+from ragtune_gateway.schemas.chat import (
+    MAX_STOP,
+    SAMPLING_FIELDS,
+    CompletionUsage,
+    FinishReason,
+    StopSequence,
+    StreamOptions,
+    sampling_params,
+)
 from ragtune_gateway.schemas.common import Int64, Omitted, PosInt32, ResponseModel, Text, WireModel, check_text
 
 MAX_PROMPT_CHARS = 256_000  # the model's context is far smaller; the generator counts its tokens
@@ -92,25 +100,13 @@ class CompletionRequest(WireModel):
         return None
 
     def sampling(self) -> gpb.SamplingParams:
-        params = gpb.SamplingParams(max_tokens=self.max_tokens or DEFAULT_MAX_TOKENS)
-        if self.temperature is not None:
-            params.temperature = self.temperature
-        if self.top_p is not None:
-            params.top_p = self.top_p
-        if self.seed is not None:
-            params.seed = self.seed
-        if self.stop:
-            params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
-        return params
+        max_tokens = self.max_tokens or DEFAULT_MAX_TOKENS
+        return sampling_params(max_tokens, self.temperature, self.top_p, self.seed, self.stop)
 
 
 # Downstream field paths -> this request's parameters.
 COMPLETION_FIELDS = {
-    "sampling.temperature": "temperature",
-    "sampling.top_p": "top_p",
-    "sampling.max_tokens": "max_tokens",
-    "sampling.stop": "stop",
-    "sampling.seed": "seed",
+    **SAMPLING_FIELDS,
     "prompt": "prompt",
     "messages": "prompt",
     "adapter": "model",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ragtune_gateway.errors import ApiError, _validation_error
 from ragtune_gateway.schemas import responses as schema
 from ragtune_gateway.services.responses import Citations, Source, check_tools, cite
-from tests.fixtures.openapi import gateway_openapi
+from tests.fixtures.openapi import assert_mirrors, gateway_openapi
 
 HANDBOOK = Source("file-hb", "handbook.txt")
 POLICY = Source("file-po", "policy.txt")
@@ -93,11 +93,7 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
 
 @pytest.mark.parametrize(("ours", "theirs"), MIRRORS, ids=lambda m: m.__name__)
 def test_models_mirror_the_openai_types(ours: type[BaseModel], theirs: type[BaseModel]) -> None:
-    missing = set(theirs.model_fields) - set(ours.model_fields)
-    assert not missing, f"{ours.__name__} lacks {missing} of openai's {theirs.__name__}"
-    for name, field in theirs.model_fields.items():
-        if not field.is_required():
-            assert not ours.model_fields[name].is_required(), f"{ours.__name__}.{name} must be optional"
+    assert_mirrors(ours, theirs)
 
 
 def test_a_response_validates_as_the_clients_and_gives_its_output_text() -> None:
