@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from prometheus_client import Histogram
 
-from ragtune_common.errors import InvalidArgument
+from ragtune_common.errors import InvalidArgument, Unavailable
 from ragtune_retriever.chunking import Chunk, chunk_text
 from ragtune_retriever.encoders import (
     BACKENDS,
@@ -151,6 +151,11 @@ class Embedder:
             self.device = "cpu"  # the onnxruntime package runs on the CPU
             try:
                 variant_dir = ensure_onnx_export(self.path, exports_dir, self.backend)
+            except OSError as error:  # the server's fault (a full disk, permissions): retry later
+                log.exception("exporting %s as %s failed", self.path, self.backend)
+                raise Unavailable(
+                    f"{name!r} cannot be prepared on this server now ({type(error).__name__}); retry later"
+                ) from error
             except Exception as error:  # a model the exporter cannot trace: the caller named it
                 log.exception("exporting %s as %s failed", self.path, self.backend)
                 raise InvalidArgument(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragtune_common.errors import InvalidArgument
-from ragtune_retriever.embedding import MEASURED_CPU_BACKEND, EmbedderRegistry, check_allowed_model
+from ragtune_common.errors import InvalidArgument, Unavailable
+from ragtune_retriever.embedding import MEASURED_CPU_BACKEND, Embedder, EmbedderRegistry, check_allowed_model
 from ragtune_retriever.encoders import parse_model_name
 from ragtune_retriever.settings import RetrieverSettings
 
@@ -104,3 +104,12 @@ def test_backend_setting_is_checked(monkeypatch) -> None:
     monkeypatch.setenv("RAGTUNE_RETRIEVER_EMBEDDING_BACKEND", "tensorrt")
     with pytest.raises(ValueError, match="embedding_backend"):
         RetrieverSettings()
+
+
+def test_an_export_the_server_cannot_write_is_unavailable_not_the_callers_fault(tmp_path: Path) -> None:
+    """A full disk or a read-only state directory is the server's fault: UNAVAILABLE (retry
+    later), not INVALID_ARGUMENT naming the model the caller chose."""
+    blocked = tmp_path / "exports"
+    blocked.write_text("a file where the exports directory should be")
+    with pytest.raises(Unavailable, match="retry later"):
+        Embedder("all-MiniLM-L6-v2@onnx", exports_dir=blocked)
