@@ -9,7 +9,7 @@ generator_multi_adapter (16 prompts, max_tokens 64, temperature 0.8, seeded) onc
 model and spread over 4 adapters (request i on adapter i mod 4), ``--rounds`` times each, kinds
 alternating: ``base``; ``lora_vllm_loop``: vLLM's ``PunicaWrapperCPU`` per-slice loop over the
 generator plugin's grouped per-op ops (``ragtune_generator.lora_cpu``, what shipped before);
-``lora_wrapper``: the plugin's slice-level ``add_shrink``/``add_expand`` (one engine, swapped in place).
+``lora_wrapper``: the plugin's layer-level ``add_lora_linear`` (one engine, swapped in place).
 Steps with more scheduled tokens than requests are prefill steps, the others decode.
 Writes ``bench/results/generator_multi_adapter_profile<--tag>.json``.
 """
@@ -74,7 +74,11 @@ def _instrument() -> None:
 
 def _instrument_ops(cls: Any) -> None:
     """Time the wrapper's shrink/expand, whichever implementation is installed now."""
-    for name, label in (("add_shrink", "LoRA shrink (x @ A)"), ("add_expand", "LoRA expand (. @ B)")):
+    for name, label in (
+        ("add_lora_linear", "LoRA add_lora_linear (vLLM: buffers; ragtune: fused shrink+expand)"),
+        ("add_shrink", "LoRA shrink (x @ A)"),
+        ("add_expand", "LoRA expand (. @ B)"),
+    ):
         fn = getattr(cls, name)
         setattr(cls, name, _timed(label, getattr(fn, "__wrapped__", fn)))
 
@@ -145,7 +149,7 @@ def main() -> None:
     from bench.generator_common import prompts, warmup_prompts
     from ragtune_generator import lora_cpu
 
-    vllm_ops = {name: getattr(PunicaWrapperCPU, name) for name in ("add_shrink", "add_expand")}
+    vllm_ops = {name: getattr(PunicaWrapperCPU, name) for name in ("add_lora_linear", "add_shrink", "add_expand")}
     _instrument()
     llm = LLM(
         model=args.model,
