@@ -184,6 +184,13 @@ def _row(fault: str, tally: Tally, lost: int) -> None:
     MATRIX[fault] = {"requests": tally.requests, "failed": tally.failed, "failures": dict(tally.failures), "lost": lost}
 
 
+def _http_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 async def _restarted(stack: Stack, label: str, port: int, timeout_s: float) -> None:
     await _wait(lambda: f"{label} restarted" in stack.err.read_text(), 120, f"{label} to be restarted")
     await _wait(lambda: health_status(f"127.0.0.1:{port}") == SERVING, timeout_s, f"{label} SERVING again")
@@ -305,6 +312,9 @@ async def test_fault_matrix(stack: Stack, client: httpx.AsyncClient, tmp_path: P
     gateway_killed.set()
     await asyncio.wait_for(asyncio.gather(*workers), 300)
     assert not tally.bad, tally.bad[:5]
+    # the writers may have had their 8 writes before the kill: wait for the gateway to be back
+    await _wait(lambda: "gateway restarted" in stack.err.read_text(), 120, "the gateway to be restarted")
+    await _wait(lambda: _http_ready(stack.url), 180, "the gateway ready again")
 
     # nothing acknowledged is lost: every file, every vector store file, the job
     lost = 0
