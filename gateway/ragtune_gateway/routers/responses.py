@@ -12,6 +12,7 @@ from ragtune_gateway import limits
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.schemas.common import Cursor, PathId
 from ragtune_gateway.schemas.responses import CreateResponse, InputItemsPage, Response, ResponseDeleted
+from ragtune_gateway.services import response_stream
 from ragtune_gateway.services import responses as service
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
@@ -33,7 +34,7 @@ async def create_response(
 ) -> Response | StreamingResponse:
     if not body.stream:
         return await service.create(runtime, tenant, body)
-    events, release = await service.stream(runtime, tenant, body, http.state.key_hash)
+    events, release = await response_stream.stream(runtime, tenant, body, http.state.key_hash)
     return limits.limited_stream(events, release, headers=SSE_HEADERS)
 
 

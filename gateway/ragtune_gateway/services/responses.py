@@ -15,10 +15,9 @@ whole conversation they answered, so a chain survives the deletion of an earlier
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -28,7 +27,6 @@ from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.logging import request_id_var
 from ragtune_common.protoconv import struct_to_dict
 from ragtune_gateway import ids
-from ragtune_gateway.downstream.base import EventStream
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import responses as rows
 from ragtune_gateway.runtime import GatewayRuntime
@@ -38,120 +36,30 @@ from ragtune_gateway.schemas.responses import (
     GENERATE_FIELDS,
     INCLUDE_RESULTS,
     SEARCH_FIELDS,
-    AnnotationAddedEvent,
-    ContentPartEvent,
     ConversationItem,
     CreateResponse,
-    FileCitation,
     FileSearchCall,
-    FileSearchCallEvent,
     FileSearchResult,
     FileSearchToolOut,
     IncompleteDetails,
     InputMessageItem,
     InputText,
     ItemStatus,
-    OutputItemEvent,
     OutputMessage,
     OutputText,
     Response,
     ResponseDeleted,
-    ResponseError,
-    ResponseLifecycleEvent,
     ResponseUsage,
-    StreamEvent,
-    TextDeltaEvent,
-    TextDoneEvent,
 )
 from ragtune_gateway.services import retrieval
 from ragtune_gateway.services.chat import grounded_messages, select_passages
-from ragtune_gateway.services.generation import open_stream
+from ragtune_gateway.services.citations import Source, cite
 from ragtune_gateway.services.models import resolve_adapter
 from ragtune_gateway.services.vector_stores import search_filter
 
 log = logging.getLogger(__name__)
 
 CONVERSATION = TypeAdapter(list[ConversationItem])
-MARKER = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")  # [1], [1, 2], with the space before it
-OPEN_MARKER = re.compile(r"\s*\[[\d,\s]*$")  # what may still become one, at the end of the text so far
-TRAILING_SPACE = re.compile(r"\s+$")
-MAX_HELD = 48  # characters held back at most while a marker may be coming
-
-
-# Citations.
-
-
-@dataclass(frozen=True)
-class Source:
-    """The file a passage came from (None for a passage of a document that is not a file)."""
-
-    file_id: str
-    filename: str
-
-
-@dataclass
-class Citations:
-    """Takes the ``[n]`` markers out of an answer as it comes (whole or in deltas) and records a
-    ``file_citation`` of passage n's file at the position where each stood. Markers naming no
-    passage given (``[2024]``) are ordinary text. An answer that cites no passage at all (small
-    models often do not) gets, when it ends, one annotation per file of the passages it was
-    given, at the end of its text: the sources the answer was grounded in."""
-
-    sources: list[Source | None]
-    annotations: list[FileCitation] = field(default_factory=list)
-    text: str = ""  # the text given out so far, markers taken out
-    pending: str = ""  # held back: the start of what may be a marker
-    cited: bool = False  # whether the answer has cited a passage
-
-    def feed(self, delta: str) -> tuple[str, list[FileCitation]]:
-        """The text that can be given out now, and the annotations it made."""
-        self.pending += delta
-        out: list[str] = []
-        new: list[FileCitation] = []
-        pos = 0
-        for match in MARKER.finditer(self.pending):
-            numbers = [int(n) for n in match.group(1).split(",")]
-            if not all(1 <= n <= len(self.sources) for n in numbers):
-                continue
-            out.append(self.pending[pos : match.start()])
-            self.cited = True
-            index = len(self.text) + sum(map(len, out))
-            new.extend(self._annotate([self.sources[n - 1] for n in numbers], index))
-            pos = match.end()
-        rest = self.pending[pos:]
-        held = OPEN_MARKER.search(rest) or TRAILING_SPACE.search(rest)
-        cut = held.start() if held is not None and len(rest) - held.start() <= MAX_HELD else len(rest)
-        out.append(rest[:cut])
-        self.pending = rest[cut:]
-        given = "".join(out)
-        self.text += given
-        return given, new
-
-    def finish(self) -> tuple[str, list[FileCitation]]:
-        """What was still held back (an unfinished marker is text), and the annotations of an
-        answer that cited nothing."""
-        rest, self.pending = self.pending, ""
-        self.text += rest
-        return rest, [] if self.cited else self._annotate(self.sources, len(self.text))
-
-    def _annotate(self, sources: list[Source | None], index: int) -> list[FileCitation]:
-        new = []
-        for source in sources:
-            if source is None:
-                continue
-            annotation = FileCitation(file_id=source.file_id, filename=source.filename, index=index)
-            if annotation not in self.annotations:
-                self.annotations.append(annotation)
-                new.append(annotation)
-        return new
-
-
-def cite(text: str, sources: list[Source | None]) -> tuple[str, list[FileCitation]]:
-    """A whole answer without its markers, and its annotations."""
-    citations = Citations(sources)
-    citations.feed(text)
-    citations.finish()
-    return citations.text, citations.annotations
 
 
 # Preparing a turn.
@@ -290,7 +198,7 @@ async def prepare(runtime: GatewayRuntime, tenant: str, body: CreateResponse) ->
 # The answer.
 
 
-def _response(turn: Turn, output: list[Any], status: str, **more: Any) -> Response:
+def build_response(turn: Turn, output: list[Any], status: str, **more: Any) -> Response:
     body = turn.body
     tools = [
         FileSearchToolOut(
@@ -331,10 +239,10 @@ def _usage(usage: gpb.Usage) -> ResponseUsage:
     )
 
 
-def _finished(turn: Turn, message: OutputMessage, final_reason: int, usage: gpb.Usage) -> Response:
+def finished_response(turn: Turn, message: OutputMessage, final_reason: int, usage: gpb.Usage) -> Response:
     incomplete = final_reason == gpb.FINISH_REASON_LENGTH
     output = [*([turn.search] if turn.search else []), message]
-    return _response(
+    return build_response(
         turn,
         output,
         "incomplete" if incomplete else "completed",
@@ -355,7 +263,7 @@ def _without_results(items: list[Any]) -> list[Any]:
     return [i.model_copy(update={"results": None}) if isinstance(i, FileSearchCall) else i for i in items]
 
 
-async def _save(runtime: GatewayRuntime, tenant: str, turn: Turn, response: Response) -> None:
+async def save(runtime: GatewayRuntime, tenant: str, turn: Turn, response: Response) -> None:
     if turn.body.store:
         conversation = [item.model_dump(mode="json") for item in turn.conversation]
         await rows.insert(runtime.pool, tenant, response.model_dump(mode="json"), conversation)
@@ -371,8 +279,8 @@ async def create(runtime: GatewayRuntime, tenant: str, body: CreateResponse) -> 
     message = OutputMessage(
         id=ids.new_id(ids.RESPONSE_MESSAGE), content=[OutputText(text=text, annotations=annotations)], status=status
     )
-    response = _finished(turn, message, result.finish_reason, result.usage)
-    await _save(runtime, tenant, turn, response)
+    response = finished_response(turn, message, result.finish_reason, result.usage)
+    await save(runtime, tenant, turn, response)
     return shown(response, body.include)
 
 
@@ -412,171 +320,3 @@ async def list_input_items(
 
 
 # Streaming.
-
-
-def _sse(event: StreamEvent) -> bytes:
-    return f"event: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
-
-
-async def stream(
-    runtime: GatewayRuntime, tenant: str, body: CreateResponse, key_hash: str
-) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
-    """The SSE byte stream and the release of its stream slot (taken here: 429 beyond
-    ``max_streams_per_key``). The search and the generator's first event happen before the
-    stream starts, so a refused request is an ordinary HTTP error; a failure after it ends the
-    stream with ``response.failed``."""
-    turn = await prepare(runtime, tenant, body)
-    first, events, release = await open_stream(runtime, key_hash, turn.request, GENERATE_FIELDS)
-    return _events(runtime, tenant, turn, first, events), release
-
-
-async def _events(
-    runtime: GatewayRuntime,
-    tenant: str,
-    turn: Turn,
-    first: gpb.GenerateResponse,
-    events: EventStream[gpb.GenerateResponse],
-) -> AsyncIterator[bytes]:
-    """``response.created``, ``response.in_progress``, the file search call's item and events, the
-    message's item, part, text deltas (and annotations as their markers pass), then
-    ``response.completed`` (``response.incomplete`` at ``max_output_tokens``)."""
-    include = turn.body.include
-    sequence = iter(range(1 << 62))
-    started = _response(turn, [], "in_progress")
-    yield _sse(ResponseLifecycleEvent(type="response.created", response=started, sequence_number=next(sequence)))
-    yield _sse(ResponseLifecycleEvent(type="response.in_progress", response=started, sequence_number=next(sequence)))
-    index = 0
-    if turn.search is not None:
-        call = turn.search
-        yield _sse(
-            OutputItemEvent(
-                type="response.output_item.added",
-                item=call.model_copy(update={"status": "in_progress", "results": None}),
-                output_index=index,
-                sequence_number=next(sequence),
-            )
-        )
-        for kind in ("in_progress", "searching", "completed"):
-            yield _sse(
-                FileSearchCallEvent(
-                    type=f"response.file_search_call.{kind}",  # type: ignore[arg-type]
-                    item_id=call.id,
-                    output_index=index,
-                    sequence_number=next(sequence),
-                )
-            )
-        done = call if INCLUDE_RESULTS in (include or []) else call.model_copy(update={"results": None})
-        yield _sse(
-            OutputItemEvent(
-                type="response.output_item.done", item=done, output_index=index, sequence_number=next(sequence)
-            )
-        )
-        index += 1
-    message_id = ids.new_id(ids.RESPONSE_MESSAGE)
-    empty = OutputText(text="", annotations=[])
-    yield _sse(
-        OutputItemEvent(
-            type="response.output_item.added",
-            item=OutputMessage(id=message_id, content=[], status="in_progress"),
-            output_index=index,
-            sequence_number=next(sequence),
-        )
-    )
-    yield _sse(
-        ContentPartEvent(
-            type="response.content_part.added",
-            part=empty,
-            sequence_number=next(sequence),
-            item_id=message_id,
-            output_index=index,
-            content_index=0,
-        )
-    )
-    citations = Citations(turn.sources)
-
-    def text_events(given: str, annotations: list[FileCitation]) -> list[bytes]:
-        out = (
-            [
-                _sse(
-                    TextDeltaEvent(
-                        delta=given,
-                        sequence_number=next(sequence),
-                        item_id=message_id,
-                        output_index=index,
-                        content_index=0,
-                    )
-                )
-            ]
-            if given
-            else []
-        )
-        for annotation in annotations:
-            position = citations.annotations.index(annotation)
-            out.append(
-                _sse(
-                    AnnotationAddedEvent(
-                        annotation=annotation,
-                        annotation_index=position,
-                        sequence_number=next(sequence),
-                        item_id=message_id,
-                        output_index=index,
-                        content_index=0,
-                    )
-                )
-            )
-        return out
-
-    event: gpb.GenerateResponse | None = first
-    final: gpb.Completion | None = None
-    try:
-        while event is not None:
-            kind = event.WhichOneof("event")
-            if kind == "delta" and event.delta:
-                for chunk in text_events(*citations.feed(event.delta)):
-                    yield chunk
-            elif kind == "final":
-                final = event.final
-            event = await anext(events, None)
-    except ApiError as error:
-        log.warning("response stream ended by the generator: %s", error.code)
-        failed = _response(
-            turn, [], "failed", error=ResponseError(code=error.code or "server_error", message=error.message)
-        )
-        yield _sse(ResponseLifecycleEvent(type="response.failed", response=failed, sequence_number=next(sequence)))
-        return
-    finally:
-        events.close()  # the client went away, or we are done: nothing more to generate
-    for chunk in text_events(*citations.finish()):
-        yield chunk
-    part = OutputText(text=citations.text, annotations=citations.annotations)
-    yield _sse(
-        TextDoneEvent(
-            text=citations.text, sequence_number=next(sequence), item_id=message_id, output_index=index, content_index=0
-        )
-    )
-    yield _sse(
-        ContentPartEvent(
-            type="response.content_part.done",
-            part=part,
-            sequence_number=next(sequence),
-            item_id=message_id,
-            output_index=index,
-            content_index=0,
-        )
-    )
-    reason = final.finish_reason if final is not None else gpb.FINISH_REASON_STOP
-    usage = final.usage if final is not None else gpb.Usage()
-    runtime.metrics.count_tokens(turn.model, usage.prompt_tokens, usage.completion_tokens)
-    status: ItemStatus = "incomplete" if reason == gpb.FINISH_REASON_LENGTH else "completed"
-    message = OutputMessage(id=message_id, content=[part], status=status)
-    yield _sse(
-        OutputItemEvent(
-            type="response.output_item.done", item=message, output_index=index, sequence_number=next(sequence)
-        )
-    )
-    response = _finished(turn, message, reason, usage)
-    await _save(runtime, tenant, turn, response)
-    kind = "response.incomplete" if response.status == "incomplete" else "response.completed"
-    yield _sse(
-        ResponseLifecycleEvent(type=kind, response=shown(response, include), sequence_number=next(sequence))  # type: ignore[arg-type]
-    )

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 
 from ragtune_gateway.errors import ApiError, _validation_error
 from ragtune_gateway.schemas import responses as schema
-from ragtune_gateway.services.responses import Citations, Source, check_tools, cite
+from ragtune_gateway.services.citations import Citations, Source, cite
+from ragtune_gateway.services.responses import check_tools
 from tests.fixtures.openapi import assert_mirrors, gateway_openapi
 
 HANDBOOK = Source("file-hb", "handbook.txt")
