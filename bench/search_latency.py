@@ -6,12 +6,12 @@ are added if that ever falls below 100k), built once and reused across runs (--l
 
 Latency, measured: ``Search`` (HYBRID, top_k=10) over gRPC, client wall time. Baseline, same run:
 in the bench process, the query embedding (the service's own ``Embedder.encode``, on a worker
-thread as the service does) plus the statement of ``store.build_search_sql`` with the service's
-settings, run after the same set_config of ef_search/iterative_scan in a transaction on one psycopg
-connection. Fairness: a warm-up pass uses other SciFact queries; every measured query is then new
-to the service, so its query-embedding cache never answers and both sides pay for one embedding.
-The sides alternate per query, and which goes first alternates too, so that noise and page-cache
-warmth fall evenly. Target p50 ratio <= 1.3.
+thread as the service does) and the service's own store call (``search.hybrid_search`` with the
+service's settings, on an async psycopg pool: its KEYWORD half runs during the embedding).
+Fairness: a warm-up pass uses other SciFact queries; every measured query is then new to the
+service, so its query-embedding cache never answers and both sides pay for one embedding. The sides
+alternate per query, and which goes first alternates too, so that noise and page-cache warmth fall
+evenly. Target p50 ratio <= 1.3.
 
 Recall: for the measured queries, VECTOR top-10 through the service vs the exact top-10 by
 sequential scan (``SET LOCAL enable_indexscan = off``); recall = |intersection| / 10, averaged.
@@ -22,6 +22,7 @@ Target >= 0.98. Beside it: a tie-aware figure (a hit counts if its distance is w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,18 +30,21 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
+from pgvector.psycopg import register_vector, register_vector_async
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from bench import common
 from bench.common import Context, percentile, report
 from ragtune.retriever.v1 import retriever_pb2 as pb
+from ragtune_common.database import open_pool
 from ragtune_retriever.embedding import Embedder
 from ragtune_retriever.filters import compile_filter
+from ragtune_retriever.search import SearchPlan, hybrid_search
 from ragtune_retriever.service import keyword_query
 from ragtune_retriever.settings import RetrieverSettings
-from ragtune_retriever.store import CollectionRow, SearchPlan, build_search_sql
+from ragtune_retriever.store import CollectionRow
 
 NAME = "search_latency"
 MIN_CHUNKS = 100_000
@@ -88,17 +92,19 @@ def build(ctx: Context, stub: Any, args: argparse.Namespace) -> pb.Collection:
 
 
 class Direct:
-    """The service's search path without the service: embedding + build_search_sql on psycopg."""
+    """The service's search path without gRPC: query embedding + the store call, in the bench process."""
 
-    def __init__(self, conn: psycopg.Connection, settings: RetrieverSettings, collection: str) -> None:
-        self.conn, self.settings = conn, settings
+    def __init__(self, conn: psycopg.Connection, url: str, settings: RetrieverSettings, collection: str) -> None:
+        self.conn, self.url, self.settings = conn, url, settings
+        self.loop = asyncio.new_event_loop()
+        self.pool: AsyncConnectionPool | None = None
         self.embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size, 0)
         self.thread = ThreadPoolExecutor(max_workers=1)  # the service embeds queries on a worker thread too
         self.filter_sql, self.filter_params = compile_filter({})
         cur = conn.cursor(row_factory=dict_row)
         cur.execute(
-            "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at"
-            " FROM retriever.collections WHERE tenant = 'default' AND name = %s",
+            "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at,"
+            " vector_type FROM retriever.collections WHERE tenant = 'default' AND name = %s",
             (collection,),
         )
         self.row = CollectionRow(**cur.fetchone())  # type: ignore[arg-type]
@@ -107,13 +113,17 @@ class Direct:
     def embed(self, query: str) -> np.ndarray:
         return self.thread.submit(self.embedder.encode, [query]).result()[0]
 
-    def search(self, query: str) -> list[Any]:
-        start = time.perf_counter()
-        vector = self.embed(query)
+    async def _embed_timed(self, query: str, start: float) -> np.ndarray:
+        vector = (await asyncio.get_running_loop().run_in_executor(self.thread, self.embedder.encode, [query]))[0]
         self.parts_ms["embed"].append(1000 * (time.perf_counter() - start))
+        return vector
+
+    async def _search(self, query: str) -> list[Any]:
+        if self.pool is None:
+            self.pool = await open_pool(self.url, self.settings, configure=register_vector_async)
         plan = SearchPlan(
             mode="hybrid",
-            query_vector=vector,
+            query_vector=None,
             keyword_query=keyword_query(query),
             filter_sql=self.filter_sql,
             filter_params=self.filter_params,
@@ -121,14 +131,21 @@ class Direct:
             candidates=max(TOP_K, self.settings.fusion_candidates),
             rrf_k=self.settings.rrf_k,
             ef_search=self.settings.default_ef_search,
+            keyword_budget=self.settings.keyword_candidate_budget,
         )
-        statement, params = build_search_sql(self.row, plan)
         start = time.perf_counter()
-        with self.conn.transaction():
-            self.conn.execute(_SET_CONFIG, (str(plan.ef_search),))
-            rows = self.conn.execute(statement, params).fetchall()
-        self.parts_ms["sql"].append(1000 * (time.perf_counter() - start))
-        return rows
+        hits = await hybrid_search(self.pool, self.row, plan, self._embed_timed(query, start))
+        self.parts_ms["sql"].append(1000 * (time.perf_counter() - start) - self.parts_ms["embed"][-1])
+        return hits
+
+    def search(self, query: str) -> list[Any]:
+        """The service's hybrid path (``search.hybrid_search``: KEYWORD half during the embedding)."""
+        return self.loop.run_until_complete(self._search(query))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.loop.run_until_complete(self.pool.close())
+        self.loop.close()
 
     def top(self, vector: np.ndarray, exact: bool) -> list[tuple[str, float]]:
         """Top-10 chunk ids and distances in SQL: by the HNSW index, or by a sequential scan."""
@@ -152,7 +169,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     with common.Retriever(ctx, NAME) as stub, psycopg.connect(ctx.database_url, autocommit=True) as conn:
         collection = build(ctx, stub, args)
         register_vector(conn)
-        direct = Direct(conn, settings, name)
+        direct = Direct(conn, ctx.database_url, settings, name)
 
         def via_grpc(
             query: str, mode: pb.SearchMode = pb.SEARCH_MODE_HYBRID, ef: int | None = None
@@ -185,6 +202,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
             for ef in EF_SWEEP:
                 ef_hits = via_grpc(query, pb.SEARCH_MODE_VECTOR, ef).hits
                 recalls[f"service_ef{ef}"].append(len(truth & {h.chunk_id for h in ef_hits}) / TOP_K)
+        direct.close()
 
     p50 = {side: percentile(ms, 50) for side, ms in times.items()}
     p95 = {side: percentile(ms, 95) for side, ms in times.items()}
@@ -214,7 +232,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         measured=f"p50 latency of HYBRID Search top_k={TOP_K} over gRPC, {len(measured)} SciFact test queries, "
         f"{collection.chunk_count} chunks",
         baseline={
-            "what": "same SQL (store.build_search_sql) via psycopg + query embedding (Embedder.encode) in the bench",
+            "what": "store path (search.hybrid_search, async pool) + query embedding (Embedder.encode) in the bench",
             "value": round(p50["direct"], 2),
         },
         value=round(p50["grpc"], 2),

@@ -4,6 +4,7 @@ the store and the embedders. Validation of request fields lives here; SQL lives 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +22,8 @@ from ragtune_retriever.embedding import Embedder
 from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.ingest import DocumentSource, Ingestor, UpsertOutcome, UpsertStatus
 from ragtune_retriever.runtime import RetrieverRuntime
-from ragtune_retriever.store import CollectionRow, SearchPlan
+from ragtune_retriever.search import Hit, SearchPlan, hybrid_search, search_collection
+from ragtune_retriever.store import CollectionRow
 from ragtune_retriever.text_embedding import check_inputs, embed_texts
 from ragtune_retriever.validation import check_metadata, check_text, check_texts
 
@@ -293,13 +295,10 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         ]
         mode = _MODES[request.mode]
 
-        async def search_one(collection: CollectionRow) -> list[store.Hit]:
-            vector = None
-            if mode != "keyword":
-                vector = await (await self._embedders.get(collection.embedding_model)).embed_query(query)
+        async def search_one(collection: CollectionRow) -> list[Hit]:
             plan = SearchPlan(
                 mode=mode,
-                query_vector=vector,
+                query_vector=None,
                 keyword_query=keyword_query(query),
                 filter_sql=filter_sql,
                 filter_params=filter_params,
@@ -309,7 +308,12 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 ef_search=ef_search,
                 keyword_budget=self._settings.keyword_candidate_budget,
             )
-            return await store.search_collection(self._pool, collection, plan)
+            if mode == "keyword":
+                return await search_collection(self._pool, collection, plan)
+            vector = (await self._embedders.get(collection.embedding_model)).embed_query(query)
+            if mode == "hybrid":  # the KEYWORD half runs while the query is embedded
+                return await hybrid_search(self._pool, collection, plan, vector)
+            return await search_collection(self._pool, collection, dataclasses.replace(plan, query_vector=await vector))
 
         results = await asyncio.gather(*(search_one(c) for c in collections))
         hits = sorted((h for hits in results for h in hits), key=lambda h: -h.score)[:top_k]

@@ -13,7 +13,8 @@ from psycopg import sql
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_retriever.filters import compile_filter
-from ragtune_retriever.store import CollectionRow, SearchPlan, build_search_sql
+from ragtune_retriever.search import SearchPlan, build_search_sql
+from ragtune_retriever.store import CollectionRow
 from tests.integration.retriever.helpers import doc, search, upsert
 
 ANIMALS = [

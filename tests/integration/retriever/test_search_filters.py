@@ -122,7 +122,8 @@ async def _search_statement(
 ) -> tuple[Any, list[Any], str]:
     """The statement the retriever runs for a VECTOR search of ``collection`` (query vector: a
     stored chunk's embedding), its parameters, and the collection's HNSW index name."""
-    from ragtune_retriever.store import CollectionRow, SearchPlan, build_search_sql
+    from ragtune_retriever.search import SearchPlan, build_search_sql
+    from ragtune_retriever.store import CollectionRow
 
     cur = await conn.execute(
         "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at"
