@@ -75,7 +75,8 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scale-steps", default="10000,100000", help="smaller sizes measured on the way (comma list)")
     group.add_argument("--scale-queries", type=int, default=100, help="query vectors / keyword queries per mode")
     group.add_argument("--scale-passages", type=int, default=1000, help="base passages embedded (0 = all 7,250)")
-    group.add_argument("--scale-sigma", type=float, default=0.025, help="gaussian noise per dimension")
+    group.add_argument("--scale-sigma", type=float, default=0.01, help="gaussian noise per dimension")
+    group.add_argument("--scale-mix", type=int, default=2, help="base passages mixed into each chunk vector")
     group.add_argument("--scale-words", type=int, default=48, help="pseudo-words per chunk")
     group.add_argument("--scale-maintenance-work-mem", default="3GB", help="for the HNSW builds")
     group.add_argument(
@@ -292,11 +293,11 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     query_vectors = embed_cached(
         queries, cache / f"queries-{Path(settings.embedding_model).name}-{len(queries)}.npy", settings.embedding_model
     )
-    corpus = SyntheticCorpus(base, args.scale_sigma, args.scale_words)
+    corpus = SyntheticCorpus(base, args.scale_sigma, args.scale_words, mix=args.scale_mix)
     keyword_queries = corpus.keyword_queries(len(queries))
     url = _database(ctx)
     row = asyncio.run(_fresh_collection(url, settings))
-    print(f"  {len(base)} base passages, sigma {args.scale_sigma}, steps {steps}", flush=True)
+    print(f"  {len(base)} base passages, mix {args.scale_mix}, sigma {args.scale_sigma}, steps {steps}", flush=True)
 
     results: list[dict[str, Any]] = []
     written = 0
@@ -373,6 +374,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         corpus={
             "base_passages": len(base),
             "sigma": args.scale_sigma,
+            "mix": args.scale_mix,
             "words_per_chunk": args.scale_words,
             "queries": len(queries) - warmup,
             "warmup": warmup,

@@ -17,7 +17,7 @@ from bench.index_scale_data import QUERY_SKIP_RANKS, VOCABULARY, SyntheticCorpus
 def corpus() -> SyntheticCorpus:
     rng = np.random.default_rng(7)
     base = rng.normal(size=(50, 384)).astype(np.float32)
-    return SyntheticCorpus(base / np.linalg.norm(base, axis=1, keepdims=True), sigma=0.025, words_per_chunk=48)
+    return SyntheticCorpus(base / np.linalg.norm(base, axis=1, keepdims=True), sigma=0.025, words_per_chunk=48, mix=1)
 
 
 def test_blocks_are_reproducible_and_distinct(corpus: SyntheticCorpus) -> None:
@@ -33,6 +33,21 @@ def test_vectors_are_unit_length_and_near_one_base_passage(corpus: SyntheticCorp
     nearest = (vectors @ corpus.base.T).max(axis=1)
     assert nearest.min() > 0.8  # noise 0.025 x sqrt(384) ~ 0.49 in norm: cosine ~ 0.9 to its passage
     assert np.abs(vectors @ vectors.T - np.eye(200)).max() < 0.999  # no two chunks are the same vector
+
+
+def test_mixed_vectors_lie_between_two_base_passages(corpus: SyntheticCorpus) -> None:
+    mixed = SyntheticCorpus(corpus.base, sigma=0.01, words_per_chunk=48, mix=2)
+    vectors = mixed.vectors(0, 300)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ corpus.base.T
+    two = np.argsort(-similarity, axis=1)[:, :2]
+    captured = []
+    for vector, pair in zip(vectors, two, strict=True):
+        basis, _ = np.linalg.qr(corpus.base[pair].T)  # the plane of its two nearest passages
+        captured.append(np.linalg.norm(basis.T @ vector))
+    assert min(captured) > 0.9  # all but the noise (0.01 x sqrt(384) ~ 0.2 before renormalising)
+    # not copies of one passage: many chunks sit well away from every single passage
+    assert np.mean(similarity.max(axis=1) < 0.9) > 0.3
 
 
 def test_words_are_distinct_and_text_follows_zipf(corpus: SyntheticCorpus) -> None:
