@@ -17,24 +17,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragtune_eval.scoring import mean, normalize_answer
+from ragtune_common.answer_support import CITATION, normalize_answer
+from ragtune_common.answer_support import support as support
+from ragtune_eval.scoring import mean
 
-_CITATION = re.compile(r"\[(\d{1,3})\]")
 _ABSTAIN = re.compile(
     r"\b(i\s+(do\s+not|don'?t)\s+know|(do|does)\s+not\s+(contain|mention|say|provide)|not\s+(mentioned|stated|provided)"
     r"|cannot\s+(answer|be\s+determined|find)|can'?t\s+(answer|find)|no\s+information|unknown|not\s+enough\s+information)\b",
     re.I,
 )
-_STOPWORDS_TEXT = """a an the of in on at to for by with from and or but is are was were be been being it its this
-that these those as which who whom what when where why how i you he she they we do does did not no yes so than
-then there their his her our your my me him them us will would can could should may might must has have had"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def cited(answer: str, passages: int) -> list[int]:
     """The 1-based passage numbers an answer cites, in order, each once, within range."""
     seen: dict[int, None] = {}
-    for match in _CITATION.finditer(answer):
+    for match in CITATION.finditer(answer):
         number = int(match.group(1))
         if 1 <= number <= passages:
             seen.setdefault(number, None)
@@ -49,19 +46,6 @@ def holds_answer(passage: str, answers: Sequence[str]) -> bool:
 
 def abstains(answer: str) -> bool:
     return bool(_ABSTAIN.search(answer))
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in normalize_answer(_CITATION.sub(" ", text)).split() if w not in STOPWORDS]
-
-
-def support(answer: str, passages: Sequence[str]) -> float:
-    """Share of the answer's content words that appear in ``passages`` (0 for an empty answer)."""
-    words = content_words(answer)
-    if not words:
-        return 0.0
-    vocabulary = set(normalize_answer(" ".join(passages)).split())
-    return sum(1 for w in words if w in vocabulary) / len(words)
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,10 @@ BEIR / pytrec_eval definitions), and percentiles."""
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, punctuation and the articles a/an/the removed, whitespace collapsed."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+from ragtune_common.answer_support import normalize_answer as normalize_answer  # the SQuAD normalisation
 
 
 def exact_match(prediction: str, gold: str) -> float:

@@ -140,7 +140,7 @@ def _result(hit: rpb.SearchHit) -> FileSearchResult:
 def _source(hit: rpb.SearchHit) -> Source | None:
     if not hit.document_id.startswith(ids.FILE):
         return None
-    return Source(file_id=hit.document_id, filename=hit.source_name or hit.document_id)
+    return Source(file_id=hit.document_id, filename=hit.source_name or hit.document_id, text=hit.text)
 
 
 async def prepare(runtime: GatewayRuntime, tenant: str, body: CreateResponse) -> Turn:

@@ -20,8 +20,8 @@ from ragtune_gateway.services.citations import Citations, Source, cite
 from ragtune_gateway.services.responses import check_tools
 from tests.fixtures.openapi import assert_mirrors, gateway_openapi
 
-HANDBOOK = Source("file-hb", "handbook.txt")
-POLICY = Source("file-po", "policy.txt")
+HANDBOOK = Source("file-hb", "handbook.txt", "Every employee gets 27 days of paid leave per year.")
+POLICY = Source("file-po", "policy.txt", "Laptops are handed out on the first day; leave requests go to HR.")
 
 
 def test_markers_become_annotations_where_they_stood() -> None:
@@ -43,10 +43,16 @@ def test_lists_unknown_numbers_and_non_file_passages() -> None:
     assert cite("See [1].", []) == ("See [1].", [])
 
 
-def test_an_answer_citing_nothing_is_annotated_with_the_files_it_was_given() -> None:
-    text, annotations = cite("Employees get 27 days.", [HANDBOOK, None, POLICY, HANDBOOK])
-    assert text == "Employees get 27 days."
-    assert [(a.file_id, a.index) for a in annotations] == [("file-hb", len(text)), ("file-po", len(text))]
+def test_an_answer_citing_nothing_is_annotated_with_the_files_that_support_it() -> None:
+    text, annotations = cite("An employee gets 27 days of leave.", [POLICY, None, HANDBOOK, HANDBOOK])
+    assert text == "An employee gets 27 days of leave."
+    assert [(a.file_id, a.index) for a in annotations] == [("file-hb", len(text))]  # once, and not the policy
+    assert [a.file_id for a in cite("Laptops come on the first day.", [HANDBOOK, POLICY])[1]] == ["file-po"]
+    # each file must hold at least half of the answer's content words on its own
+    mixed = "Leave requests go to HR; employees get 27 days of paid leave per year."
+    assert [a.file_id for a in cite(mixed, [POLICY, HANDBOOK])[1]] == ["file-hb"]  # policy: 4 of 12 words
+    # what no passage says is credited to none of them
+    assert cite("The cafeteria opens at noon.", [HANDBOOK, POLICY]) == ("The cafeteria opens at noon.", [])
     # one cited passage is enough: the others are not added
     assert [a.file_id for a in cite("27 days [2].", [HANDBOOK, POLICY])[1]] == ["file-po"]
     assert cite("Nothing to cite.", [None]) == ("Nothing to cite.", [])
