@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from ragtune_eval.chart import ChartPoint, CostBar, ForestRow, cost_svg, forest_svg, quality_latency_svg
+from ragtune_eval.significance import verdict
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -73,16 +74,13 @@ def comparison_table(built: dict[str, Any]) -> str:
     rows = []
     for c in built.get("comparisons") or []:
         f1, em = c["f1"], c["em"]
-        verdict = (
-            '<span class="yes">a real difference</span>'
-            if f1["significant"]
-            else '<span class="no">no detectable difference</span>'
-        )
+        said = verdict(c)
+        kind = "no" if said == "no detectable difference" else "yes"
         rows.append(
             f"<tr><td>{escape(c['candidate'])} - {escape(c['baseline'])}</td>"
             f"<td>{f1['difference']:+.1f} [{f1['low']:+.1f}, {f1['high']:+.1f}]</td>"
             f"<td>{em['difference']:+.1f} [{em['low']:+.1f}, {em['high']:+.1f}]</td>"
-            f"<td>{_number(em.get('p_value'), 4)}</td><td>{verdict}</td></tr>"
+            f"<td>{_number(em.get('p_value'), 4)}</td><td><span class='{kind}'>{said}</span></td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No pair of arms to compare.</p>"
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ragtune_eval.significance import verdict
+
 
 def _cell(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -74,10 +76,10 @@ def comparison_lines(built: dict[str, Any]) -> list[str]:
     ]
     for c in built["comparisons"]:
         f1, em = c["f1"], c["em"]
-        verdict = "a real difference" if f1["significant"] else "no detectable difference"
         lines.append(
             f"| {c['candidate']} - {c['baseline']} | {f1['difference']:+.1f} [{f1['low']:+.1f}, {f1['high']:+.1f}] | "
-            f"{em['difference']:+.1f} [{em['low']:+.1f}, {em['high']:+.1f}] | {_cell(em['p_value'], 4)} | {verdict} |"
+            f"{em['difference']:+.1f} [{em['low']:+.1f}, {em['high']:+.1f}] | {_cell(em['p_value'], 4)} | "
+            f"{verdict(c)} |"
         )
     return [*lines, ""]
 

@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -119,3 +120,14 @@ def compare_paired(
     interval = bootstrap_mean(differences, level=level, resamples=resamples, seed=seed)
     p_value, discordant = mcnemar_exact(baseline, candidate) if binary else (None, None)
     return PairedComparison(metric, baseline_name, candidate_name, interval, p_value, discordant)
+
+
+def verdict(comparison: dict[str, Any]) -> str:
+    """A paired comparison in words: each metric whose interval excludes zero, with its direction
+    ("F1 higher", "F1 lower, EM higher"); "no detectable difference" when neither does."""
+    said = [
+        f"{name} {'higher' if comparison[key]['difference'] > 0 else 'lower'}"
+        for key, name in (("f1", "F1"), ("em", "EM"))
+        if comparison[key]["significant"]
+    ]
+    return ", ".join(said) or "no detectable difference"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragtune_eval.significance import bootstrap_mean, compare_paired, mcnemar_exact
+from ragtune_eval.significance import bootstrap_mean, compare_paired, mcnemar_exact, verdict
 
 
 def test_interval_is_seeded_and_contains_the_mean() -> None:
@@ -75,3 +75,14 @@ def test_mcnemar_is_symmetric_and_a_probability(a: list[float], b: list[float]) 
     p_ab, (x, y) = mcnemar_exact(a, b)
     p_ba, (y2, x2) = mcnemar_exact(b, a)
     assert 0 < p_ab <= 1 and p_ab == p_ba and (x, y) == (x2, y2)
+
+
+def test_the_verdict_names_each_significant_metric_and_its_direction() -> None:
+    """As in the acceptance run: rag+ft vs ft, F1 +1.8 [-1.1, +4.4] but EM -2.3 [-4.0, -0.7] (McNemar
+    p 0.016): not "no detectable difference", which would hide the EM loss."""
+    lower_em = {"f1": {"difference": 1.75, "significant": False}, "em": {"difference": -2.33, "significant": True}}
+    assert verdict(lower_em) == "EM lower"
+    both = {"f1": {"difference": -2.8, "significant": True}, "em": {"difference": 2.3, "significant": True}}
+    assert verdict(both) == "F1 lower, EM higher"
+    neither = {"f1": {"difference": 0.4, "significant": False}, "em": {"difference": 0.0, "significant": False}}
+    assert verdict(neither) == "no detectable difference"
