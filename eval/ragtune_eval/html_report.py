@@ -65,7 +65,14 @@ def arm_table(built: dict[str, Any]) -> str:
             f'<td class="text">{escape(str(fig.get("recipe") or "-"))}</td></tr>'
         )
     caption = f"<caption>scores in percent on held-out questions; brackets: {level:.0%} confidence interval</caption>"
-    return f"<table>{caption}{head}{''.join(rows)}</table>"
+    judged = [
+        f"<p>LLM judge ({escape(str(j['model']))}) on {escape(arm)}: supported by the passages"
+        f" {_number(j.get('supported'), 3)}, correct {_number(j.get('correct'), 3)} ({j['judged']} answers judged,"
+        f" {j['unreadable']} replies unreadable).</p>"
+        for arm, fig in built["arms"].items()
+        if (j := fig.get("judge"))
+    ]
+    return f"<table>{caption}{head}{''.join(rows)}</table>{''.join(judged)}"
 
 
 def comparison_table(built: dict[str, Any]) -> str:

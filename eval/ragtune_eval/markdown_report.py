@@ -100,6 +100,12 @@ def grounding_lines(built: dict[str, Any]) -> list[str]:
             f"{_cell(g['answer_support'], 3)} | {_cell(g['abstention_when_missed'], 3)} | "
             f"{_cell(g['cited_share'], 3)} |"
         )
+    judged = {arm: fig["judge"] for arm, fig in built["arms"].items() if fig.get("judge")}
+    for arm, j in judged.items():
+        lines.append(
+            f"\nLLM judge ({j['model']}) on {arm}: supported by the passages {_cell(j['supported'], 3)},"
+            f" correct {_cell(j['correct'], 3)} ({j['judged']} answers judged, {j['unreadable']} replies unreadable)."
+        )
     return [*lines, ""]
 
 

@@ -210,6 +210,7 @@ def build_report(
     state: dict[str, Any],
     results: dict[str, list[dict[str, Any]]],
     recipes: dict[str, str] | None = None,
+    judged: dict[str, dict[str, Any]] | None = None,
 ) -> dict:
     level = float(config.get("promotion_level") or LEVEL)
     resamples = int(config.get("resamples") or RESAMPLES)
@@ -220,6 +221,9 @@ def build_report(
     for arm, recipe in (recipes or {}).items():
         if arm in arms:
             arms[arm]["recipe"] = recipe
+    for arm, verdicts in (judged or {}).items():  # the optional LLM judge's shares (ragtune_eval.judge)
+        if arm in arms:
+            arms[arm]["judge"] = verdicts
     compared = comparisons(results, level, resamples, seed)
     built: dict[str, Any] = {
         "config": config,

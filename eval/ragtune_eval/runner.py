@@ -30,6 +30,7 @@ from ragtune_eval.arms import (
 from ragtune_eval.client import EvalApiError, GatewayClient
 from ragtune_eval.dataset import QAItem, Split
 from ragtune_eval.indexing import Progress, ensure_store
+from ragtune_eval.judge import Judge, summarize
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
 from ragtune_eval.significance import compare_paired
@@ -95,10 +96,17 @@ class NoProgress:
 
 class QaEvaluation:
     def __init__(
-        self, client: GatewayClient, split: Split, config: QaEvalConfig, run: RunDir, progress: Progress | None = None
+        self,
+        client: GatewayClient,
+        split: Split,
+        config: QaEvalConfig,
+        run: RunDir,
+        progress: Progress | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.client, self.split, self.config, self.run = client, split, config, run
         self.progress = progress or NoProgress()
+        self.judge = judge  # optional LLM judge of the retrieval arms' answers (off by default)
         self.limit = asyncio.Semaphore(config.concurrency)
 
     async def execute(self, promote: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -116,8 +124,13 @@ class QaEvaluation:
         for arm in arms:
             model = await self.ensure_adapter(arm) if arm.training else state["base_model"]
             await self.answer_all(arm, model)
+        judged = {}
+        if self.judge is not None:
+            for arm in arms:
+                if arm.retrieval:
+                    judged[arm.name] = summarize(await self.judge_all(arm, self.judge), self.judge.model)
         results = {arm.name: self.run.results(arm.name) for arm in arms}
-        built = report.build_report(self.config.as_dict(), state, results, self.recipes())
+        built = report.build_report(self.config.as_dict(), state, results, self.recipes(), judged)
         if promote is not None:
             built["promotion"] = await self.promote(*promote)
         report.write_all(built, self.run.path)
@@ -253,6 +266,30 @@ class QaEvaluation:
                     group.create_task(one(split, item))
         except ExceptionGroup as failed:  # the first failure, as itself (the answers so far are kept)
             raise first_error(failed) from None
+
+    async def judge_all(self, arm: Arm, judge: Judge) -> list[dict[str, Any]]:
+        """The judge's verdicts on ``arm``'s held-out answers, asking only for those not judged yet."""
+        results = f"judge-{arm.name}"
+        done = {row["id"] for row in self.run.results(results)}
+        todo = [r for r in self.run.results(arm.name) if r["split"] == "test" and r["id"] not in done]
+        self.progress.start(results, f"judging {arm.name}", len(todo))
+
+        async def one(row: dict[str, Any]) -> None:
+            async with self.limit:
+                found = await judge.verdict(
+                    row["question"], row.get("passages") or [], row["answers"], row["prediction"]
+                )
+            self.run.append_result(results, found.as_row(row["id"]))
+            self.progress.update(results, len(self.run.results(results)) - len(done))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for row in todo:
+                    group.create_task(one(row))
+        except ExceptionGroup as failed:
+            raise first_error(failed) from None
+        held_out = {item.id for item in self.split.test}
+        return [row for row in self.run.results(results) if row["id"] in held_out]
 
     # -- promotion --------------------------------------------------------------------------------
 

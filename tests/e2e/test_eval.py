@@ -14,6 +14,7 @@ import pytest
 from ragtune_eval.arms import final_answer, short_answer
 from ragtune_eval.client import GatewayClient
 from ragtune_eval.dataset import Split, load_qa, split_dataset
+from ragtune_eval.judge import Judge
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.runner import QaEvalConfig, QaEvaluation
 from ragtune_eval.scoring import best_over_answers
@@ -113,12 +114,24 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 assert (run_dir / kind).stat().st_size > 0
             assert "| rag+ft |" in (run_dir / "report.md").read_text()
 
-            # a rerun resumes: no question asked again, no job trained again
+            # a rerun resumes: no question asked again, no job trained again; with an LLM judge (the
+            # gateway itself, an OpenAI-compatible endpoint) it judges the retrieval arms' answers once
             jobs = {k: v["job_id"] for k, v in RunDir(run_dir).state["jobs"].items()}
-            again = await QaEvaluation(client, split, config, RunDir(run_dir)).execute()
+            judge = Judge(f"{gateway_url}/v1", await client.base_model(), api_key=tenant.key)
+            try:
+                again = await QaEvaluation(client, split, config, RunDir(run_dir), judge=judge).execute()
+            finally:
+                await judge.aclose()
             assert {k: v["job_id"] for k, v in RunDir(run_dir).state["jobs"].items()} == jobs
             assert all(len(RunDir(run_dir).results(name)) == 6 for name in again["arms"])
             assert again["arms"]["rag"]["f1"] == report["arms"]["rag"]["f1"]
+            for name in ("rag", "rag+ft"):
+                judged = again["arms"][name]["judge"]
+                assert judged["judged"] == 4 and judged["model"] == await client.base_model()
+                verdicts = RunDir(run_dir).results(f"judge-{name}")
+                assert sorted(v["id"] for v in verdicts) == sorted(item.id for item in split.test)
+                assert all(v["reply"] for v in verdicts)  # what the judge said is kept, read or not
+            assert "judge" not in again["arms"]["base"] and "LLM judge" in (run_dir / "report.md").read_text()
 
             await check_promotions(client, tenant, admin, gateway_url, split, config, run_dir, report)
     finally:

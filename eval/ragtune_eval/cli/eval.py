@@ -18,6 +18,7 @@ from ragtune_eval.beir import to_markdown as beir_markdown
 from ragtune_eval.cli.gateway import CliError, api_key, base_url
 from ragtune_eval.client import EvalApiError, GatewayClient, is_alias
 from ragtune_eval.dataset import DatasetError, load_beir, load_qa, split_dataset
+from ragtune_eval.judge import Judge
 from ragtune_eval.markdown_report import to_markdown
 from ragtune_eval.rundir import RunDir, RunDirError
 from ragtune_eval.runner import QaEvalConfig, QaEvaluation, check_promotion
@@ -108,6 +109,13 @@ def squad(
         str, typer.Option(help="alias (e.g. ft:latest-good) the adapter takes if it beats the holder")
     ] = "",
     promote_arm: Annotated[str, typer.Option(help="the adapter offered for --promote: ft or rag+ft")] = "ft",
+    judge_url: Annotated[
+        str,
+        typer.Option(
+            help="optional LLM judge: an OpenAI-compatible base URL ending in /v1 (key: $RAGTUNE_JUDGE_API_KEY)"
+        ),
+    ] = "",
+    judge_model: Annotated[str, typer.Option(help="the judge's model name (with --judge-url)")] = "",
 ) -> None:
     """The four-arm QA evaluation: EM/F1, retrieval hit@k, latency, tokens/s and costs per arm."""
     try:
@@ -119,6 +127,8 @@ def squad(
             check_promotion(promote_arm, tuple(chosen))
         if raft_recipe not in RAFT_RECIPES:
             raise ValueError(f"--raft-recipe {raft_recipe!r}: choose from {', '.join(RAFT_RECIPES)}")
+        if bool(judge_url) != bool(judge_model):
+            raise ValueError("--judge-url and --judge-model go together")
     except (ValueError, DatasetError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -146,11 +156,16 @@ def squad(
     )
 
     offer = (promote, promote_arm) if promote else None
-    built = _evaluate(
-        lambda client, bars: QaEvaluation(client, split, config, RunDir(run_dir), bars).execute(offer),
-        run_dir,
-        "answers",
-    )
+
+    async def run(client: GatewayClient, bars: RichProgress) -> dict[str, Any]:
+        judge = Judge(judge_url, judge_model) if judge_url else None
+        try:
+            return await QaEvaluation(client, split, config, RunDir(run_dir), bars, judge).execute(offer)
+        finally:
+            if judge is not None:
+                await judge.aclose()
+
+    built = _evaluate(run, run_dir, "answers")
     console.print(to_markdown(built), markup=False, highlight=False)
     console.print(f"report: {', '.join(built['files'].values())}")
 
