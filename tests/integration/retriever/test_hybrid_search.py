@@ -10,11 +10,12 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector_async
+from psycopg import sql
 
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.database import open_pool
 from ragtune_retriever.filters import compile_filter
-from ragtune_retriever.search import SearchPlan, fuse, hybrid_search
+from ragtune_retriever.search import SearchPlan, _fetch, fuse, hybrid_search
 from ragtune_retriever.store import get_collection
 from tests.integration.retriever.helpers import doc, search, upsert
 
@@ -85,5 +86,21 @@ async def test_a_failed_query_embedding_cancels_the_keyword_half(stub, collectio
 
         hits = await hybrid_search(pool, row, plan, vector_of("hunt night"))
         assert hits and hits[0].vector_rank > 0 and hits[0].keyword_rank > 0
+    finally:
+        await pool.close()
+
+
+async def test_searches_are_planned_for_their_own_values(stub, retriever_settings):
+    """psycopg prepares a statement after five runs on a connection, and PostgreSQL may then reuse a
+    generic plan (limits and query vector unknown): on a 100k-chunk collection that made VECTOR search
+    about 2x slower (6.5 against 3.0 ms). Every search statement runs in a transaction that asks for a
+    plan made for its own values, and leaves the connection's setting as it was."""
+    pool = await open_pool(retriever_settings.database_url, retriever_settings, configure=register_vector_async)
+    try:
+        mode = sql.SQL("SELECT current_setting('plan_cache_mode'), current_setting('hnsw.ef_search')")
+        assert await _fetch(pool, mode, [], 123) == [("force_custom_plan", "123")]
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT current_setting('plan_cache_mode')")
+            assert await cur.fetchone() == ("auto",)  # local to the search's transaction
     finally:
         await pool.close()
