@@ -48,7 +48,7 @@ from ragtune_common.database import apply_migrations, open_pool
 from ragtune_retriever.chunking import Chunk
 from ragtune_retriever.embedding import MEASURED_CPU_BACKEND, Embedder
 from ragtune_retriever.filters import compile_filter
-from ragtune_retriever.search import Hit, SearchPlan, build_search_sql, hybrid_search, search_collection
+from ragtune_retriever.search import Hit, SearchPlan, build_search_sql, search_collection, search_while_embedding
 from ragtune_retriever.settings import RetrieverSettings
 from ragtune_retriever.store import CollectionRow, PreparedDocument, hnsw_index_sql
 from ragtune_retriever.store import create_collection as store_create_collection
@@ -175,9 +175,7 @@ class Searcher:
             vectors = await asyncio.get_running_loop().run_in_executor(self.thread, self.embedder.encode, [query])
             return vectors[0]
 
-        if plan.mode == "hybrid":
-            return await hybrid_search(self.pool, row, plan, embedded())
-        return await search_collection(self.pool, row, dataclasses.replace(plan, query_vector=await embedded()))
+        return await search_while_embedding(self.pool, row, plan, embedded())
 
     def timed_served(self, row: CollectionRow, plan: SearchPlan, query: str) -> tuple[float, list[tuple[str, int]]]:
         start = time.perf_counter()

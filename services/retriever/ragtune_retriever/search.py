@@ -231,3 +231,17 @@ async def hybrid_search(
     given += [[row[2] for row in fused], [row[3] for row in fused]]
     statement = _compose(collection, plan, "WITH fused AS (" + _GIVEN + ")" + _SELECT_HITS)
     return _hits(collection, await _fetch(pool, statement, given, plan.ef_search))
+
+
+async def search_while_embedding(
+    pool: AsyncConnectionPool, collection: CollectionRow, plan: SearchPlan, query_vector: Awaitable[np.ndarray] | None
+) -> list[Hit]:
+    """A search whose query vector is still being computed (None for KEYWORD, which needs none):
+    HYBRID starts its KEYWORD half at once, VECTOR waits for the vector."""
+    if plan.mode == "keyword":
+        return await search_collection(pool, collection, plan)
+    if query_vector is None:
+        raise ValueError(f"a {plan.mode} search needs its query vector")
+    if plan.mode == "hybrid":
+        return await hybrid_search(pool, collection, plan, query_vector)
+    return await search_collection(pool, collection, dataclasses.replace(plan, query_vector=await query_vector))

@@ -4,7 +4,6 @@ the store and the embedders. Validation of request fields lives here; SQL lives 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,7 @@ from ragtune_retriever.embedding import Embedder
 from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.ingest import DocumentSource, Ingestor, UpsertOutcome, UpsertStatus
 from ragtune_retriever.runtime import RetrieverRuntime
-from ragtune_retriever.search import Hit, SearchPlan, hybrid_search, search_collection
+from ragtune_retriever.search import Hit, SearchPlan, search_while_embedding
 from ragtune_retriever.store import CollectionRow
 from ragtune_retriever.text_embedding import check_inputs, embed_texts
 from ragtune_retriever.validation import check_metadata, check_text, check_texts
@@ -308,12 +307,10 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
                 ef_search=ef_search,
                 keyword_budget=self._settings.keyword_candidate_budget,
             )
-            if mode == "keyword":
-                return await search_collection(self._pool, collection, plan)
-            vector = (await self._embedders.get(collection.embedding_model)).embed_query(query)
-            if mode == "hybrid":  # the KEYWORD half runs while the query is embedded
-                return await hybrid_search(self._pool, collection, plan, vector)
-            return await search_collection(self._pool, collection, dataclasses.replace(plan, query_vector=await vector))
+            embedding = None
+            if mode != "keyword":  # started here, awaited by the search (HYBRID's KEYWORD half runs meanwhile)
+                embedding = (await self._embedders.get(collection.embedding_model)).embed_query(query)
+            return await search_while_embedding(self._pool, collection, plan, embedding)
 
         results = await asyncio.gather(*(search_one(c) for c in collections))
         hits = sorted((h for hits in results for h in hits), key=lambda h: -h.score)[:top_k]
