@@ -48,7 +48,14 @@ from ragtune_common.database import apply_migrations, open_pool
 from ragtune_retriever.chunking import Chunk
 from ragtune_retriever.embedding import MEASURED_CPU_BACKEND, Embedder
 from ragtune_retriever.filters import compile_filter
-from ragtune_retriever.search import Hit, SearchPlan, build_search_sql, search_collection, search_while_embedding
+from ragtune_retriever.search import (
+    SEARCH_SETTINGS,
+    Hit,
+    SearchPlan,
+    build_search_sql,
+    search_collection,
+    search_while_embedding,
+)
 from ragtune_retriever.settings import RetrieverSettings
 from ragtune_retriever.store import CollectionRow, PreparedDocument, hnsw_index_sql
 from ragtune_retriever.store import create_collection as store_create_collection
@@ -62,7 +69,6 @@ CHUNKS_PER_DOCUMENT = 1000
 DOCUMENTS_PER_TRANSACTION = 10
 UNBOUNDED = 2**31 - 1  # a keyword budget that scores every matching chunk (as before the bound)
 UNBOUNDED_UP_TO = 100_000  # chunks up to which the unbounded keyword search is measured too
-_SET_CONFIG = "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
 _EXACT = (
     "SELECT document_id, seq, embedding::vector({dim}) <=> %s::vector({dim}) AS distance FROM retriever.chunks"
     " WHERE collection_id = {cid} ORDER BY distance LIMIT {k}"
@@ -192,7 +198,7 @@ def _by_index(conn: psycopg.Connection, row: CollectionRow, plan: SearchPlan) ->
     """A VECTOR search with the exact scan priced out (the index's own recall)."""
     statement, params = build_search_sql(row, plan)
     with conn.transaction():
-        conn.execute(_SET_CONFIG, (str(plan.ef_search),))
+        conn.execute(SEARCH_SETTINGS, (str(plan.ef_search),))
         conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         rows = conn.execute(statement, params).fetchall()
     return [(r[3], r[4]) for r in rows]
@@ -202,7 +208,7 @@ def _uses_index(conn: psycopg.Connection, row: CollectionRow, plan: SearchPlan, 
     """Whether PostgreSQL's plan for this search scans ``index`` (small collections may get an exact scan)."""
     statement, params = build_search_sql(row, plan)
     with conn.transaction():
-        conn.execute(_SET_CONFIG, (str(plan.ef_search),))
+        conn.execute(SEARCH_SETTINGS, (str(plan.ef_search),))
         found = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + statement, params).fetchone()
     assert found is not None
     return f'"Index Name": "{index}"' in json.dumps(found[0])

@@ -41,7 +41,7 @@ from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.database import open_pool
 from ragtune_retriever.embedding import Embedder
 from ragtune_retriever.filters import compile_filter
-from ragtune_retriever.search import SearchPlan, hybrid_search
+from ragtune_retriever.search import SEARCH_SETTINGS, SearchPlan, hybrid_search
 from ragtune_retriever.service import keyword_query
 from ragtune_retriever.settings import RetrieverSettings
 from ragtune_retriever.store import CollectionRow
@@ -52,7 +52,6 @@ TOP_K = 10
 TARGET_P50_RATIO = 1.3
 TARGET_RECALL = 0.98
 EF_SWEEP = (100, 200, 400)  # recall through the service at these ef_search too
-_SET_CONFIG = "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
 _TOP = (
     "SELECT document_id || '#' || seq, embedding::vector({dim}) <=> %s::vector({dim}) AS distance"
     " FROM retriever.chunks WHERE collection_id = {cid} ORDER BY distance LIMIT {k}"
@@ -153,7 +152,7 @@ class Direct:
         with self.conn.transaction():
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
-            self.conn.execute(_SET_CONFIG, (str(self.settings.default_ef_search),))
+            self.conn.execute(SEARCH_SETTINGS, (str(self.settings.default_ef_search),))
             return [(r[0], float(r[1])) for r in self.conn.execute(statement, (vector,)).fetchall()]
 
 

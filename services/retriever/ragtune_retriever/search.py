@@ -127,7 +127,7 @@ ORDER BY f.score DESC, f.id"""
 # yields k rows; and a plan made for this query's values. psycopg prepares a statement after five runs
 # on a connection, and PostgreSQL's generic plan for it (limits and vector unknown) made VECTOR search
 # about 2x slower on a 100k collection (6.5 against 3.0 ms): the planning it saves is ~0.2 ms.
-_SET_CONFIG = (
+SEARCH_SETTINGS = (
     "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
     " set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
@@ -190,7 +190,7 @@ async def _fetch(
     pool: AsyncConnectionPool, statement: sql.SQL | sql.Composed, params: list[Any], ef_search: int
 ) -> list[Any]:
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(_SET_CONFIG, (str(ef_search),))
+        await conn.execute(SEARCH_SETTINGS, (str(ef_search),))
         cur = await conn.execute(statement, params)
         return await cur.fetchall()
 
