@@ -30,10 +30,11 @@ from ragtune_eval.arms import (
 from ragtune_eval.client import EvalApiError, GatewayClient
 from ragtune_eval.dataset import QAItem, Split
 from ragtune_eval.indexing import Progress, ensure_store
-from ragtune_eval.judge import Judge, summarize
+from ragtune_eval.judge import Judge, judge_arm, summarize
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
 from ragtune_eval.significance import compare_paired
+from ragtune_eval.tasks import run_each
 
 log = logging.getLogger(__name__)
 JOB_POLL_S = 2.0
@@ -69,12 +70,6 @@ class QaEvalConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "arms": list(self.arms)}
-
-
-def first_error(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
 
 
 def check_promotion(arm: str, arms: tuple[str, ...]) -> None:
@@ -128,7 +123,8 @@ class QaEvaluation:
         if self.judge is not None:
             for arm in arms:
                 if arm.retrieval:
-                    judged[arm.name] = summarize(await self.judge_all(arm, self.judge), self.judge.model)
+                    verdicts = await judge_arm(self.judge, self.run, arm.name, self.split, self.limit, self.progress)
+                    judged[arm.name] = summarize(verdicts, self.judge.model)
         results = {arm.name: self.run.results(arm.name) for arm in arms}
         built = report.build_report(self.config.as_dict(), state, results, self.recipes(), judged)
         if promote is not None:
@@ -252,44 +248,16 @@ class QaEvaluation:
         self.progress.update(f"answer-{results}", len(wanted) - len(todo))
         finished = len(wanted) - len(todo)
 
-        async def one(split: str, item: QAItem) -> None:
+        async def one(wanted: tuple[str, QAItem]) -> None:
             nonlocal finished
+            split, item = wanted
             async with self.limit:
                 row = await self.answer(arm, model, split, item)
             self.run.append_result(results, row)
             finished += 1
             self.progress.update(f"answer-{results}", finished)
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for split, item in todo:
-                    group.create_task(one(split, item))
-        except ExceptionGroup as failed:  # the first failure, as itself (the answers so far are kept)
-            raise first_error(failed) from None
-
-    async def judge_all(self, arm: Arm, judge: Judge) -> list[dict[str, Any]]:
-        """The judge's verdicts on ``arm``'s held-out answers, asking only for those not judged yet."""
-        results = f"judge-{arm.name}"
-        done = {row["id"] for row in self.run.results(results)}
-        todo = [r for r in self.run.results(arm.name) if r["split"] == "test" and r["id"] not in done]
-        self.progress.start(results, f"judging {arm.name}", len(todo))
-
-        async def one(row: dict[str, Any]) -> None:
-            async with self.limit:
-                found = await judge.verdict(
-                    row["question"], row.get("passages") or [], row["answers"], row["prediction"]
-                )
-            self.run.append_result(results, found.as_row(row["id"]))
-            self.progress.update(results, len(self.run.results(results)) - len(done))
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for row in todo:
-                    group.create_task(one(row))
-        except ExceptionGroup as failed:
-            raise first_error(failed) from None
-        held_out = {item.id for item in self.split.test}
-        return [row for row in self.run.results(results) if row["id"] in held_out]
+        await run_each(todo, one)
 
     # -- promotion --------------------------------------------------------------------------------
 
