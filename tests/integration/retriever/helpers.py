@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from ragtune.retriever.v1 import retriever_pb2 as pb
+from ragtune_retriever.store import CollectionRow
 
 
 def doc(doc_id: str, text: str, **metadata: Any) -> pb.DocumentInput:
@@ -75,3 +78,15 @@ def _pdf_file(objects: list[bytes]) -> bytes:
     out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+async def collection_row(conn: psycopg.AsyncConnection, name: str) -> CollectionRow:
+    """The store's row of the collection ``name`` (counts left 0), read on a test's own connection."""
+    cur = await conn.execute(
+        "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at,"
+        " 0, 0, vector_type FROM retriever.collections WHERE name = %s",
+        (name,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return CollectionRow(*row)

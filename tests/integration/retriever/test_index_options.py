@@ -14,25 +14,13 @@ from psycopg import sql
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_retriever.filters import compile_filter
 from ragtune_retriever.search import SearchPlan, build_search_sql
-from ragtune_retriever.store import CollectionRow
-from tests.integration.retriever.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import collection_row, doc, search, upsert
 
 ANIMALS = [
     doc("owl", "Owls hunt mice at night with silent feathers."),
     doc("cat", "Cats purr and sleep in the sun most of the day."),
     doc("whale", "Whales sing long songs across the ocean."),
 ]
-
-
-async def _collection_row(conn: psycopg.AsyncConnection, name: str) -> CollectionRow:
-    cur = await conn.execute(
-        "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at,"
-        " 0, 0, vector_type FROM retriever.collections WHERE name = %s",
-        (name,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return CollectionRow(*row)
 
 
 def _plan(mode: str, query_vector: Any, keyword_query: str, keyword_budget: int, top_k: int = 10) -> SearchPlan:
@@ -84,7 +72,7 @@ async def test_halfvec_collection_builds_and_scans_a_halfvec_index(stub, unique_
             assert hits[0].document_id == "owl", mode
 
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            row = await _collection_row(conn, name)
+            row = await collection_row(conn, name)
             assert row.vector_type == "halfvec"
             cur = await conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (f"chunks_hnsw_{row.id}",))
             definition = (await cur.fetchone() or [""])[0]
@@ -119,7 +107,7 @@ async def test_keyword_search_scores_a_bounded_candidate_set(stub, collection, d
     await stub.UpsertDocuments(upsert(collection, doc("rare", "Alpha zebra crossing.")))
 
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        row = await _collection_row(conn, collection)
+        row = await collection_row(conn, collection)
         scored = {}
         for budget in (100, 1_000_000):
             statement, params = build_search_sql(row, _plan("keyword", None, "alpha zebra", budget))

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from ragtune.retriever.v1 import retriever_pb2 as pb
 from ragtune_common.errors import InvalidArgument
 from ragtune_retriever.filters import compile_filter
-from tests.integration.retriever.helpers import doc, search, upsert
+from tests.integration.retriever.helpers import collection_row, doc, search, upsert
 from tests.unit.retriever.test_filters import JSON, NAMES
 
 BOOKS = [
@@ -123,18 +123,10 @@ async def _search_statement(
     """The statement the retriever runs for a VECTOR search of ``collection`` (query vector: a
     stored chunk's embedding), its parameters, and the collection's HNSW index name."""
     from ragtune_retriever.search import SearchPlan, build_search_sql
-    from ragtune_retriever.store import CollectionRow
 
+    row = await collection_row(conn, collection)
     cur = await conn.execute(
-        "SELECT id, tenant, name, embedding_model, dimension, max_tokens, overlap_tokens, metadata, created_at"
-        " FROM retriever.collections WHERE name = %s",
-        (collection,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    collection_row = CollectionRow(*row)
-    cur = await conn.execute(
-        "SELECT embedding::text FROM retriever.chunks WHERE collection_id = %s AND document_id = 'n1'", (row[0],)
+        "SELECT embedding::text FROM retriever.chunks WHERE collection_id = %s AND document_id = 'n1'", (row.id,)
     )
     vector = (await cur.fetchone() or [None])[0]
     filter_sql, filter_params = compile_filter(spec)
@@ -149,8 +141,8 @@ async def _search_statement(
         rrf_k=60,
         ef_search=10,
     )
-    statement, params = build_search_sql(collection_row, plan)
-    return statement, params, f"chunks_hnsw_{row[0]}"
+    statement, params = build_search_sql(row, plan)
+    return statement, params, f"chunks_hnsw_{row.id}"
 
 
 async def _configure(conn: psycopg.AsyncConnection, iterative: str, force_index: bool) -> None:
