@@ -16,10 +16,19 @@ from ragtune_generator import lora_cpu
 SLOTS, RANK, HIDDEN = 4, 16, 32
 SLICES = (32, 8, 8)  # q, k, v
 LORA_IDS = [11, 12, 13, 14]  # slot i holds adapter LORA_IDS[i]
+PATCHED = ("update_metadata", "add_shrink", "add_expand", "add_lora_linear", "_ragtune_wrapped")
+
+
+@pytest.fixture(autouse=True)
+def _vllms_class_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``install_wrapper`` patches vLLM's class for the whole process: monkeypatch records what the
+    class itself holds under each name it patches (or that it holds nothing) and puts it back."""
+    for name in PATCHED:
+        monkeypatch.setattr(PunicaWrapperCPU, name, getattr(PunicaWrapperCPU, name, False), raising=False)
 
 
 def _wrapper(adapter_per_token: list[int]) -> PunicaWrapperCPU:
-    lora_cpu.install_wrapper()
+    assert lora_cpu.install_wrapper()
     wrapper = PunicaWrapperCPU(256, 64, device="cpu")
     mapping = LoRAMapping(tuple(adapter_per_token), tuple(adapter_per_token), is_prefill=True)
     wrapper.update_metadata(mapping, list(LORA_IDS), SLOTS, 1000)
