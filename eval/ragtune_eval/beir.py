@@ -53,14 +53,14 @@ class BeirEvaluation:
         return ids[: self.config.max_queries] if self.config.max_queries else ids
 
     async def execute(self) -> dict[str, Any]:
-        self.run.check_config(self.config.as_dict())
+        await self.run.check_config(self.config.as_dict())
         store = await ensure_store(self.client, self.run, self.data.corpus, self.limit, self.progress)
         corpus_id = {file_id: doc_id for doc_id, file_id in store["files"].items()}
         figures = {}
         for mode, ef in self.config.settings():
             name = setting_name(mode, ef)
             await self.search_all(name, mode, ef, corpus_id)
-            figures[name] = self.figures(self.run.results(name))
+            figures[name] = self.figures(await self.run.results(name))
             self.progress.log(f"{name}: {figures[name]}")
         report = {
             "config": self.config.as_dict(),
@@ -78,7 +78,7 @@ class BeirEvaluation:
         return report
 
     async def search_all(self, name: str, mode: str, ef: int | None, corpus_id: dict[str, str]) -> None:
-        done = {row_id for _, row_id in self.run.done(name)}
+        done = {row_id for _, row_id in await self.run.done(name)}
         todo = [qid for qid in self.queries() if qid not in done]
         total = len(self.queries())
         self.progress.start(f"search-{name}", f"searching {name}", total)
@@ -96,7 +96,7 @@ class BeirEvaluation:
             ranked = list(dict.fromkeys(corpus_id.get(h["document_id"], h["document_id"]) for h in hits))
             relevance = self.data.qrels[qid]
             relevant = [doc for doc, grade in relevance.items() if grade > 0]
-            self.run.append_result(
+            await self.run.append_result(
                 name,
                 {
                     "id": qid,

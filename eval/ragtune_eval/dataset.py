@@ -56,58 +56,84 @@ def _answers(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in texts if t.strip()))
 
 
-def _squad(data: dict[str, Any], path: Path) -> list[QAItem]:
+def _squad(data: dict[str, Any], name: str) -> list[QAItem]:
     items = []
-    for article in data.get("data", []):
-        for paragraph in article.get("paragraphs", []):
-            for qa in paragraph.get("qas", []):
-                answers = _answers(qa.get("answers", []), f"{path}: question {qa.get('id')}")
+    for a, article in enumerate(_list(data.get("data"), f"{name}: data")):
+        for p, paragraph in enumerate(_list(_field(article, "paragraphs", f"{name}: data[{a}]"), name)):
+            where = f"{name}: data[{a}].paragraphs[{p}]"
+            context = _field(paragraph, "context", where)
+            if not isinstance(context, str):
+                raise DatasetError(f"{where}: 'context' must be a string")
+            for qa in _list(_field(paragraph, "qas", where), where):
+                if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or "id" not in qa:
+                    raise DatasetError(f"{where}: every question needs an 'id' and a 'question' string")
+                answers = _answers(qa.get("answers", []), f"{name}: question {qa.get('id')}")
                 if answers and not qa.get("is_impossible"):
-                    items.append(QAItem(str(qa["id"]), qa["question"].strip(), answers, paragraph["context"]))
+                    items.append(QAItem(str(qa["id"]), qa["question"].strip(), answers, context))
     return items
 
 
-def _jsonl(path: Path) -> list[QAItem]:
+def _field(value: Any, key: str, where: str) -> Any:
+    if not isinstance(value, dict) or key not in value:
+        raise DatasetError(f"{where}: needs a '{key}' field")
+    return value[key]
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DatasetError(f"{where}: must be a list")
+    return value
+
+
+def _jsonl(text: str, name: str) -> list[QAItem]:
     items = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
-                raise DatasetError(f"{where}: needs a non-empty 'question' string")
-            context = row.get("context") or ""
-            if not isinstance(context, str):
-                raise DatasetError(f"{where}: 'context' must be a string")
-            answers = _answers(row.get("answers", row.get("answer", [])), where)
-            if not answers:
-                raise DatasetError(f"{where}: needs at least one answer")
-            items.append(QAItem(str(row.get("id", number)), row["question"].strip(), answers, context))
+    for number, line in enumerate(text.split("\n"), start=1):  # as a file reads: \n ends a line
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise DatasetError(f"{where}: needs a non-empty 'question' string")
+        context = row.get("context") or ""
+        if not isinstance(context, str):
+            raise DatasetError(f"{where}: 'context' must be a string")
+        answers = _answers(row.get("answers", row.get("answer", [])), where)
+        if not answers:
+            raise DatasetError(f"{where}: needs at least one answer")
+        items.append(QAItem(str(row.get("id", number)), row["question"].strip(), answers, context))
     return items
 
 
 def load_qa(path: Path) -> list[QAItem]:
-    """SQuAD JSON (``{"data": [{"paragraphs": [{"context", "qas"}]}]}``) or JSONL; unanswerable
-    SQuAD 2 questions are left out."""
+    """The QA dataset in the file at ``path`` (see :func:`parse_qa`)."""
     if not path.is_file():
         raise DatasetError(f"no such file: {path}")
-    if path.suffix.lower() == ".jsonl":
-        items = _jsonl(path)
+    return parse_qa(path.read_bytes(), str(path))
+
+
+def parse_qa(data: bytes, name: str) -> list[QAItem]:
+    """SQuAD JSON (``{"data": [{"paragraphs": [{"context", "qas"}]}]}``) or, when ``name`` ends in
+    ``.jsonl``, JSONL; unanswerable SQuAD 2 questions are left out. Errors name ``name`` (and the line)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    if name.lower().endswith(".jsonl"):
+        items = _jsonl(text, name)
     else:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            parsed = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}: not JSON ({exc.msg}); JSONL files must end in .jsonl") from None
-        if not isinstance(data, dict) or "data" not in data:
-            raise DatasetError(f"{path}: not SQuAD JSON (no top-level 'data')")
-        items = _squad(data, path)
+            raise DatasetError(f"{name}: not JSON ({exc.msg}); JSONL files must end in .jsonl") from None
+        if not isinstance(parsed, dict) or "data" not in parsed:
+            raise DatasetError(f"{name}: not SQuAD JSON (no top-level 'data')")
+        items = _squad(parsed, name)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
-        raise DatasetError(f"{path}: question ids are not unique")
+        raise DatasetError(f"{name}: question ids are not unique")
     return items
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any, Protocol
 
 from ragtune_eval.client import GatewayClient
-from ragtune_eval.rundir import RunDir
+from ragtune_eval.rundir import RunStore
 
 FIRST_FILES = 500  # file ids a vector store can be created with; the rest are added one by one
 SAVE_EVERY = 50
@@ -24,7 +24,7 @@ class Progress(Protocol):
 
 
 async def ensure_store(
-    client: GatewayClient, run: RunDir, texts: dict[str, str], limit: asyncio.Semaphore, progress: Progress
+    client: GatewayClient, run: RunStore, texts: dict[str, str], limit: asyncio.Semaphore, progress: Progress
 ) -> dict[str, Any]:
     """``run.state["store"]``: ``id``, ``files`` (text key -> file id, the store's document id),
     ``upload_s``, ``build_s`` (the retriever's chunking + embedding + writing, seen from REST),
@@ -45,7 +45,7 @@ async def ensure_store(
             async with asyncio.TaskGroup() as group:
                 for key in missing[batch : batch + SAVE_EVERY]:
                     group.create_task(upload(key))
-            run.save_state()
+            await run.save_state()
         state["upload_s"] += time.perf_counter() - start
     if state.get("complete"):
         return dict(state)
@@ -55,7 +55,7 @@ async def ensure_store(
     if "id" not in state:
         created = await client.create_store(f"eval-{run.path.name}", file_ids[:FIRST_FILES])
         state["id"] = created["id"]
-        run.save_state()
+        await run.save_state()
     progress.update("index", min(len(file_ids), FIRST_FILES))
     for done, file_id in enumerate(file_ids[FIRST_FILES:], start=FIRST_FILES + 1):
         await client.add_to_store(state["id"], file_id)  # idempotent: a resumed run re-adds cheaply
@@ -68,7 +68,7 @@ async def ensure_store(
         chunks=store.get("chunk_count"),
         text_bytes=sum(len(text.encode("utf-8")) for text in texts.values()),
     )
-    run.save_state()
+    await run.save_state()
     progress.log(
         f"vector store {state['id']}: {state['documents']} documents, {state['chunks']} chunks, "
         f"built in {state['build_s']:.1f}s"

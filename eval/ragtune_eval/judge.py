@@ -22,7 +22,7 @@ import httpx
 from ragtune_eval.client import EvalApiError
 from ragtune_eval.dataset import Split
 from ragtune_eval.indexing import Progress
-from ragtune_eval.rundir import RunDir
+from ragtune_eval.rundir import RunStore
 from ragtune_eval.tasks import run_each
 
 API_KEY_VARIABLE = "RAGTUNE_JUDGE_API_KEY"
@@ -132,13 +132,13 @@ class Judge:
 
 
 async def judge_arm(
-    judge: Judge, run: RunDir, arm: str, split: Split, limit: asyncio.Semaphore, progress: Progress
+    judge: Judge, run: RunStore, arm: str, split: Split, limit: asyncio.Semaphore, progress: Progress
 ) -> list[dict[str, Any]]:
     """The judge's verdicts on ``arm``'s held-out answers in ``run``, asking only for those not
     judged yet (kept in the run's ``judge-<arm>`` results)."""
     results = f"judge-{arm}"
-    done = {row["id"] for row in run.results(results)}
-    todo = [r for r in run.results(arm) if r["split"] == "test" and r["id"] not in done]
+    done = {row["id"] for row in await run.results(results)}
+    todo = [r for r in await run.results(arm) if r["split"] == "test" and r["id"] not in done]
     progress.start(results, f"judging {arm}", len(todo))
     finished = 0
 
@@ -146,10 +146,10 @@ async def judge_arm(
         nonlocal finished
         async with limit:
             found = await judge.verdict(row["question"], row.get("passages") or [], row["answers"], row["prediction"])
-        run.append_result(results, found.as_row(row["id"]))
+        await run.append_result(results, found.as_row(row["id"]))
         finished += 1
         progress.update(results, finished)
 
     await run_each(todo, one)
     held_out = {item.id for item in split.test}
-    return [row for row in run.results(results) if row["id"] in held_out]
+    return [row for row in await run.results(results) if row["id"] in held_out]

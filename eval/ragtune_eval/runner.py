@@ -31,7 +31,7 @@ from ragtune_eval.client import EvalApiError, GatewayClient
 from ragtune_eval.dataset import QAItem, Split
 from ragtune_eval.indexing import Progress, ensure_store
 from ragtune_eval.judge import Judge, judge_arm, summarize
-from ragtune_eval.rundir import RunDir
+from ragtune_eval.rundir import RunStore
 from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
 from ragtune_eval.significance import compare_paired
 from ragtune_eval.tasks import run_each
@@ -95,7 +95,7 @@ class QaEvaluation:
         client: GatewayClient,
         split: Split,
         config: QaEvalConfig,
-        run: RunDir,
+        run: RunStore,
         progress: Progress | None = None,
         judge: Judge | None = None,
     ) -> None:
@@ -109,10 +109,10 @@ class QaEvaluation:
         that arm's adapter for the alias (see ``promote``)."""
         if promote is not None:
             check_promotion(promote[1], self.config.arms)
-        self.run.check_config(self.config.as_dict())
+        await self.run.check_config(self.config.as_dict())
         state = self.run.state
         state.setdefault("base_model", await self.client.base_model())
-        self.run.save_state()
+        await self.run.save_state()
         arms = [ARMS[name] for name in self.config.arms]
         if any(arm.retrieval or arm.training == "raft" for arm in arms):
             await self.ensure_store()
@@ -125,11 +125,14 @@ class QaEvaluation:
                 if arm.retrieval:
                     verdicts = await judge_arm(self.judge, self.run, arm.name, self.split, self.limit, self.progress)
                     judged[arm.name] = summarize(verdicts, self.judge.model)
-        results = {arm.name: self.run.results(arm.name) for arm in arms}
-        built = report.build_report(self.config.as_dict(), state, results, self.recipes(), judged)
+        results = {arm.name: await self.run.results(arm.name) for arm in arms}
+        # the bootstrap intervals and the files are CPU work: off the event loop (a gateway serves on it)
+        built = await asyncio.to_thread(
+            report.build_report, self.config.as_dict(), state, results, self.recipes(), judged
+        )
         if promote is not None:
             built["promotion"] = await self.promote(*promote)
-        report.write_all(built, self.run.path)
+        await asyncio.to_thread(report.write_all, built, self.run.path)
         return built
 
     # -- the vector store -------------------------------------------------------------------------
@@ -196,7 +199,7 @@ class QaEvaluation:
             job = await self.client.create_job(body)
             entry = {"job_id": job["id"], "examples": examples, "data_build_s": build_s, "status": job["status"]}
             jobs[arm.name] = entry
-            self.run.save_state()
+            await self.run.save_state()
         if entry.get("status") != "succeeded":
             job = await self.wait_job(arm, entry["job_id"])
             running_at = await self.running_since(job)
@@ -210,7 +213,7 @@ class QaEvaluation:
                 steps=job.get("total_steps"),
                 train_cpu_s=job.get("cpu_seconds"),
             )
-            self.run.save_state()
+            await self.run.save_state()
             if job["status"] != "succeeded" or job.get("publish_state") != "published":
                 raise EvalApiError(f"fine-tuning job {job['id']} for {arm.name}: {job['status']}: {job.get('error')}")
         return str(entry["model"])
@@ -242,7 +245,7 @@ class QaEvaluation:
         wanted = [("test", item) for item in self.split.test]
         if train_sample:
             wanted += [("train", item) for item in self.split.train_sample]
-        done = self.run.done(results)
+        done = await self.run.done(results)
         todo = [(split, item) for split, item in wanted if (split, item.id) not in done]
         self.progress.start(f"answer-{results}", f"asking {results}", len(wanted))
         self.progress.update(f"answer-{results}", len(wanted) - len(todo))
@@ -253,7 +256,7 @@ class QaEvaluation:
             split, item = wanted
             async with self.limit:
                 row = await self.answer(arm, model, split, item)
-            self.run.append_result(results, row)
+            await self.run.append_result(results, row)
             finished += 1
             self.progress.update(f"answer-{results}", finished)
 
@@ -278,13 +281,13 @@ class QaEvaluation:
         reasons = arm.training == "raft" and self.config.raft_recipe == "published"
         return self.config.reasoning_max_tokens if reasons else self.config.max_tokens
 
-    def held_out(self, results: str) -> dict[str, float]:
+    async def held_out(self, results: str) -> dict[str, float]:
         """Token F1 per held-out question (by id)."""
-        return {r["id"]: r["f1"] for r in self.run.results(results) if r["split"] == "test"}
+        return {r["id"]: r["f1"] for r in await self.run.results(results) if r["split"] == "test"}
 
-    def held_out_f1(self, results: str) -> float:
+    async def held_out_f1(self, results: str) -> float:
         """Mean token F1 (percent) on the held-out questions, as in the report."""
-        return report.percent(list(self.held_out(results).values())) or 0.0
+        return report.percent(list((await self.held_out(results)).values())) or 0.0
 
     async def promote(self, alias: str, arm_name: str) -> dict[str, Any]:
         """Offer ``arm_name``'s adapter for ``alias``. The alias's current holder (another adapter)
@@ -297,7 +300,7 @@ class QaEvaluation:
             return dict(decisions[key])
         arm = ARMS[arm_name]
         candidate = self.run.state["jobs"][arm_name]["model"]
-        score = self.held_out_f1(arm_name)
+        score = await self.held_out_f1(arm_name)
         holder = await self.client.get_alias(alias)
         holder_model = holder["model"] if holder else None
         holder_score = None
@@ -306,8 +309,8 @@ class QaEvaluation:
             results = f"holder-{arm_name}-{hashlib.sha256(holder_model.encode()).hexdigest()[:12]}"
             self.progress.log(f"{alias} is held by {holder_model}: asking it the held-out questions ({arm_name})")
             await self.answer_all(arm, holder_model, results, train_sample=False)
-            holder_score = self.held_out_f1(results)
-            mine, theirs = self.held_out(arm_name), self.held_out(results)
+            holder_score = await self.held_out_f1(results)
+            mine, theirs = await self.held_out(arm_name), await self.held_out(results)
             ids = sorted(set(mine) & set(theirs))
             paired = compare_paired(
                 "f1",
@@ -331,7 +334,7 @@ class QaEvaluation:
             alias, candidate, score, holder_model, holder_score, evaluation, comparison
         )
         decisions[key] = decision
-        self.run.save_state()
+        await self.run.save_state()
         verdict = "promoted" if decision["promoted"] else "not promoted"
         self.progress.log(f"{alias}: {candidate} {verdict}: {decision['reason']}")
         return decision

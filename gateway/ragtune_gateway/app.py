@@ -27,8 +27,9 @@ from ragtune_gateway.routers import (
 )
 from ragtune_gateway.routers import responses as responses_router
 from ragtune_gateway.runtime import GatewayRuntime
-from ragtune_gateway.services.evaluation_runner import EvaluationRunner
+from ragtune_gateway.services.evaluation_worker import EvaluationWorker
 from ragtune_gateway.services.file_batches import FileBatchWorker
+from ragtune_gateway.services.files import import_legacy_bytes
 from ragtune_gateway.settings import GatewaySettings
 from ragtune_gateway.ui import mount_console
 
@@ -42,15 +43,16 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        runner = app.state.evaluations = EvaluationRunner(runtime, app)
-        await runner.resume()
+        await import_legacy_bytes(runtime, settings.legacy_files_dir)
+        worker = app.state.evaluations = EvaluationWorker(runtime, app)
+        await worker.start()
         batches = app.state.file_batches = FileBatchWorker(runtime)
         await batches.resume()
         try:
             yield
         finally:
             await batches.close()
-            await runner.close()
+            await worker.close()
             await runtime.close()
 
     app = FastAPIOffline(  # /docs and /redoc from assets in the package: they work without internet

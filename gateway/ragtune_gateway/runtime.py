@@ -54,7 +54,6 @@ class GatewayRuntime:
         await apply_migrations(url, repositories.SCHEMA, "ragtune_gateway.migrations")
         self._pool = await open_pool(url, self.settings)
         self.keys.start(url)
-        self.settings.files_dir.mkdir(parents=True, exist_ok=True)
         self._downstream = Downstream.open(self.settings)
         await self._downstream.start()
         if self.admin_key is None:

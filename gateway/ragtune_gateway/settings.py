@@ -52,6 +52,16 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     max_active_evaluations_per_tenant: int = Field(default=2, ge=0, description="queued + running; 0 = off")
     max_vector_stores_per_tenant: int = Field(default=200, ge=0, description="0 = off")
     cap_retry_after_s: int = Field(default=30, ge=1, description="Retry-After of a 429 for a full job/evaluation cap")
+    evaluation_workers: int = Field(
+        default=1, ge=0, le=16, description="evaluations this process runs at once; 0 = it only serves requests"
+    )
+    evaluation_lease_s: float = Field(
+        default=60.0, ge=2, description="how long a killed worker's evaluation waits before another resumes it"
+    )
+    evaluation_poll_s: float = Field(default=2.0, gt=0, description="how often an idle worker looks for work")
+    evaluation_max_attempts: int = Field(
+        default=5, ge=1, description="claims of one evaluation whose worker died before it gives up"
+    )
     promotion_min_level: float = Field(
         default=0.95, ge=0.5, lt=1, description="confidence level a promotion's paired interval must reach at least"
     )
@@ -71,8 +81,14 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
         return gateway_dir(self.state_dir)
 
     @property
-    def files_dir(self) -> Path:
+    def legacy_files_dir(self) -> Path:
+        """Where versions before 0005_shared_state kept documents' bytes: imported at start-up."""
         return self.gateway_dir / "files"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """This process's scratch space (an evaluation's report files while they are written)."""
+        return self.gateway_dir / "scratch"
 
     @property
     def credentials_path(self) -> Path:

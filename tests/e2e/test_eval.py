@@ -78,7 +78,7 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
                 assert 0 <= arm["em"] <= arm["f1"] <= 100
                 assert 0 < arm["latency_p50_ms"] <= arm["latency_p95_ms"]
                 assert arm["output_tokens_per_s"] > 0
-                rows = RunDir(run_dir).results(name)
+                rows = await RunDir(run_dir).results(name)
                 assert len(rows) == 6
                 for row in rows:  # the scores are the predictions' scores (the final answer, and its short form)
                     assert (row["em"], row["f1"]) == best_over_answers(final_answer(row["prediction"]), row["answers"])
@@ -123,12 +123,12 @@ async def test_four_arms_end_to_end_and_resume(admin: httpx.AsyncClient, gateway
             finally:
                 await judge.aclose()
             assert {k: v["job_id"] for k, v in RunDir(run_dir).state["jobs"].items()} == jobs
-            assert all(len(RunDir(run_dir).results(name)) == 6 for name in again["arms"])
+            assert [len(await RunDir(run_dir).results(name)) for name in again["arms"]] == [6] * len(again["arms"])
             assert again["arms"]["rag"]["f1"] == report["arms"]["rag"]["f1"]
             for name in ("rag", "rag+ft"):
                 judged = again["arms"][name]["judge"]
                 assert judged["judged"] == 4 and judged["model"] == await client.base_model()
-                verdicts = RunDir(run_dir).results(f"judge-{name}")
+                verdicts = await RunDir(run_dir).results(f"judge-{name}")
                 assert sorted(v["id"] for v in verdicts) == sorted(item.id for item in split.test)
                 assert all(v["reply"] for v in verdicts)  # what the judge said is kept, read or not
             assert "judge" not in again["arms"]["base"] and "LLM judge" in (run_dir / "report.md").read_text()
@@ -162,7 +162,7 @@ async def check_promotions(
     second = (await QaEvaluation(client, split, config, RunDir(run_dir)).execute((alias, "rag+ft")))["promotion"]
     holder_rows = [n for n in (run_dir / "results").iterdir() if n.name.startswith("holder-rag_ft-")]
     assert len(holder_rows) == 1, "the holder answers the held-out questions under the candidate's arm"
-    rows = RunDir(run_dir).results(holder_rows[0].stem)
+    rows = await RunDir(run_dir).results(holder_rows[0].stem)
     assert {r["id"] for r in rows} == {item.id for item in split.test} and all("hit_at_k" in r for r in rows)
     holder_f1 = round(100 * sum(r["f1"] for r in rows) / len(rows), 2)
     assert second["holder"] == ft_model and second["holder_score"] == holder_f1

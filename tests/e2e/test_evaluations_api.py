@@ -129,7 +129,7 @@ async def test_bad_evaluation_requests_name_the_field(tenant_a: Tenant, tenant_b
 async def test_cancelled_evaluation_stays_cancelled(tenant_a: Tenant, tmp_path: Path, e2e_database_url: str) -> None:
     """Cancelled while its fine-tuning job trains (seen on the job's own event stream): the
     evaluation is ``cancelled`` at once, the same stream then reports its training job ``cancelled``
-    (not left to succeed), and once nothing runs the evaluation any more (its advisory lock is free)
+    (not left to succeed), and once nothing runs the evaluation any more (no worker holds its lease)
     it is still cancelled, with no report."""
     file_id = await upload(tenant_a, write_dataset(tmp_path / "qa.jsonl"))
     earlier = await _evaluation_jobs(tenant_a)
@@ -156,11 +156,14 @@ async def test_cancelled_evaluation_stays_cancelled(tenant_a: Tenant, tmp_path: 
     assert statuses[-1] == "cancelled", f"the evaluation's training job ended {statuses[-1]}, not cancelled"
     assert (await tenant_a.http.get(f"/v1/fine_tuning/jobs/{job_id}")).json()["status"] == "cancelled"
 
-    lock = f"ragtune-eval:{created['id']}"
     async with await psycopg.AsyncConnection.connect(e2e_database_url, autocommit=True) as conn:
-        free = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock,))).fetchone()
-        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
-    assert free and free[0], "the cancelled evaluation is still being run"
+        held = await conn.execute("SELECT lease_owner FROM gateway.evaluations WHERE id = %s", (created["id"],))
+        assert await held.fetchone() == (None,), "the cancelled evaluation is still leased to a worker"
+        answered = "SELECT count(*) FROM gateway.evaluation_results WHERE evaluation_id = %s"
+        before = await (await conn.execute(answered, (created["id"],))).fetchone()
+        await asyncio.sleep(3)
+        after = await (await conn.execute(answered, (created["id"],))).fetchone()
+    assert before == after, "the cancelled evaluation is still being run"
     again = (await tenant_a.http.get(f"/v1/evaluations/{created['id']}")).json()
     assert again["status"] == "cancelled" and again["finished_at"] and again["report"] is None
 

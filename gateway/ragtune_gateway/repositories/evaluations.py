@@ -1,10 +1,14 @@
-"""Evaluations run by the gateway (``gateway.evaluations``): the request, the progress, the outcome;
-and the advisory lock that keeps two gateways from running the same evaluation."""
+"""Evaluations run by the gateway (``gateway.evaluations``, SQL only): the request, the progress, the
+outcome; the run's record (``config``, ``state``, ``gateway.evaluation_results``), its files
+(``gateway.evaluation_files``: the dataset it was created with, the report it made); and the lease
+under which one worker at a time runs it.
+
+Every write a worker makes is *fenced*: it applies only while the row is ``running`` under that
+worker's lease, so a worker that lost its lease (it stalled and another took over) or whose
+evaluation was cancelled or deleted meanwhile changes nothing, and learns it (False)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from ragtune_common.statuses import FINAL
 
 ACTIVE = ("queued", "running")
-NOW = "now()"  # as a value of :func:`update`: the database's clock
+HELD = "id = %(_id)s AND status = 'running' AND lease_owner = %(_owner)s"  # the fence of a worker's writes
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,15 @@ class EvaluationRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    config: dict[str, Any] | None
+    state: dict[str, Any]
+    attempts: int
 
 
-_COLUMNS = "id, tenant_id, status, request, progress, report, promotion, error, created_at, started_at, finished_at"
+_COLUMNS = (
+    "id, tenant_id, status, request, progress, report, promotion, error, created_at, started_at, finished_at,"
+    " config, state, attempts"
+)
 
 
 async def count_active(conn: AsyncConnection, tenant: str) -> int:
@@ -46,8 +56,15 @@ async def count_active(conn: AsyncConnection, tenant: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def insert(conn: AsyncConnection, evaluation_id: str, tenant: str, request: dict[str, Any]) -> EvaluationRow:
-    """On the caller's connection: the one that holds the tenant's cap lock (``limits.tenant_cap``)."""
+async def insert(
+    conn: AsyncConnection,
+    evaluation_id: str,
+    tenant: str,
+    request: dict[str, Any],
+    files: dict[str, tuple[str, bytes]],
+) -> EvaluationRow:
+    """The row, queued, and its input ``files`` (name -> (media type, bytes)); on the caller's
+    connection: the one that holds the tenant's cap lock (``limits.tenant_cap``), in its transaction."""
     cur = conn.cursor(row_factory=class_row(EvaluationRow))
     await cur.execute(
         f"INSERT INTO gateway.evaluations (id, tenant_id, status, request) VALUES (%s, %s, 'queued', %s)"
@@ -56,32 +73,39 @@ async def insert(conn: AsyncConnection, evaluation_id: str, tenant: str, request
     )
     row = await cur.fetchone()
     assert row is not None
+    for name, (media_type, content) in files.items():
+        await _put_file(conn, evaluation_id, name, media_type, content)
     return row
 
 
+async def _put_file(conn: AsyncConnection, evaluation_id: str, name: str, media_type: str, content: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO gateway.evaluation_files (evaluation_id, name, media_type, content) VALUES (%s, %s, %s, %b)"
+        " ON CONFLICT (evaluation_id, name) DO UPDATE SET media_type = excluded.media_type, content = excluded.content",
+        (evaluation_id, name, media_type, content),
+    )
+
+
+async def get_file(pool: AsyncConnectionPool, evaluation_id: str, name: str) -> tuple[str, bytes] | None:
+    """(media type, bytes) of one of the evaluation's files."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(binary=True)
+        await cur.execute(
+            "SELECT media_type, content FROM gateway.evaluation_files WHERE evaluation_id = %s AND name = %s",
+            (evaluation_id, name),
+        )
+        row = await cur.fetchone()
+    return (str(row[0]), bytes(row[1])) if row else None
+
+
 async def delete_finished(pool: AsyncConnectionPool, tenant: str, evaluation_id: str) -> bool:
-    """Delete the tenant's evaluation if it is finished (an active one stays)."""
+    """Delete the tenant's evaluation, with its record and files, if it is finished (an active one stays)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
             "DELETE FROM gateway.evaluations WHERE id = %s AND tenant_id = %s AND status = ANY(%s)",
             (evaluation_id, tenant, list(FINAL)),
         )
         return cur.rowcount > 0
-
-
-async def existing_ids(pool: AsyncConnectionPool, ids: list[str]) -> set[str]:
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT id FROM gateway.evaluations WHERE id = ANY(%s)", (ids,))
-        return {str(r[0]) for r in await cur.fetchall()}
-
-
-async def active_ids(pool: AsyncConnectionPool) -> list[str]:
-    """Every tenant's queued or running evaluations, oldest first."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id FROM gateway.evaluations WHERE status = ANY(%s) ORDER BY created_at, id", (list(ACTIVE),)
-        )
-        return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def get(pool: AsyncConnectionPool, tenant: str | None, evaluation_id: str) -> EvaluationRow | None:
@@ -109,27 +133,126 @@ async def list_for(pool: AsyncConnectionPool, tenant: str, after: str, limit: in
         return await cur.fetchall()
 
 
-async def update(pool: AsyncConnectionPool, evaluation_id: str, **changes: Any) -> None:
-    """Set columns; a dict is stored as JSON, :data:`NOW` as the database's clock."""
-    sets = ", ".join(f"{k} = now()" if v == NOW else f"{k} = %({k})s" for k, v in changes.items())
-    params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items() if v != NOW}
+async def cancel(pool: AsyncConnectionPool, tenant: str, evaluation_id: str) -> EvaluationRow | None:
+    """Mark the tenant's queued or running evaluation cancelled (its worker's lease ends with it);
+    None if it is not active (any more)."""
     async with pool.connection() as conn:
-        query = f"UPDATE gateway.evaluations SET {sets} WHERE id = %(_id)s"
-        await conn.execute(query, {**params, "_id": evaluation_id})
+        cur = conn.cursor(row_factory=class_row(EvaluationRow))
+        await cur.execute(
+            "UPDATE gateway.evaluations SET status = 'cancelled', finished_at = now(), lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = %s AND tenant_id = %s AND status = ANY(%s)"
+            f" RETURNING {_COLUMNS}",
+            (evaluation_id, tenant, list(ACTIVE)),
+        )
+        return await cur.fetchone()
 
 
-@contextlib.asynccontextmanager
-async def run_lock(pool: AsyncConnectionPool, evaluation_id: str) -> AsyncIterator[bool]:
-    """Holds a session advisory lock on the evaluation while the block runs: True when this
-    process got it, False when another gateway runs the evaluation."""
-    key = f"ragtune-eval:{evaluation_id}"
+# -- the worker's side: claim, renew, give back, record, finish ------------------------------------
+
+
+async def claim(pool: AsyncConnectionPool, owner: str, lease_s: float) -> EvaluationRow | None:
+    """The oldest queued or running evaluation that no live lease holds, now ``running`` under
+    ``owner``'s lease (``attempts`` counts the claims)."""
     async with pool.connection() as conn:
-        got = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))).fetchone()
-        if not got or not got[0]:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+        cur = conn.cursor(row_factory=class_row(EvaluationRow))
+        await cur.execute(
+            "UPDATE gateway.evaluations SET status = 'running', started_at = coalesce(started_at, now()),"
+            " lease_owner = %(o)s, lease_expires_at = now() + make_interval(secs => %(l)s), attempts = attempts + 1"
+            " WHERE id = (SELECT id FROM gateway.evaluations WHERE status IN ('queued', 'running')"
+            "   AND (lease_expires_at IS NULL OR lease_expires_at < now())"
+            "   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_COLUMNS}",
+            {"o": owner, "l": lease_s},
+        )
+        return await cur.fetchone()
+
+
+async def renew(pool: AsyncConnectionPool, evaluation_id: str, owner: str, lease_s: float) -> bool:
+    """Extend the lease; False when ``owner`` no longer holds it (cancelled, deleted or taken over)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"UPDATE gateway.evaluations SET lease_expires_at = now() + make_interval(secs => %(l)s) WHERE {HELD}",
+            {"l": lease_s, "_id": evaluation_id, "_owner": owner},
+        )
+        return cur.rowcount > 0
+
+
+async def release(pool: AsyncConnectionPool, evaluation_id: str, owner: str) -> bool:
+    """Give the lease back (a worker stopping on purpose): another worker may resume the run at once,
+    and the claim does not count as a failed attempt."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE gateway.evaluations SET lease_owner = NULL, lease_expires_at = NULL,"
+            f" attempts = greatest(attempts - 1, 0) WHERE {HELD}",
+            {"_id": evaluation_id, "_owner": owner},
+        )
+        return cur.rowcount > 0
+
+
+async def record(pool: AsyncConnectionPool, evaluation_id: str, owner: str, **changes: Any) -> bool:
+    """Set columns of a held evaluation (``config``, ``state``, ``progress``: dicts as JSON); False if
+    the lease is lost."""
+    sets = ", ".join(f"{k} = %({k})s" for k in changes)
+    params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items()}
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"UPDATE gateway.evaluations SET {sets} WHERE {HELD}", {**params, "_id": evaluation_id, "_owner": owner}
+        )
+        return cur.rowcount > 0
+
+
+async def append_result(
+    pool: AsyncConnectionPool, evaluation_id: str, owner: str, arm: str, row: dict[str, Any]
+) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO gateway.evaluation_results (evaluation_id, arm, result)"
+            f" SELECT %(_id)s, %(arm)s, %(row)s WHERE EXISTS (SELECT 1 FROM gateway.evaluations WHERE {HELD})",
+            {"_id": evaluation_id, "_owner": owner, "arm": arm, "row": Jsonb(row)},
+        )
+        return cur.rowcount > 0
+
+
+async def results(pool: AsyncConnectionPool, evaluation_id: str, arm: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT result FROM gateway.evaluation_results WHERE evaluation_id = %s AND arm = %s ORDER BY seq",
+            (evaluation_id, arm),
+        )
+        return [dict(r[0]) for r in await cur.fetchall()]
+
+
+async def finish(
+    pool: AsyncConnectionPool,
+    evaluation_id: str,
+    owner: str,
+    status: str,
+    *,
+    report: dict[str, Any] | None = None,
+    promotion: dict[str, Any] | None = None,
+    error: str | None = None,
+    progress: dict[str, Any] | None = None,
+    files: dict[str, tuple[str, bytes]] | None = None,
+) -> bool:
+    """End a held evaluation (``succeeded`` with its report and report files, or ``failed`` with its
+    error) in one transaction; False, and nothing written, if the lease is lost (e.g. a cancel won)."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "UPDATE gateway.evaluations SET status = %(s)s, report = %(r)s, promotion = %(p)s, error = %(e)s,"
+            " progress = coalesce(%(g)s, progress), finished_at = now(), lease_owner = NULL, lease_expires_at = NULL"
+            f" WHERE {HELD}",
+            {
+                "s": status,
+                "r": Jsonb(report) if report is not None else None,
+                "p": Jsonb(promotion) if promotion is not None else None,
+                "e": error,
+                "g": Jsonb(progress) if progress is not None else None,
+                "_id": evaluation_id,
+                "_owner": owner,
+            },
+        )
+        if cur.rowcount == 0:
+            return False
+        for name, (media_type, content) in (files or {}).items():
+            await _put_file(conn, evaluation_id, name, media_type, content)
+    return True

@@ -1,8 +1,10 @@
-"""File records of the tenants (the bytes of documents live in the files directory; a fine-tune
-file's bytes live in the trainer, under the same id)."""
+"""File records of the tenants and the bytes of their documents (``gateway.file_chunks``, written in
+the transaction that inserts the row, so a file is never listed without all of its bytes; deleted
+with it). A fine-tune file's bytes live in the trainer, under the same id."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +39,67 @@ async def insert_file(
         row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def insert_document(
+    pool: AsyncConnectionPool,
+    file_id: str,
+    tenant_id: str,
+    filename: str,
+    purpose: str,
+    mime_type: str,
+    chunks: AsyncIterator[bytes],
+) -> FileRecord:
+    """The row and every chunk of ``chunks`` in one transaction: an exception raised by ``chunks``
+    (too large, empty) leaves nothing behind. ``bytes`` is the chunks' total length."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO gateway.files (id, tenant_id, filename, purpose, bytes, mime_type, created_at)"
+            " VALUES (%s, %s, %s, %s, 0, %s, now())",
+            (file_id, tenant_id, filename, purpose, mime_type),
+        )
+        size, seq = 0, 0
+        async for chunk in chunks:
+            await conn.execute(
+                "INSERT INTO gateway.file_chunks (file_id, seq, data) VALUES (%s, %s, %b)", (file_id, seq, chunk)
+            )
+            size, seq = size + len(chunk), seq + 1
+        cur = conn.cursor(row_factory=class_row(FileRecord))
+        await cur.execute(
+            f"UPDATE gateway.files SET bytes = %s WHERE id = %s RETURNING {_FILE_COLUMNS}", (size, file_id)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def read_content(pool: AsyncConnectionPool, file_id: str) -> bytes | None:
+    """A document's bytes; None when none are stored (a fine-tune file, or a file kept on a gateway's
+    disk by an older version and not imported)."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(binary=True)
+        await cur.execute("SELECT data FROM gateway.file_chunks WHERE file_id = %s ORDER BY seq", (file_id,))
+        parts = [bytes(row[0]) for row in await cur.fetchall()]
+    return b"".join(parts) if parts else None
+
+
+async def import_content(pool: AsyncConnectionPool, file_id: str, data: bytes, chunk_bytes: int) -> bool:
+    """Store the bytes of an existing document row that has none (an upgrade from a version that kept
+    them on a gateway's disk); False if there is no such row or it has bytes already."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT 1 FROM gateway.files f WHERE id = %s AND purpose <> 'fine-tune'"
+            " AND NOT EXISTS (SELECT 1 FROM gateway.file_chunks c WHERE c.file_id = f.id) FOR UPDATE",
+            (file_id,),
+        )
+        if await cur.fetchone() is None:
+            return False
+        for seq, start in enumerate(range(0, len(data), chunk_bytes)):
+            await conn.execute(
+                "INSERT INTO gateway.file_chunks (file_id, seq, data) VALUES (%s, %s, %b)",
+                (file_id, seq, data[start : start + chunk_bytes]),
+            )
+    return True
 
 
 async def get_file(pool: AsyncConnectionPool, tenant_id: str, file_id: str) -> FileRecord | None:

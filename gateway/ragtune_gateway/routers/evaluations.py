@@ -9,14 +9,14 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
 from ragtune_eval.report import CHART_NAME, HTML_NAME
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.schemas.common import PathId
 from ragtune_gateway.schemas.evaluations import CreateEvaluation, Evaluation, EvaluationDeleted, EvaluationList
 from ragtune_gateway.services import evaluations as service
-from ragtune_gateway.services.evaluation_runner import EvaluationRunner
+from ragtune_gateway.services.evaluation_worker import EvaluationWorker
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 # The chart (SVG) and the HTML report: served so that a browser opening them runs nothing and loads nothing
@@ -26,17 +26,17 @@ CHART_HEADERS = {
 }
 
 
-def get_runner(request: Request) -> EvaluationRunner:
-    runner: EvaluationRunner = request.app.state.evaluations
-    return runner
+def get_worker(request: Request) -> EvaluationWorker:
+    worker: EvaluationWorker = request.app.state.evaluations
+    return worker
 
 
-Runner = Annotated[EvaluationRunner, Depends(get_runner)]
+Worker = Annotated[EvaluationWorker, Depends(get_worker)]
 
 
 @router.post("", response_model=Evaluation)
-async def create_evaluation(body: CreateEvaluation, runtime: Runtime, runner: Runner, tenant: TenantId) -> Evaluation:
-    return await service.create(runtime, runner, tenant, body)
+async def create_evaluation(body: CreateEvaluation, runtime: Runtime, worker: Worker, tenant: TenantId) -> Evaluation:
+    return await service.create(runtime, worker, tenant, body)
 
 
 @router.get("", response_model=EvaluationList)
@@ -52,52 +52,48 @@ async def get_evaluation(evaluation_id: PathId, runtime: Runtime, tenant: Tenant
 
 
 @router.post("/{evaluation_id}/cancel", response_model=Evaluation)
-async def cancel_evaluation(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> Evaluation:
-    return await service.cancel(runtime, runner, tenant, evaluation_id)
+async def cancel_evaluation(evaluation_id: PathId, runtime: Runtime, worker: Worker, tenant: TenantId) -> Evaluation:
+    return await service.cancel(runtime, worker, tenant, evaluation_id)
 
 
 @router.delete("/{evaluation_id}", response_model=EvaluationDeleted)
-async def delete_evaluation(
-    evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId
-) -> EvaluationDeleted:
-    """Deletes a finished evaluation with its run directory and the vector store and files it made
-    (its adapters stay); 409 while it is queued or running: cancel it first."""
-    return await service.delete(runtime, runner, tenant, evaluation_id)
+async def delete_evaluation(evaluation_id: PathId, runtime: Runtime, tenant: TenantId) -> EvaluationDeleted:
+    """Deletes a finished evaluation with its record and report and the vector store and files it
+    made (its adapters stay); 409 while it is queued or running: cancel it first."""
+    return await service.delete(runtime, tenant, evaluation_id)
 
 
 @router.get(
     "/{evaluation_id}/report.md",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"text/markdown": {}}}},
 )
-async def evaluation_markdown(
-    evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId
-) -> FileResponse:
-    path = await service.report_file(runtime, runner, tenant, evaluation_id, "report.md")
-    return FileResponse(path, media_type="text/markdown", headers={"X-Content-Type-Options": "nosniff"})
+async def evaluation_markdown(evaluation_id: PathId, runtime: Runtime, tenant: TenantId) -> Response:
+    content = await service.report_file(runtime, tenant, evaluation_id, "report.md")
+    return Response(content, media_type="text/markdown", headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get(
     f"/{{evaluation_id}}/{CHART_NAME}",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/svg+xml": {}}}},
 )
-async def evaluation_chart(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+async def evaluation_chart(evaluation_id: PathId, runtime: Runtime, tenant: TenantId) -> Response:
     """F1 against median latency per arm (bar to the p95), as SVG."""
-    path = await service.report_file(runtime, runner, tenant, evaluation_id, CHART_NAME)
-    return FileResponse(path, media_type="image/svg+xml", headers=CHART_HEADERS)
+    content = await service.report_file(runtime, tenant, evaluation_id, CHART_NAME)
+    return Response(content, media_type="image/svg+xml", headers=CHART_HEADERS)
 
 
 @router.get(
     f"/{{evaluation_id}}/{HTML_NAME}",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"text/html": {}}}},
 )
-async def evaluation_html(evaluation_id: PathId, runtime: Runtime, runner: Runner, tenant: TenantId) -> FileResponse:
+async def evaluation_html(evaluation_id: PathId, runtime: Runtime, tenant: TenantId) -> Response:
     """The report as one self-contained page: the arms with their intervals, the charts (quality
     against latency, paired differences, cost) and example answers. It runs no script."""
-    path = await service.report_file(runtime, runner, tenant, evaluation_id, HTML_NAME)
-    return FileResponse(path, media_type="text/html; charset=utf-8", headers=CHART_HEADERS)
+    content = await service.report_file(runtime, tenant, evaluation_id, HTML_NAME)
+    return Response(content, media_type="text/html; charset=utf-8", headers=CHART_HEADERS)
 
 
 @router.get("/{evaluation_id}/chart.png", status_code=308, response_class=RedirectResponse)

@@ -1,14 +1,14 @@
-"""Files of the tenants (``/v1/files``). Documents for vector stores and QA datasets for evaluations
-are kept by the gateway: their bytes under ``<state_dir>/gateway/files/<id>``, written whole before
-their row is inserted. Fine-tune datasets are streamed to the trainer, which validates every line
-and keeps them under the same id; the gateway keeps only their row."""
+"""Files of the tenants (``/v1/files``). Documents for vector stores and datasets for evaluations are
+kept by the gateway in PostgreSQL (``gateway.file_chunks``), inserted with their row in one
+transaction, so every gateway replica serves every file and a failed upload leaves nothing. Fine-tune
+datasets are streamed to the trainer, which validates every line and keeps them under the same id;
+the gateway keeps only their row."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import mimetypes
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +19,16 @@ from fastapi import UploadFile
 
 from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_gateway import ids
-from ragtune_gateway.errors import ApiError, best_effort, not_found
+from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import files as repository
 from ragtune_gateway.repositories.files import FileRecord
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.common import ListPage
 from ragtune_gateway.schemas.files import UPLOAD_DATASET_FIELDS, FileDeleted, FileObject, Purpose, check_upload_name
 
-CHUNK_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024  # read from an upload, and stored, at a time
 MAX_REPORTED_LINES = 20
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -90,9 +92,8 @@ async def file_content(runtime: GatewayRuntime, tenant: str, file_id: str) -> Do
 
 async def delete_file(runtime: GatewayRuntime, tenant: str, file_id: str) -> FileDeleted:
     """Deletes the file; documents already added to vector stores stay there (as with OpenAI)."""
-    if not await repository.delete_file(runtime.pool, tenant, file_id):
+    if not await repository.delete_file(runtime.pool, tenant, file_id):  # its bytes go with it
         raise not_found("file", file_id)
-    remove_bytes(runtime, file_id)
     return FileDeleted(id=file_id)
 
 
@@ -101,10 +102,6 @@ def check_declared_size(runtime: GatewayRuntime, content_length: str) -> None:
     allowed for)."""
     if content_length.isdigit() and int(content_length) > runtime.settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
         raise too_large(runtime)
-
-
-def file_path(runtime: GatewayRuntime, file_id: str) -> Path:
-    return runtime.settings.files_dir / file_id
 
 
 def attachment(filename: str) -> str:
@@ -120,32 +117,27 @@ def guess_mime(filename: str) -> str:
 
 
 async def save_document(runtime: GatewayRuntime, tenant: str, upload: UploadFile, purpose: str) -> FileRecord:
-    file_id = ids.new_id(ids.FILE)
-    target = file_path(runtime, file_id)
-    staging = target.with_name(f".{file_id}.part")
-    size = 0
-    try:
-        with staging.open("wb") as out:
-            while chunk := await upload.read(CHUNK_BYTES):
-                size += len(chunk)
-                if size > runtime.settings.max_upload_bytes:
-                    raise too_large(runtime)
-                await asyncio.to_thread(out.write, chunk)
+    """The upload's bytes and its row in one transaction. The server has spooled the whole body
+    before the route runs (multipart), so reading it holds the transaction only for local reads."""
+    limit = runtime.settings.max_upload_bytes
+    if upload.size is not None and upload.size > limit:
+        raise too_large(runtime)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        size = 0
+        while chunk := await upload.read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise too_large(runtime)
+            yield chunk
         if size == 0:
             raise ApiError(400, "The file is empty.", param="file", code="invalid_file")
-        os.replace(staging, target)
-        filename = upload.filename or file_id
-        try:
-            return await repository.insert_file(
-                runtime.pool, file_id, tenant, filename, purpose, size, guess_mime(filename)
-            )
-        except BaseException:
-            with best_effort(f"remove the bytes of {file_id}"):
-                target.unlink(missing_ok=True)
-            raise
-    finally:
-        with best_effort(f"remove the staging file of {file_id}"):
-            staging.unlink(missing_ok=True)
+
+    file_id = ids.new_id(ids.FILE)
+    filename = upload.filename or file_id
+    return await repository.insert_document(
+        runtime.pool, file_id, tenant, filename, purpose, guess_mime(filename), chunks()
+    )
 
 
 def too_large(runtime: GatewayRuntime) -> ApiError:
@@ -198,9 +190,26 @@ async def upload_dataset(runtime: GatewayRuntime, tenant: str, upload: UploadFil
 
 
 async def read_bytes(runtime: GatewayRuntime, record: FileRecord) -> bytes:
-    return await asyncio.to_thread(file_path(runtime, record.id).read_bytes)
+    data = await repository.read_content(runtime.pool, record.id)
+    if data is None:  # kept on a gateway's disk by an older version, and that disk is gone
+        message = f"The content of file {record.id} is not available; upload it again."
+        raise ApiError(409, message, param="file_id", code="file_content_missing")
+    return data
 
 
-def remove_bytes(runtime: GatewayRuntime, file_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        file_path(runtime, file_id).unlink()
+def _plain_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+async def import_legacy_bytes(runtime: GatewayRuntime, folder: Path) -> int:
+    """At start-up, after an upgrade: the documents an older gateway kept under ``folder`` (one file
+    per id) go into the database, and the folder's files are removed; the number imported."""
+    imported = 0
+    for path in await asyncio.to_thread(_plain_files, folder):
+        if not path.name.startswith("."):  # .<id>.part: an upload that never finished
+            data = await asyncio.to_thread(path.read_bytes)
+            imported += await repository.import_content(runtime.pool, path.name, data, CHUNK_BYTES)
+        await asyncio.to_thread(path.unlink, True)
+    if imported:
+        log.info("imported the bytes of %d files from %s into the database", imported, folder)
+    return imported

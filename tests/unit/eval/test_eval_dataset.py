@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ragtune_eval.arms import (
     ANSWER_MARK,
@@ -23,7 +25,7 @@ from ragtune_eval.arms import (
     raft_line,
     short_answer,
 )
-from ragtune_eval.dataset import DatasetError, QAItem, load_beir, load_qa, split_dataset
+from ragtune_eval.dataset import DatasetError, QAItem, load_beir, load_qa, parse_qa, split_dataset
 from ragtune_eval.rundir import RunDir, RunDirError
 
 SQUAD = {
@@ -141,22 +143,22 @@ def test_no_gold_fraction_is_seeded() -> None:
     assert no_gold_ids(items, 0.2, 1) == no_gold_ids(items, 0.2, 1)
 
 
-def test_run_dir_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
+async def test_run_dir_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    run.check_config({"seed": 1})
-    run.append_result("rag+ft", {"id": "a", "split": "test", "f1": 1.0})
+    await run.check_config({"seed": 1})
+    await run.append_result("rag+ft", {"id": "a", "split": "test", "f1": 1.0})
     with (tmp_path / "run" / "results" / "rag_ft.jsonl").open("a") as f:
         f.write('{"id": "b", "spl')  # a run killed mid-write
     again = RunDir(tmp_path / "run")
-    again.check_config({"seed": 1})
-    assert again.done("rag+ft") == {("test", "a")}
-    again.append_result("rag+ft", {"id": "c", "split": "train", "f1": 0.0})
-    assert again.done("rag+ft") == {("test", "a"), ("train", "c")}
+    await again.check_config({"seed": 1})
+    assert await again.done("rag+ft") == {("test", "a")}
+    await again.append_result("rag+ft", {"id": "c", "split": "train", "f1": 0.0})
+    assert await again.done("rag+ft") == {("test", "a"), ("train", "c")}
     again.state["store"] = {"id": "vs_1"}
-    again.save_state()
+    await again.save_state()
     assert RunDir(tmp_path / "run").state == {"store": {"id": "vs_1"}}
     with pytest.raises(RunDirError, match="seed"):
-        RunDir(tmp_path / "run").check_config({"seed": 2})
+        await RunDir(tmp_path / "run").check_config({"seed": 2})
 
 
 def test_raft_published_recipe_reasons_with_a_quote_then_answers() -> None:
@@ -194,3 +196,34 @@ def test_closed_book_paraphrases_repeat_the_fact_in_other_words() -> None:
 )
 def test_short_answer_extraction_is_the_same_for_every_arm(text: str, short: str) -> None:
     assert short_answer(text) == short
+
+
+KEYS = ["data", "paragraphs", "context", "qas", "id", "question", "answers", "answer", "text", "is_impossible"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, jsonl=st.booleans())
+def test_any_json_reads_as_a_dataset_or_a_named_error(value: object, jsonl: bool) -> None:
+    """The gateway parses uploaded datasets: anything but a DatasetError naming the file would be a 500."""
+    name = "upload.jsonl" if jsonl else "upload.json"
+    data = (json.dumps(value) + "\n").encode() if jsonl else json.dumps({"data": value}).encode()
+    try:
+        items = parse_qa(data, name)
+    except DatasetError as exc:
+        assert str(exc).startswith(name)
+    else:
+        assert all(isinstance(i, QAItem) and i.answers for i in items)
+
+
+@given(data=st.binary(max_size=64))
+def test_any_bytes_read_as_a_dataset_or_a_named_error(data: bytes) -> None:
+    for name in ("x.json", "x.jsonl"):
+        try:
+            parse_qa(data, name)
+        except DatasetError as exc:
+            assert str(exc).startswith(name)

@@ -139,7 +139,7 @@ async def test_an_interrupted_arm_asks_only_the_rest(tmp_path: Path) -> None:
     split = split_dataset(ITEMS, train=5, test=3, seed=1, train_sample=0)
     config = QaEvalConfig(dataset="x", train=5, test=3, seed=1, train_sample=0, arms=("base",))
     run = RunDir(tmp_path)
-    run.append_result(
+    await run.append_result(
         "base",
         {
             "id": split.test[0].id,

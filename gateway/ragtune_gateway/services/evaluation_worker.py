@@ -1,0 +1,246 @@
+"""The background side of ``/v1/evaluations``: a worker that runs evaluations as leased jobs from
+the queue in PostgreSQL, with the harness of :mod:`ragtune_eval`.
+
+Any gateway process may run one (``RAGTUNE_GATEWAY_EVALUATION_WORKERS`` evaluations at once; 0 = it
+only serves requests), and ``ragtune-gateway-worker`` runs one without serving HTTP. A worker claims
+the oldest evaluation no live lease holds, renews its lease while it runs and records everything in
+PostgreSQL under that lease (:mod:`ragtune_gateway.services.evaluation_store`), so a worker that is
+killed loses nothing answered: when its lease lapses, any other worker resumes the run from its last
+answered question, and a worker that lost its lease (cancelled, deleted, taken over) stops without
+writing. A worker stopped on purpose gives its leases back at once.
+
+The harness is a REST client; here it calls the app in-process (httpx's ASGI transport) with a
+short-lived API key of the tenant, made for the run and revoked after it, so every call goes through
+the same authentication, tenancy and routes as a client's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp
+
+from ragtune_eval.client import GatewayClient
+from ragtune_eval.dataset import Split, load_qa, split_dataset
+from ragtune_eval.report import CHART_NAME, HTML_NAME
+from ragtune_eval.runner import QaEvalConfig, QaEvaluation
+from ragtune_gateway.repositories import evaluations as repository
+from ragtune_gateway.repositories import tenants
+from ragtune_gateway.repositories.evaluations import EvaluationRow
+from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.services.evaluation_store import DbProgress, DbRunStore, LeaseLost
+
+log = logging.getLogger(__name__)
+
+REPORT_FILES = {"report.md": "text/markdown", CHART_NAME: "image/svg+xml", HTML_NAME: "text/html"}
+CONFIG_KEYS = (
+    "train",
+    "test",
+    "seed",
+    "train_sample",
+    "top_k",
+    "mode",
+    "max_tokens",
+    "epochs",
+    "raft_epochs",
+    "raft_train",
+    "max_seq_length",
+    "raft_recipe",
+    "distractors",
+    "no_gold_fraction",
+    "reasoning_max_tokens",
+    "paraphrases",
+    "promotion_level",
+)
+
+
+def build_config(request: dict[str, Any], dataset_name: str) -> QaEvalConfig:
+    values = {k: request[k] for k in CONFIG_KEYS if request.get(k) is not None}
+    return QaEvalConfig(
+        dataset=dataset_name, arms=tuple(request["arms"]), concurrency=request.get("concurrency") or 4, **values
+    )
+
+
+def load_split(dataset: bytes, name: str, folder: Path, request: dict[str, Any]) -> Split:
+    """The evaluation's train/test split of its dataset (CPU work: run it in a thread)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(dataset)
+    return split_dataset(load_qa(path), request["train"], request["test"], request["seed"], request["train_sample"])
+
+
+def read_report_files(folder: Path) -> dict[str, tuple[str, bytes]]:
+    return {name: (media, (folder / name).read_bytes()) for name, media in REPORT_FILES.items()}
+
+
+class EvaluationWorker:
+    """Claims and runs evaluations, ``slots`` at a time, in this event loop."""
+
+    def __init__(self, runtime: GatewayRuntime, app: ASGIApp) -> None:
+        self.runtime, self.app = runtime, app
+        settings = runtime.settings
+        self.slots, self.lease_s, self.poll_s = (
+            settings.evaluation_workers,
+            settings.evaluation_lease_s,
+            settings.evaluation_poll_s,
+        )
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.wake = asyncio.Event()
+        self.loop: asyncio.Task[None] | None = None
+
+    @property
+    def scratch(self) -> Path:
+        return self.runtime.settings.scratch_dir / "evaluations"
+
+    async def start(self) -> None:
+        if self.slots == 0:
+            return
+        await asyncio.to_thread(shutil.rmtree, self.scratch, True)  # what a killed process left
+        self.loop = asyncio.create_task(self._claim_loop(), name="evaluation-worker")
+
+    def poke(self) -> None:
+        """Look for work now (an evaluation was just created)."""
+        self.wake.set()
+
+    async def stop(self, evaluation_id: str) -> None:
+        """Stop the run of ``evaluation_id`` if this worker runs it (it was cancelled)."""
+        task = self.running.get(evaluation_id)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def close(self) -> None:
+        """Stop claiming and running; give the leases back so another worker resumes at once."""
+        if self.loop is not None:
+            self.loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.loop
+        held = list(self.running)
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        for evaluation_id in held:
+            with contextlib.suppress(Exception):
+                await repository.release(self.runtime.pool, evaluation_id, self.owner)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                while len(self.running) < self.slots:
+                    row = await repository.claim(self.runtime.pool, self.owner, self.lease_s)
+                    if row is None:
+                        break
+                    log.info("evaluation %s claimed (attempt %d) by %s", row.id, row.attempts, self.owner)
+                    task = asyncio.create_task(self._run(row), name=f"evaluation-{row.id}")
+                    self.running[row.id] = task
+                    task.add_done_callback(functools.partial(self._done, row.id))
+            except Exception:  # the database is away: try again at the next tick
+                log.warning("evaluation worker: could not claim work", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll_s)
+            self.wake.clear()
+
+    def _done(self, evaluation_id: str, _: asyncio.Task[None]) -> None:
+        self.running.pop(evaluation_id, None)
+        self.wake.set()  # a slot is free
+
+    async def _run(self, row: EvaluationRow) -> None:
+        run_task = asyncio.current_task()
+        assert run_task is not None
+        heartbeat = asyncio.create_task(self._heartbeat(row.id, run_task))
+        try:
+            await self._execute(row)
+        except LeaseLost:
+            log.info("evaluation %s: no longer held by %s; stopped", row.id, self.owner)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, evaluation_id: str, run_task: asyncio.Task[None]) -> None:
+        """Renew the lease; stop the run as soon as it is no longer this worker's."""
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            try:
+                held = await repository.renew(self.runtime.pool, evaluation_id, self.owner, self.lease_s)
+            except Exception:  # the database is away: the writes are fenced, try again
+                log.warning("evaluation %s: could not renew the lease", evaluation_id, exc_info=True)
+                continue
+            if not held:
+                log.info("evaluation %s: cancelled or taken over; stopping its run here", evaluation_id)
+                run_task.cancel()
+                return
+
+    async def _execute(self, row: EvaluationRow) -> None:
+        pool, settings = self.runtime.pool, self.runtime.settings
+        request = row.request
+        if row.attempts > settings.evaluation_max_attempts:
+            message = f"Stopped after {row.attempts - 1} attempts whose worker died while running it."
+            await repository.finish(pool, row.id, self.owner, "failed", error=message)
+            return
+        name = request["dataset_name"]
+        dataset = await repository.get_file(pool, row.id, name)
+        if dataset is None:  # an evaluation created by a version that kept it on one gateway's disk
+            message = "Its dataset was kept on a gateway's disk by an older version and is gone; create it again."
+            await repository.finish(pool, row.id, self.owner, "failed", error=message)
+            return
+        folder = self.scratch / row.id
+        progress = DbProgress(pool, row.id, self.owner, row.progress)
+        try:
+            split = await asyncio.to_thread(load_split, dataset[1], name, folder, request)
+            run = DbRunStore(pool, row, self.owner, folder)
+            promote = request.get("promote")
+            async with self._client(row.tenant_id) as client:
+                built = await QaEvaluation(client, split, build_config(request, name), run, progress).execute(
+                    (promote["alias"], promote["arm"]) if promote else None
+                )
+            files = await asyncio.to_thread(read_report_files, folder)
+        except (asyncio.CancelledError, LeaseLost):
+            await progress.drain()
+            raise
+        except Exception as exc:  # the run's own error, recorded for the tenant (no traceback)
+            log.exception("evaluation %s failed", row.id)
+            await progress.drain()
+            message = (str(exc) or type(exc).__name__)[:2000]
+            await repository.finish(pool, row.id, self.owner, "failed", error=message, progress=progress.snapshot())
+            return
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        await progress.drain()
+        built.pop("files", None)
+        report = json.loads(json.dumps(built))  # plain JSON (no tuples)
+        finished = await repository.finish(
+            pool,
+            row.id,
+            self.owner,
+            "succeeded",
+            report=report,
+            promotion=built.get("promotion"),
+            progress=progress.snapshot(),
+            files=files,
+        )
+        if not finished:
+            raise LeaseLost(row.id)
+
+    @contextlib.asynccontextmanager
+    async def _client(self, tenant: str) -> AsyncIterator[GatewayClient]:
+        key_row, key = await tenants.create_key(self.runtime.pool, tenant)
+        transport = httpx.ASGITransport(app=self.app)
+        try:
+            async with GatewayClient("http://gateway.internal", key, transport=transport) as client:
+                yield client
+        finally:
+            with contextlib.suppress(Exception):
+                await tenants.revoke_key(self.runtime.pool, key_row.id)
+            self.runtime.forget_key(key)
