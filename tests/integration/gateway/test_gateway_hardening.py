@@ -290,12 +290,6 @@ async def test_nul_in_url_path_and_query_is_400(gateway: Gateway) -> None:
         assert error_of(await gateway.http.get(path), 400)["param"] == "after"
 
 
-async def test_duplicate_file_ids_are_one(gateway: Gateway) -> None:
-    from ragtune_gateway.schemas.vector_stores import CreateStore
-
-    assert CreateStore(file_ids=["a", "b", "a", "b"]).file_ids == ["a", "b"]
-
-
 # ---------------------------------------------------------------- faults
 
 
