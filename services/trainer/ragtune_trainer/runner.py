@@ -11,6 +11,10 @@ replica to look resumes it from its last checkpoint, saying so in the job's even
 A job ends ``succeeded`` only once publishing has been tried: the finished adapter is recorded
 first (a replica that takes the job over then only publishes it), so a succeeded job is never left
 with its publication pending (``publication`` retries those that failed).
+
+Every status this worker writes is conditional (``store.TRANSITIONS``): a job that a request
+cancelled, or that has finished, refuses the write (``JobFinished``) and the worker drops the job.
+A cancel requested before the trained adapter is recorded wins over the training's outcome.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from ragtune_trainer.metrics import QUEUE_DEPTH, RUNNING_JOBS
 from ragtune_trainer.publication import Publisher
 from ragtune_trainer.settings import TrainerSettings
 from ragtune_trainer.signals import JobSignals
-from ragtune_trainer.store import Event, JobRow, LeaseLost
+from ragtune_trainer.store import Event, JobFinished, JobRow, LeaseLost
 from ragtune_trainer.supervisor import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,8 @@ class JobRunner:
         self._current, self._cancel = job.id, asyncio.Event()
         try:
             await self._run(job, claim.previous_owner)
+        except JobFinished as exc:
+            log.info("job %s: %s (cancelled or finished elsewhere); this replica stops", job.id, exc)
         except LeaseLost:
             log.warning("job %s: taken over by another replica; this one stops", job.id)
         finally:
@@ -205,8 +211,9 @@ class JobRunner:
         return path
 
     async def _complete(self, job: JobRow, data: dict[str, Any] | None) -> None:
-        """Record the finished adapter (while the job is still ``running``), publish it, then mark the
-        job succeeded with the publication's outcome, in one write."""
+        """Record the finished adapter (while the job is still ``running``, unless a cancel was
+        requested first: then it ends cancelled), publish it, then mark the job succeeded with the
+        publication's outcome, in one write."""
         name = fine_tuned_model_name(job.base_model, job.config.suffix, job.id)
         if data is not None:
             trained = {
@@ -216,7 +223,10 @@ class JobRunner:
                 "trained_tokens": data["trained_tokens"],
                 "cpu_seconds": job.cpu_seconds + data.get("cpu_seconds", 0.0),
             }
-            await self._update(job.id, trained, [], self.replica)
+            record = partial(store.record_trained, self.pool, job.id, trained, self.replica)
+            if not await until_written(record, f"job {job.id}"):  # a cancel came first: it wins
+                await self._finish(job.id, "cancelled", {}, "cancelled")
+                return
             job = await until_written(partial(store.get_job, self.pool, None, job.id), f"job {job.id}")
         failure = await self.publisher.load(job)
         error = str(failure) if failure else ""

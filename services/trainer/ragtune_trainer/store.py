@@ -4,6 +4,12 @@ A job's state changes and the events that announce them are written in one trans
 row's ``event_seq`` is bumped under its row lock, so each job's events are numbered without gaps
 in commit order (watchers that read "after seq N" never miss one). The queue and its leases are in
 ``leases``.
+
+Status changes are conditional: each write's WHERE clause names the states it may leave
+(``TRANSITIONS``) and, for the replica training the job, its lease. A job a request has cancelled,
+or that has finished, is therefore never moved again by a worker's late write: the writer gets
+:class:`JobFinished` (nothing written) and stops. A cancel is honoured until the trained adapter is
+recorded (``record_trained``); from then on the job is publishing and a cancel is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ from ragtune_common.statuses import FINAL
 from ragtune_trainer.jobspec import JobConfig
 
 ACTIVE = ("validating_files", "queued", "running")
+TRANSITIONS: dict[str, tuple[str, ...]] = {  # status -> the statuses a write may move a job from into it
+    "validating_files": ("queued",),
+    "running": ("validating_files", "running"),  # "running" again: a replica that resumes the job
+    "succeeded": ("running",),
+    "failed": ACTIVE,
+    "cancelled": ACTIVE,
+}
 
 
 @dataclass(frozen=True)
@@ -93,15 +106,24 @@ class LeaseLost(Exception):
     """This replica no longer holds the job's lease: another one has taken the job over."""
 
 
+class JobFinished(LeaseLost):
+    """The job is no longer in a state this write may move it from (a request cancelled it, or it
+    has finished): nothing was written, and the writer has lost the job as if its lease had gone."""
+
+
 async def _hold(conn: psycopg.AsyncConnection, job_id: str, owner: str | None) -> None:
-    """Fence: lock the job row and check that ``owner`` (when given) still holds its lease."""
+    """Fence: lock the job row and check that ``owner`` (when given) still holds its lease on a job
+    that has not finished."""
     if owner is None:
         return
     cur = await conn.execute(
-        "SELECT 1 FROM trainer.jobs WHERE id = %s AND lease_owner = %s FOR UPDATE", (job_id, owner)
+        "SELECT status FROM trainer.jobs WHERE id = %s AND lease_owner = %s FOR UPDATE", (job_id, owner)
     )
-    if await cur.fetchone() is None:
+    row = await cur.fetchone()
+    if row is None:
         raise LeaseLost(f"job {job_id} is no longer held by {owner}")
+    if row[0] in FINAL:
+        raise JobFinished(f"job {job_id} is already {row[0]}")
 
 
 JOB_COLUMNS = sql.SQL(", ").join(
@@ -193,24 +215,48 @@ async def update_job(
     owner: str | None = None,
 ) -> None:
     """Apply column changes and append events in one transaction. Values 'now()' become the time.
-    With ``owner``, only while that replica holds the job's lease (else LeaseLost, nothing written)."""
+    With ``owner``, only while that replica holds the lease of the unfinished job (else LeaseLost,
+    nothing written). A new ``status`` is written only from the states ``TRANSITIONS`` allows
+    (else JobFinished, nothing written)."""
     async with pool.connection() as conn, conn.transaction():
         await _hold(conn, job_id, owner)
-        if changes:
-            assignments = sql.SQL(", ").join(
-                sql.SQL("{} = now()").format(sql.Identifier(k))
-                if v == "now()"
-                else sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k))
-                for k, v in changes.items()
-            )
-            params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items() if v != "now()"}
-            params["_job_id"] = job_id
-            await conn.execute(sql.SQL("UPDATE trainer.jobs SET {} WHERE id = %(_job_id)s").format(assignments), params)
+        if changes and not await _set(conn, job_id, changes) and "status" in changes:
+            raise JobFinished(f"job {job_id} may no longer become {changes['status']}")
         await _append_events(conn, job_id, events)
 
 
+async def _set(conn: psycopg.AsyncConnection, job_id: str, changes: dict[str, Any], condition: str = "") -> bool:
+    """Update the job's columns if its status allows (see update_job) and ``condition`` (fixed SQL
+    from this module) holds; False if nothing was written."""
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = now()").format(sql.Identifier(k))
+        if v == "now()"
+        else sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k))
+        for k, v in changes.items()
+    )
+    params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items() if v != "now()"}
+    params["_job_id"] = job_id
+    query = sql.SQL("UPDATE trainer.jobs SET {} WHERE id = %(_job_id)s").format(assignments)
+    if "status" in changes:
+        params["_from"] = list(TRANSITIONS[changes["status"]])
+        query += sql.SQL(" AND status = ANY(%(_from)s)")
+    if condition:
+        query += sql.SQL(" AND ") + sql.SQL(condition)
+    cur = await conn.execute(query, params)
+    return cur.rowcount == 1
+
+
+async def record_trained(pool: AsyncConnectionPool, job_id: str, changes: dict[str, Any], owner: str) -> bool:
+    """Record the trained adapter of a running job unless a cancel was requested first (False: the
+    caller finishes the job as cancelled). Once this is written a cancel is refused."""
+    async with pool.connection() as conn, conn.transaction():
+        await _hold(conn, job_id, owner)
+        return await _set(conn, job_id, changes, "status = 'running' AND NOT cancel_requested")
+
+
 async def claim_job(pool: AsyncConnectionPool, job_id: str, owner: str) -> bool:
-    """Move a queued job (leased by ``owner``) to validating_files; False if it is no longer queued."""
+    """Move a queued job (leased by ``owner``) to validating_files; False if it is no longer queued
+    or a cancel was requested, JobFinished if it has finished (a request cancelled it)."""
     async with pool.connection() as conn, conn.transaction():
         await _hold(conn, job_id, owner)
         cur = await conn.execute(
@@ -226,20 +272,23 @@ async def claim_job(pool: AsyncConnectionPool, job_id: str, owner: str) -> bool:
 
 
 async def request_cancel(pool: AsyncConnectionPool, tenant: str, job_id: str) -> JobRow:
-    """Queued: cancelled at once. Validating or running: flagged for the runner to stop."""
+    """Queued: cancelled at once. Validating or running: flagged for the runner to stop. Finished,
+    or trained and publishing its adapter: refused (FailedPrecondition)."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT status FROM trainer.jobs WHERE tenant = %s AND id = %s FOR UPDATE", (tenant, job_id)
+            "SELECT status, adapter_path FROM trainer.jobs WHERE tenant = %s AND id = %s FOR UPDATE", (tenant, job_id)
         )
         row = await cur.fetchone()
         if row is None:
             raise NotFound(f"no job {job_id!r}", field="id")
         if row[0] in FINAL:
             raise FailedPrecondition(f"job {job_id} already {row[0]}", field="id")
+        if row[1] is not None:
+            raise FailedPrecondition(f"job {job_id} has finished training and is publishing its adapter", field="id")
         if row[0] == "queued":
             await conn.execute(
                 "UPDATE trainer.jobs SET status = 'cancelled', cancel_requested = true, finished_at = now()"
-                " WHERE id = %s",
+                " WHERE id = %s AND status = 'queued'",
                 (job_id,),
             )
             await _append_events(conn, job_id, [("status", {"status": "cancelled", "message": "cancelled"})])
