@@ -7,7 +7,9 @@ records the batch with all files ``in_progress``, and hands it to the :class:`Fi
 this gateway, which claims the files in order (a row claim in PostgreSQL, so two replicas never add
 the same file at once) and records each outcome. A gateway that starts, or a retrieve of a batch
 still in progress, sets a worker on what is left; a claim older than the lease (its gateway stopped)
-is taken over. Cancel turns the files not yet started into ``cancelled``."""
+is taken over. Cancel turns the files not yet started into ``cancelled``. A worker's writes are
+conditional on its claim (see the repository): when its claim was taken over or its file finished
+by someone else, its outcome is dropped and it leaves the batch to whoever holds it now."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any, Literal
 from ragtune_gateway import ids
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import file_batches as repository
-from ragtune_gateway.repositories.file_batches import BatchFileRow, BatchRow
+from ragtune_gateway.repositories.file_batches import BatchFileRow, BatchRow, FileClaim
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.common import ListPage
 from ragtune_gateway.schemas.vector_stores import (
@@ -31,6 +33,7 @@ from ragtune_gateway.schemas.vector_stores import (
 )
 from ragtune_gateway.services import files
 from ragtune_gateway.services import vector_stores as stores
+from ragtune_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +42,22 @@ ERROR_CODES = ("server_error", "unsupported_file", "invalid_file")
 BatchStatus = Literal["in_progress", "completed", "cancelled", "failed"]
 
 
+def lease_s(settings: GatewaySettings) -> float:
+    """How old a claim must be before another worker takes the file over (or a cancel ends it)."""
+    return max(MIN_LEASE_S, 2 * settings.ingest_timeout_s)
+
+
 class FileBatchWorker:
     """This gateway's background tasks adding batches' files (one task per batch)."""
 
     def __init__(self, runtime: GatewayRuntime) -> None:
         self.runtime = runtime
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.adding: dict[str, str] = {}  # batch -> the file its task is adding now
+        self.adding: dict[str, FileClaim] = {}  # batch -> the claim on the file its task is adding now
 
     @property
     def lease_s(self) -> float:
-        """How old a claim must be before another worker takes the file over."""
-        return max(MIN_LEASE_S, 2 * self.runtime.settings.ingest_timeout_s)
+        return lease_s(self.runtime.settings)
 
     def start(self, batch_id: str) -> None:
         """Add the batch's remaining files, unless a task of this gateway already does."""
@@ -71,7 +78,7 @@ class FileBatchWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.adding:  # given back at once, so the next gateway to look goes on without waiting for the lease
-            await repository.release_claims(self.runtime.pool, list(self.adding.items()))
+            await repository.release_claims(self.runtime.pool, list(self.adding.values()))
 
     async def _run(self, batch_id: str) -> None:
         pool = self.runtime.pool
@@ -80,17 +87,21 @@ class FileBatchWorker:
             if context is None:
                 return
             tenant, store_id, attributes = context
-            while (row := await repository.claim_next_file(pool, batch_id, self.lease_s)) is not None:
-                self.adding[batch_id] = row.file_id
-                await self._add_file(tenant, store_id, attributes, row)
+            while (claim := await repository.claim_next_file(pool, batch_id, self.lease_s)) is not None:
+                self.adding[batch_id] = claim
+                recorded = await self._add_file(tenant, store_id, attributes, claim)
                 del self.adding[batch_id]
+                if not recorded:  # taken over (or finished by a cancel): whoever holds it goes on
+                    log.warning("file batch %s: file %s has another claimant; stopping", batch_id, claim.row.file_id)
+                    return
         except asyncio.CancelledError:
             raise
         except Exception:  # the database went away: the files stay claimed until the lease lapses
             log.exception("file batch %s stopped", batch_id)
 
-    async def _add_file(self, tenant: str, store_id: str, attributes: dict[str, Any] | None, row: BatchFileRow) -> None:
-        runtime, pool = self.runtime, self.runtime.pool
+    async def _add_file(self, tenant: str, store_id: str, attributes: dict[str, Any] | None, claim: FileClaim) -> bool:
+        """Add the claimed file and record its outcome; False if the claim was no longer this one's."""
+        runtime, pool, row = self.runtime, self.runtime.pool, claim.row
         try:
             documents = await stores.documents_for(runtime, tenant, [row.file_id], attributes, "file_ids")
             await runtime.downstream.retriever.upsert_documents(
@@ -100,20 +111,13 @@ class FileBatchWorker:
         except ApiError as error:
             code = "invalid_file" if error.status < 500 else "server_error"
             log.info("file batch %s: file %s failed: %s", row.batch_id, row.file_id, error.message)
-            await repository.finish_file(pool, row.batch_id, row.file_id, "failed", error=(code, error.message))
-            return
+            return await repository.finish_file(pool, claim, "failed", error=(code, error.message))
         except Exception as exc:
             log.exception("file batch %s: file %s failed", row.batch_id, row.file_id)
             message = f"The file could not be added ({type(exc).__name__})."
-            await repository.finish_file(pool, row.batch_id, row.file_id, "failed", error=("server_error", message))
-            return
-        await repository.finish_file(
-            pool,
-            row.batch_id,
-            row.file_id,
-            "completed",
-            usage_bytes=document.char_count,
-            chunk_count=document.chunk_count,
+            return await repository.finish_file(pool, claim, "failed", error=("server_error", message))
+        return await repository.finish_file(
+            pool, claim, "completed", usage_bytes=document.char_count, chunk_count=document.chunk_count
         )
 
 
@@ -196,7 +200,7 @@ async def get_batch(
 
 
 async def cancel_batch(runtime: GatewayRuntime, tenant: str, store_id: str, batch_id: str) -> VectorStoreFileBatch:
-    if not await repository.cancel_batch(runtime.pool, tenant, store_id, batch_id):
+    if not await repository.cancel_batch(runtime.pool, tenant, store_id, batch_id, lease_s(runtime.settings)):
         raise not_found("file batch", batch_id)
     return batch_object(await owned_batch(runtime, tenant, store_id, batch_id))
 
