@@ -8,18 +8,31 @@ What is per process and what is global (several gateway replicas):
   write to one hot row per request (see the README's figures).
 - The per-tenant caps on active fine-tuning jobs, active evaluations and vector stores are global:
   they are counted from the shared state (the trainer's jobs, the ``gateway.evaluations`` table, the
-  retriever's collections) under a PostgreSQL advisory lock of the tenant, so two replicas cannot
-  both admit the last free place.
+  retriever's collections), so two replicas cannot both admit the last free place. A count read
+  from the gateway's own tables is taken under a PostgreSQL advisory lock of the tenant
+  (:func:`tenant_cap`). A creation made by another service (a fine-tuning job on the trainer) never
+  holds a transaction across that call: it reserves a place in a short transaction
+  (:func:`reserved_place`), counts and creates with no connection held, then gives the place back.
+
+Why a reservation is enough: a creation is visible as its reservation until the place is given
+back, and as the created object from before that moment on (the place is given back only after the
+other service has answered). A creation that takes its place and only then counts the objects sees
+every creation that took its place earlier, either way, so it admits itself only if there is room
+for it beside all of them; later creations count it in turn. A place left by a gateway that died
+mid-call expires after ``ttl_s``, so at worst it keeps a place taken for that long.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg import AsyncConnection
@@ -27,6 +40,8 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.background import BackgroundTask
 
 from ragtune_gateway.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 MAX_TRACKED_KEYS = 100_000  # buckets kept; the least recently used are dropped (they refill anyway)
 
@@ -139,13 +154,76 @@ def limited_stream(events: AsyncIterator[bytes], release: Callable[[], None], **
     )
 
 
+def _cap_lock(tenant: str, kind: str) -> str:
+    return f"ragtune-cap:{kind}:{tenant}"
+
+
 @asynccontextmanager
 async def tenant_cap(pool: AsyncConnectionPool, tenant: str, kind: str) -> AsyncIterator[AsyncConnection]:
     """Hold the tenant's advisory lock for ``kind`` (in every gateway replica) while counting and
-    creating, so the count and the creation are one step. Yields the connection holding the lock."""
+    creating, so the count and the creation are one step. Yields the connection holding the lock.
+    For counts and creations in this database only: a call to another service inside would pin the
+    connection and the lock for as long as it takes (use :func:`reserved_place`)."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ragtune-cap:{kind}:{tenant}",))
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_cap_lock(tenant, kind),))
         yield conn
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A place held under a tenant's cap while a creation is in flight on another service."""
+
+    id: UUID
+    others: int  # places the tenant's other creations in flight held when this one was taken
+    deadline: float  # time.monotonic() before which the place surely still counts everywhere
+
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+async def reserve_place(pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float) -> Reservation:
+    """Take a place under the tenant's cap of ``kind`` for ``ttl_s`` at most, in one short
+    transaction (the tenant's advisory lock orders it with the other replicas' reservations)."""
+    deadline = time.monotonic() + ttl_s  # taken before the row's own now(): it lapses no sooner than this
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_cap_lock(tenant, kind),))
+        await conn.execute(
+            "DELETE FROM gateway.cap_reservations WHERE tenant_id = %s AND kind = %s AND expires_at <= now()",
+            (tenant, kind),
+        )
+        cur = await conn.execute(
+            "SELECT count(*) FROM gateway.cap_reservations WHERE tenant_id = %s AND kind = %s", (tenant, kind)
+        )
+        counted = await cur.fetchone()
+        cur = await conn.execute(
+            "INSERT INTO gateway.cap_reservations (tenant_id, kind, expires_at)"
+            " VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING id",
+            (tenant, kind, ttl_s),
+        )
+        inserted = await cur.fetchone()
+    assert counted is not None and inserted is not None
+    return Reservation(inserted[0], int(counted[0]), deadline)
+
+
+async def release_place(pool: AsyncConnectionPool, reservation: Reservation) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM gateway.cap_reservations WHERE id = %s", (reservation.id,))
+
+
+@asynccontextmanager
+async def reserved_place(pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float) -> AsyncIterator[Reservation]:
+    """A place under the tenant's cap, given back on exit whatever happened: count the objects
+    inside (after the place was taken) and create one if ``count + others`` leaves room. No
+    connection is held in between. A place that cannot be given back (the database went away)
+    expires by itself."""
+    reservation = await reserve_place(pool, tenant, kind, ttl_s)
+    try:
+        yield reservation
+    finally:
+        try:
+            await release_place(pool, reservation)
+        except Exception as exc:  # never hides the creation's outcome; the place lapses at its expiry
+            log.warning("cap place %s not given back (%s); it expires in %.0f s", reservation.id, exc, ttl_s)
 
 
 def cap_reached(what: str, count: int, cap: int, setting: str, retry_after_s: float | None) -> ApiError:

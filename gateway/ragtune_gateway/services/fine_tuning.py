@@ -15,7 +15,7 @@ from ragtune.trainer.v1 import trainer_pb2 as tpb
 from ragtune_common.paging import next_page_token
 from ragtune_common.statuses import FINAL
 from ragtune_gateway import ids, limits
-from ragtune_gateway.errors import ApiError, not_found
+from ragtune_gateway.errors import RETRY_AFTER_S, ApiError, not_found
 from ragtune_gateway.repositories import files
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.common import ListPage
@@ -52,6 +52,7 @@ ACTIVE = (tpb.JOB_STATUS_VALIDATING_FILES, tpb.JOB_STATUS_QUEUED, tpb.JOB_STATUS
 PAGE = 1000  # jobs per ListJobs call when counting
 IDLE_S = 0.3  # a watch that stays quiet this long has delivered every stored event
 CAP_SETTING = "RAGTUNE_GATEWAY_MAX_ACTIVE_JOBS_PER_TENANT"
+CAP_KIND = "fine-tuning-jobs"
 
 
 def _missing(job_id: str) -> ApiError:
@@ -270,19 +271,30 @@ async def count_active_jobs(runtime: GatewayRuntime, tenant: str) -> int:
 
 
 async def create_job(runtime: GatewayRuntime, tenant: str, body: CreateJob) -> FineTuningJob:
-    """A job on the tenant's own fine-tune files; 429 while the tenant has its cap of active jobs."""
+    """A job on the tenant's own fine-tune files; 429 while the tenant has its cap of active jobs
+    (counting the creations in flight in every replica: see :mod:`ragtune_gateway.limits`). No
+    database connection is held while the trainer is called."""
     for param in ("training_file", "validation_file"):
         file_id = getattr(body, param)
         if file_id:
             record = await files.get_file(runtime.pool, tenant, file_id)
             if record is None or record.purpose != "fine-tune":
                 raise not_found("fine-tune file", file_id, param)
-    cap = runtime.settings.max_active_jobs_per_tenant
-    async with limits.tenant_cap(runtime.pool, tenant, "fine-tuning-jobs"):  # one creation at a time, globally
-        if cap and (active := await count_active_jobs(runtime, tenant)) >= cap:
-            what = "queued or running fine-tuning jobs"
-            raise limits.cap_reached(what, active, cap, CAP_SETTING, runtime.settings.cap_retry_after_s)
-        job = await runtime.downstream.trainer.create_job(job_request(tenant, body), fields=JOB_FIELDS)
+    request, settings = job_request(tenant, body), runtime.settings
+    if not settings.max_active_jobs_per_tenant:
+        return job_object(await runtime.downstream.trainer.create_job(request, fields=JOB_FIELDS))
+    # the place outlives the counting calls and CreateJob's deadline; checked before CreateJob below
+    ttl_s = 3 * settings.rpc_timeout_s + 30
+    async with limits.reserved_place(runtime.pool, tenant, CAP_KIND, ttl_s) as place:
+        held = await count_active_jobs(runtime, tenant) + place.others
+        if held >= settings.max_active_jobs_per_tenant:
+            what = "queued or running fine-tuning jobs (or jobs being created)"
+            cap = settings.max_active_jobs_per_tenant
+            raise limits.cap_reached(what, held, cap, CAP_SETTING, settings.cap_retry_after_s)
+        if place.remaining_s() < settings.rpc_timeout_s + 5:  # the count took so long the place may lapse mid-call
+            message = "The trainer service is answering too slowly; retry later."
+            raise ApiError(503, message, code="unavailable", retry_after_s=RETRY_AFTER_S)
+        job = await runtime.downstream.trainer.create_job(request, fields=JOB_FIELDS)
     return job_object(job)
 
 
