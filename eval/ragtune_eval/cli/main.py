@@ -26,12 +26,46 @@ def _fail(error: CliError) -> None:
     raise typer.Exit(1)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def up(ctx: typer.Context) -> None:
-    """Start the whole stack on embedded defaults (what `make run` does); Ctrl-C stops it."""
+@app.command()
+def up(
+    replicas: Annotated[
+        str | None,
+        typer.Option(help="processes per service, e.g. retriever=2,generator=2,gateway=2 (default 1 each)"),
+    ] = None,
+    services: Annotated[
+        str | None, typer.Option(help="start only these, comma-separated (default: every installed service)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="address every service binds (default 127.0.0.1)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="database, models, adapters (default .ragtune)")] = None,
+    start_timeout: Annotated[float | None, typer.Option(help="seconds to wait for each replica to serve")] = None,
+    grace: Annotated[float | None, typer.Option(help="seconds services get to drain on stop")] = None,
+) -> None:
+    """Start the whole stack on embedded defaults (what `make run` does); Ctrl-C stops it. Gateway
+    replicas listen on 8080, 8090, ... over one database: any of them answers any request."""
     from ragtune_common.launcher import main as launch
 
-    raise typer.Exit(launch(list(ctx.args)))
+    raise typer.Exit(launch(launcher_args(replicas, services, host, state_dir, start_timeout, grace)))
+
+
+def launcher_args(
+    replicas: str | None,
+    services: str | None,
+    host: str | None,
+    state_dir: Path | None,
+    start_timeout: float | None,
+    grace: float | None,
+) -> list[str]:
+    """The launcher's command line for the options given (the others keep its defaults and the
+    ``RAGTUNE_*`` variables it reads)."""
+    given = {
+        "--replicas": replicas,
+        "--services": services,
+        "--host": host,
+        "--state-dir": state_dir,
+        "--start-timeout": start_timeout,
+        "--grace": grace,
+    }
+    return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
 
 
 def _files(paths: list[Path]) -> list[Path]:

@@ -2,10 +2,13 @@
 ``ragtune up``).
 
 Starts the embedded PostgreSQL once (unless ``DATABASE_URL`` is set) and hands its URL to every
-service; starts N processes of each installed service (``--replicas retriever=2,generator=2``) on
-consecutive ports (the service's port, +10, +20, ...), each with its Prometheus metrics on its port
-+ 1000; tells every caller the address list of the services it calls; waits until each replica
-reports SERVING on grpc.health.v1 and prints where it listens. Then it supervises: a process that
+service; starts N processes of each installed service (``--replicas retriever=2,generator=2,gateway=2``)
+on consecutive ports (the service's port, +10, +20, ...: gateways on 8080, 8090, ...), each gRPC
+service with its Prometheus metrics on its port + 1000; tells every caller the address list of the
+services it calls; waits until each replica reports SERVING on grpc.health.v1 (a gateway: answers
+``/healthz``) and prints where it listens. Gateway replicas share the database and the state
+directory: any of them answers any request (put a load balancer in front for one address); they
+start one after another, so the first makes the admin key and the others read it. Then it supervises: a process that
 dies is restarted with exponential backoff (logged), the rest of the stack stays up. Ctrl-C /
 SIGTERM stops them all (SIGTERM, their grace period, then SIGKILL) before the database.
 
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replicas",
         default=os.environ.get("RAGTUNE_REPLICAS", ""),
-        help="processes per service, e.g. retriever=2,generator=2,trainer=2 (default 1 each)",
+        help="processes per service, e.g. retriever=2,generator=2,trainer=2,gateway=2 (default 1 each)",
     )
     parser.add_argument(
         "--services",
@@ -273,11 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     started: list[Replica] = []
     try:
         for name, group in replicas.items():
-            for replica in group:  # a service's replicas start together, services one after another
+            deadline = time.monotonic() + args.start_timeout
+            # A service's replicas start together, services one after another; gateways one by one,
+            # so that the first writes the admin credentials that the others then read.
+            together = not group[0].spec.http
+            for replica in group if together else group[:1]:
                 replica.start()
                 started.append(replica)
-            deadline = time.monotonic() + args.start_timeout
             for replica in group:
+                if replica.process is None:
+                    replica.start()
+                    started.append(replica)
                 while not is_ready(replica.address, replica.spec.http):
                     supervise_once([r for r in started if r.spec.name != name], time.monotonic())
                     if stop_requested:
@@ -287,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                         return 1
                     time.sleep(0.5)
                 if replica.spec.http:
-                    print(f"{name:<11} http://{replica.address}/v1 (OpenAPI: http://{replica.address}/docs)")
-                    if not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
+                    url, pid = f"http://{replica.address}", replica.process.pid if replica.process else "?"
+                    print(f"{replica.label:<11} {url}/v1 (OpenAPI: {url}/docs, pid {pid})")
+                    if replica.index == 0 and not env.get("RAGTUNE_GATEWAY_ADMIN_KEY"):
                         print(f"{'':<11} keys: {credentials_path(state_dir)}")
                 else:
                     metrics = replica.port + METRICS_PORT_OFFSET

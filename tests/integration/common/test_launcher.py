@@ -1,11 +1,14 @@
 """``make run`` / ``ragtune up`` as a user runs it: replicas on consecutive ports, each with its
 metrics port, a replica killed with SIGKILL restarted by the supervisor while the other keeps
-serving, and Ctrl-C stopping every process."""
+serving, and Ctrl-C stopping every process; ``ragtune up --replicas gateway=2`` starts two gateways
+over one database, each answering what the other wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import psutil
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -79,3 +84,50 @@ def test_supervisor_restarts_a_killed_replica_and_ctrl_c_stops_all(database_url:
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_ragtune_up_starts_gateway_replicas_over_one_database(database_url: str, tmp_path: Path):
+    name = f"launch_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = free_port_block([0, REPLICA_PORT_STEP])
+    state = tmp_path / "state"
+    env = dict(os.environ, DATABASE_URL=psycopg.conninfo.make_conninfo(database_url, dbname=name))
+    env.update(RAGTUNE_GATEWAY_PORT=str(base))
+    for variable in ("RAGTUNE_SERVICE_TOKEN", "RAGTUNE_GATEWAY_ADMIN_KEY"):
+        env.pop(variable, None)
+    ragtune = shutil.which("ragtune", path=str(Path(sys.executable).parent))
+    assert ragtune, "the ragtune command is installed beside this interpreter"
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        launcher = subprocess.Popen(
+            [ragtune, "up", "--services", "gateway", "--replicas", "gateway=2", "--state-dir", str(state),
+             "--grace", "5"],
+            env=env, stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+    try:
+        _wait_for(lambda: "ragtune is up" in out.read_text() or launcher.poll() is not None, 180, "the gateways")
+        text = out.read_text()
+        assert "ragtune is up" in text, err.read_text()[-3000:]
+        urls = dict(re.findall(r"^(gateway(?:-1)?) +(http://\S+)/v1 ", text, re.MULTILINE))
+        assert urls == {"gateway": f"http://127.0.0.1:{base}", "gateway-1": f"http://127.0.0.1:{base + 10}"}, text
+        credentials = json.loads((state / "gateway" / "credentials.json").read_text())
+        admin = {"Authorization": f"Bearer {credentials['admin_key']}"}
+        for url in urls.values():  # the first made the admin key, the second read it
+            assert httpx.get(f"{url}/v1/admin/tenants", headers=admin, timeout=30).status_code == 200, url
+        headers = {"Authorization": f"Bearer {credentials['api_key']}"}
+        with httpx.Client(headers=headers, timeout=30) as http:
+            uploaded = http.post(
+                f"{urls['gateway']}/v1/files", files={"file": ("a.txt", b"hello")}, data={"purpose": "assistants"}
+            )
+            assert uploaded.status_code == 200, uploaded.text
+            seen = http.get(f"{urls['gateway-1']}/v1/files/{uploaded.json()['id']}")
+            assert seen.status_code == 200 and seen.json()["filename"] == "a.txt", seen.text
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
