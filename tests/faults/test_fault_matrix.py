@@ -198,7 +198,7 @@ async def _restarted(stack: Stack, label: str, port: int, timeout_s: float) -> N
 
 async def test_fault_matrix(stack: Stack, client: httpx.AsyncClient, tmp_path: Path):
     store = (await client.post("/v1/vector_stores", json={"name": "faults"})).json()["id"]
-    acked_files: list[str] = []
+    acked_files: dict[str, bytes] = {}  # id -> the bytes sent
     acked_store_files: list[str] = []
 
     async def write_one(tally: Tally, i: int) -> None:
@@ -206,12 +206,11 @@ async def test_fault_matrix(stack: Stack, client: httpx.AsyncClient, tmp_path: P
         uploaded = await _call(tally, lambda: _upload(client, f"note-{uuid.uuid4().hex[:6]}.txt", text))
         if uploaded is None:
             return
-        acked_files.append(uploaded.json()["id"])
-        added = await _call(
-            tally, lambda: client.post(f"/v1/vector_stores/{store}/files", json={"file_id": acked_files[-1]})
-        )
+        file_id = uploaded.json()["id"]
+        acked_files[file_id] = text.encode()
+        added = await _call(tally, lambda: client.post(f"/v1/vector_stores/{store}/files", json={"file_id": file_id}))
         if added is not None:
-            acked_store_files.append(acked_files[-1])
+            acked_store_files.append(file_id)
 
     seed = Tally()
     for i in range(6):
@@ -316,10 +315,11 @@ async def test_fault_matrix(stack: Stack, client: httpx.AsyncClient, tmp_path: P
     await _wait(lambda: "gateway restarted" in stack.err.read_text(), 120, "the gateway to be restarted")
     await _wait(lambda: _http_ready(stack.url), 180, "the gateway ready again")
 
-    # nothing acknowledged is lost: every file, every vector store file, the job
+    # nothing acknowledged is lost: every file's bytes, every vector store file, the job
     lost = 0
-    for file_id in acked_files:
-        lost += (await client.get(f"/v1/files/{file_id}")).status_code != 200
+    for file_id, data in acked_files.items():
+        content = await client.get(f"/v1/files/{file_id}/content")
+        lost += content.status_code != 200 or content.content != data
     for file_id in acked_store_files:
         reply = await client.get(f"/v1/vector_stores/{store}/files/{file_id}")
         lost += reply.status_code != 200 or reply.json().get("status") != "completed"
