@@ -230,21 +230,47 @@ async def test_a_symlink_out_of_the_roots_is_refused(generator_stub, make_adapte
         shutil.rmtree(outside, ignore_errors=True)
 
 
-async def test_metrics_count_generated_tokens(generator_stub):
+def sample(name: str) -> float:
     from prometheus_client import REGISTRY
 
-    def sample(name: str) -> float:
-        value = REGISTRY.get_sample_value(name)
-        assert value is not None, f"{name} is not exported"
-        return value
+    value = REGISTRY.get_sample_value(name)
+    assert value is not None, f"{name} is not exported"
+    return value
 
-    before = sample("ragtune_generator_generated_tokens_total")
+
+async def test_metrics_count_generated_tokens(generator_stub):
+    before = {kind: sample(f"ragtune_generator_{kind}_tokens_total") for kind in ("generated", "prompt")}
     answer = await generator_stub.GenerateUnary(chat(QUESTION))
-    assert sample("ragtune_generator_generated_tokens_total") - before == answer.usage.completion_tokens
+    assert sample("ragtune_generator_generated_tokens_total") - before["generated"] == answer.usage.completion_tokens
+    assert sample("ragtune_generator_prompt_tokens_total") - before["prompt"] == answer.usage.prompt_tokens
     assert sample("ragtune_generator_tokens_per_second") > 0
     assert sample("ragtune_generator_in_flight") == 0
-    assert sample("ragtune_generator_prompt_tokens_total") >= answer.usage.prompt_tokens
-    assert sample("ragtune_generator_loaded_adapters") >= 0 and sample("ragtune_generator_registered_adapters") >= 0
+
+
+async def test_adapter_gauges_count_registered_and_loaded_adapters(generator_stub, replica_b, make_adapter):
+    """The adapter gauges read the runtime started last in this process, replica B (a generator
+    process runs one): an adapter published on A raises B's registered count by one when B hears
+    of it, its first request on B loads it into B's engine, and unloading it takes both back."""
+    registered, loaded = "ragtune_generator_registered_adapters", "ragtune_generator_loaded_adapters"
+    adapters = replica_b.runtime.adapters
+    capacity = max(replica_b.settings.max_cpu_loras, replica_b.settings.max_loras)
+    registered_before, loaded_before = sample(registered), sample(loaded)
+    assert registered_before == len(adapters.rows) and loaded_before == len(adapters.residency.loaded)
+    name = "ft:test:replicas:gauges"
+    await publish(generator_stub, name, make_adapter(seed=16))
+    try:
+        await eventually(lambda: name in adapters.rows)
+        assert sample(registered) == registered_before + 1
+        lora_id = adapters.rows[name].id
+        assert lora_id not in adapters.residency.loaded and sample(loaded) == loaded_before  # loaded on first use
+        await replica_b.stub.GenerateUnary(chat(QUESTION, adapter=name, tenant=TENANT))
+        assert lora_id in adapters.residency.loaded
+        assert sample(loaded) == min(loaded_before + 1, capacity) == len(adapters.residency.loaded)
+    finally:
+        await generator_stub.UnloadAdapter(pb.UnloadAdapterRequest(name=name, tenant=TENANT))
+    await eventually(lambda: name not in adapters.rows and lora_id not in adapters.residency.loaded)
+    assert sample(registered) == registered_before
+    assert sample(loaded) == len(adapters.residency.loaded)
 
 
 async def test_residency_evicts_the_least_recently_used_idle_adapter(generator_runtime, make_adapter):
