@@ -10,9 +10,10 @@ What is per process and what is global (several gateway replicas):
   they are counted from the shared state (the trainer's jobs, the ``gateway.evaluations`` table, the
   retriever's collections), so two replicas cannot both admit the last free place. A count read
   from the gateway's own tables is taken under a PostgreSQL advisory lock of the tenant
-  (:func:`tenant_cap`). A creation made by another service (a fine-tuning job on the trainer) never
-  holds a transaction across that call: it reserves a place in a short transaction
-  (:func:`reserved_place`), counts and creates with no connection held, then gives the place back.
+  (:func:`tenant_cap`). A creation made by another service (a fine-tuning job on the trainer, a
+  vector store on the retriever) never holds a transaction across that call: it reserves a place in
+  a short transaction (:func:`reserved_place`), counts and creates with no connection held, then
+  gives the place back.
 
 Why a reservation is enough: a creation is visible as its reservation until the place is given
 back, and as the created object from before that moment on (the place is given back only after the
@@ -20,6 +21,11 @@ other service has answered). A creation that takes its place and only then count
 every creation that took its place earlier, either way, so it admits itself only if there is room
 for it beside all of them; later creations count it in turn. A place left by a gateway that died
 mid-call expires after ``ttl_s``, so at worst it keeps a place taken for that long.
+
+Counted as ``objects + others``, a creation whose object exists but whose place is not given back
+yet counts twice, so a race may admit fewer than the cap (never more). A creation that names its
+object before the call (a vector store: the gateway picks the collection's name) names its place
+after it (``place_id``), and is counted once: the union of the objects and the other places.
 """
 
 from __future__ import annotations
@@ -32,14 +38,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.background import BackgroundTask
 
-from ragtune_gateway.errors import ApiError
+from ragtune_gateway.errors import RETRY_AFTER_S, ApiError
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +180,37 @@ class Reservation:
     """A place held under a tenant's cap while a creation is in flight on another service."""
 
     id: UUID
-    others: int  # places the tenant's other creations in flight held when this one was taken
+    other_ids: frozenset[UUID]  # the places the tenant's other creations in flight held when this one was taken
     deadline: float  # time.monotonic() before which the place surely still counts everywhere
+
+    @property
+    def others(self) -> int:
+        return len(self.other_ids)
 
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
 
+    def ensure_time_for(self, call_s: float, service: str) -> None:
+        """503 if the place might lapse before a call of up to ``call_s`` ends (the count took
+        so long): the creation would then no longer be counted everywhere while in flight."""
+        if self.remaining_s() < call_s + 5:
+            message = f"The {service} service is answering too slowly; retry later."
+            raise ApiError(503, message, code="unavailable", retry_after_s=RETRY_AFTER_S)
 
-async def reserve_place(pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float) -> Reservation:
+
+def place_ttl_s(rpc_timeout_s: float) -> float:
+    """How long a place lasts: past the counting calls and the creation's own deadline (see
+    :meth:`Reservation.ensure_time_for`), and no longer if the gateway holding it dies."""
+    return 3 * rpc_timeout_s + 30
+
+
+async def reserve_place(
+    pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float, place_id: UUID | None = None
+) -> Reservation:
     """Take a place under the tenant's cap of ``kind`` for ``ttl_s`` at most, in one short
-    transaction (the tenant's advisory lock orders it with the other replicas' reservations)."""
+    transaction (the tenant's advisory lock orders it with the other replicas' reservations). The
+    place's id is ``place_id`` if given (one derived from the object the creation makes)."""
+    place_id = place_id or uuid4()
     deadline = time.monotonic() + ttl_s  # taken before the row's own now(): it lapses no sooner than this
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_cap_lock(tenant, kind),))
@@ -192,17 +219,15 @@ async def reserve_place(pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s
             (tenant, kind),
         )
         cur = await conn.execute(
-            "SELECT count(*) FROM gateway.cap_reservations WHERE tenant_id = %s AND kind = %s", (tenant, kind)
+            "SELECT id FROM gateway.cap_reservations WHERE tenant_id = %s AND kind = %s", (tenant, kind)
         )
-        counted = await cur.fetchone()
-        cur = await conn.execute(
-            "INSERT INTO gateway.cap_reservations (tenant_id, kind, expires_at)"
-            " VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING id",
-            (tenant, kind, ttl_s),
+        others = frozenset(row[0] for row in await cur.fetchall())
+        await conn.execute(
+            "INSERT INTO gateway.cap_reservations (id, tenant_id, kind, expires_at)"
+            " VALUES (%s, %s, %s, now() + make_interval(secs => %s))",
+            (place_id, tenant, kind, ttl_s),
         )
-        inserted = await cur.fetchone()
-    assert counted is not None and inserted is not None
-    return Reservation(inserted[0], int(counted[0]), deadline)
+    return Reservation(place_id, others, deadline)
 
 
 async def release_place(pool: AsyncConnectionPool, reservation: Reservation) -> None:
@@ -211,12 +236,14 @@ async def release_place(pool: AsyncConnectionPool, reservation: Reservation) -> 
 
 
 @asynccontextmanager
-async def reserved_place(pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float) -> AsyncIterator[Reservation]:
+async def reserved_place(
+    pool: AsyncConnectionPool, tenant: str, kind: str, ttl_s: float, place_id: UUID | None = None
+) -> AsyncIterator[Reservation]:
     """A place under the tenant's cap, given back on exit whatever happened: count the objects
-    inside (after the place was taken) and create one if ``count + others`` leaves room. No
-    connection is held in between. A place that cannot be given back (the database went away)
-    expires by itself."""
-    reservation = await reserve_place(pool, tenant, kind, ttl_s)
+    inside (after the place was taken) and create one if ``count + others`` leaves room (or the
+    union of the objects and ``other_ids``: see the module docstring). No connection is held in
+    between. A place that cannot be given back (the database went away) expires by itself."""
+    reservation = await reserve_place(pool, tenant, kind, ttl_s, place_id)
     try:
         yield reservation
     finally:

@@ -7,6 +7,7 @@ A store of another tenant reads as missing: the retriever looks names up within 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.paging import next_page_token
@@ -41,6 +42,8 @@ RETRIEVER_MIME = {"text/plain", "text/markdown", "text/html", "application/pdf"}
 COMPARISONS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
 COUNT_PAGE_SIZE = 1000
 CAP_SETTING = "RAGTUNE_GATEWAY_MAX_VECTOR_STORES_PER_TENANT"
+CAP_KIND = "vector-stores"
+ID_BYTES = 12  # a store id's random bytes, in hex after its prefix
 
 
 def missing_store(store_id: str) -> ApiError:
@@ -105,7 +108,7 @@ def search_result(hit: rpb.SearchHit) -> SearchResult:
 async def create_store(runtime: GatewayRuntime, tenant: str, body: CreateStore) -> VectorStore:
     """A new store with the given files, all added in one transaction or none (then no store)."""
     documents = await documents_for(runtime, tenant, body.file_ids, None, "file_ids")  # all checked first
-    store_id = ids.new_id(ids.VECTOR_STORE)
+    store_id = ids.new_id(ids.VECTOR_STORE, ID_BYTES)
     request = rpb.CreateCollectionRequest(tenant=tenant, name=store_id)
     request.metadata.CopyFrom(dict_to_struct({"name": body.name, "metadata": body.metadata or {}}))
     if body.chunking_strategy and body.chunking_strategy.static:
@@ -113,11 +116,7 @@ async def create_store(runtime: GatewayRuntime, tenant: str, body: CreateStore) 
         request.chunking.max_tokens = static.max_chunk_size_tokens
         request.chunking.overlap_tokens = static.chunk_overlap_tokens
     retriever = runtime.downstream.retriever
-    cap = runtime.settings.max_vector_stores_per_tenant
-    async with limits.tenant_cap(runtime.pool, tenant, "vector-stores"):  # one creation at a time, globally
-        if cap and (count := await count_stores(runtime, tenant)) >= cap:
-            raise limits.cap_reached("vector stores", count, cap, CAP_SETTING, None)  # 409: only a delete frees one
-        collection = await retriever.create_collection(request, fields=CREATE_STORE_FIELDS)
+    collection = await create_collection_within_cap(runtime, tenant, request)
     if documents:
         try:
             await retriever.upsert_documents(
@@ -205,15 +204,46 @@ async def search_store(runtime: GatewayRuntime, tenant: str, store_id: str, body
 # Helpers of the use cases (and of other resources).
 
 
-async def count_stores(runtime: GatewayRuntime, tenant: str) -> int:
-    """The tenant's vector stores (retriever collections named as stores), every page read."""
-    count, token = 0, ""
+async def create_collection_within_cap(
+    runtime: GatewayRuntime, tenant: str, request: rpb.CreateCollectionRequest
+) -> rpb.Collection:
+    """CreateCollection if the tenant has room for another store, counting the creations in flight
+    in every replica (see :mod:`ragtune_gateway.limits`); 409 otherwise (only a delete frees one).
+    No database connection is held while the retriever is called."""
+    retriever, settings = runtime.downstream.retriever, runtime.settings
+    cap = settings.max_vector_stores_per_tenant
+    if not cap:
+        return await retriever.create_collection(request, fields=CREATE_STORE_FIELDS)
+    ttl_s = limits.place_ttl_s(settings.rpc_timeout_s)
+    async with limits.reserved_place(runtime.pool, tenant, CAP_KIND, ttl_s, place_of(request.name)) as place:
+        # a creation in flight counts once, as its place or as its collection (both may be there)
+        held = len(await store_names(runtime, tenant) | {store_of(p) for p in place.other_ids})
+        if held >= cap:
+            raise limits.cap_reached("vector stores", held, cap, CAP_SETTING, None)
+        place.ensure_time_for(settings.rpc_timeout_s, "retriever")
+        return await retriever.create_collection(request, fields=CREATE_STORE_FIELDS)
+
+
+def place_of(store_id: str) -> UUID:
+    """The id of the place a store's creation holds under the cap: the store id's random bytes,
+    zero-padded to a UUID's 16 (:func:`store_of` reads the store id back)."""
+    return UUID(bytes=bytes.fromhex(store_id.removeprefix(ids.VECTOR_STORE)).ljust(16, b"\0"))
+
+
+def store_of(place_id: UUID) -> str:
+    return ids.VECTOR_STORE + place_id.bytes[:ID_BYTES].hex()
+
+
+async def store_names(runtime: GatewayRuntime, tenant: str) -> set[str]:
+    """The names of the tenant's vector stores (retriever collections named as stores), every page read."""
+    names: set[str] = set()
+    token = ""
     while True:
         response = await runtime.downstream.retriever.list_collections(tenant, COUNT_PAGE_SIZE, token)
-        count += sum(1 for c in response.collections if c.name.startswith(ids.VECTOR_STORE))
+        names.update(c.name for c in response.collections if c.name.startswith(ids.VECTOR_STORE))
         token = response.next_page_token
         if not token:
-            return count
+            return names
 
 
 async def get_collection(runtime: GatewayRuntime, tenant: str, store_id: str) -> rpb.Collection:
