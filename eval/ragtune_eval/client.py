@@ -95,16 +95,27 @@ class GatewayClient:
     async def create_store(self, name: str, file_ids: list[str]) -> dict[str, Any]:
         return dict(await self.call("POST", "/v1/vector_stores", json={"name": name, "file_ids": file_ids}))
 
-    async def add_to_store(self, store_id: str, file_id: str) -> None:
-        await self.call("POST", f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id})
+    async def add_to_store(self, store_id: str, file_id: str, attributes: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"file_id": file_id}
+        if attributes:
+            body["attributes"] = attributes
+        await self.call("POST", f"/v1/vector_stores/{store_id}/files", json=body)
 
     async def get_store(self, store_id: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/v1/vector_stores/{store_id}"))
 
     async def search(
-        self, store_id: str, query: str, k: int, mode: str = "hybrid", ef_search: int | None = None
+        self,
+        store_id: str,
+        query: str,
+        k: int,
+        mode: str = "hybrid",
+        ef_search: int | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"query": query, "max_num_results": k, "ranking_options": {"ranker": mode}}
+        if filters is not None:
+            body["filters"] = filters  # OpenAI's attribute filters: {"type": "lt", "key", "value"}
         if ef_search is not None:
             body["ef_search"] = ef_search  # ragtune extension; see the evaluation's README note
         return list((await self.call("POST", f"/v1/vector_stores/{store_id}/search", json=body))["data"])

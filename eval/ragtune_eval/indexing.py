@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ragtune_eval.client import GatewayClient
 from ragtune_eval.rundir import RunStore
+from ragtune_eval.tasks import run_each
 
 FIRST_FILES = 500  # file ids a vector store can be created with; the rest are added one by one
 SAVE_EVERY = 50
@@ -24,11 +25,17 @@ class Progress(Protocol):
 
 
 async def ensure_store(
-    client: GatewayClient, run: RunStore, texts: dict[str, str], limit: asyncio.Semaphore, progress: Progress
+    client: GatewayClient,
+    run: RunStore,
+    texts: dict[str, str],
+    limit: asyncio.Semaphore,
+    progress: Progress,
+    attributes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``run.state["store"]``: ``id``, ``files`` (text key -> file id, the store's document id),
     ``upload_s``, ``build_s`` (the retriever's chunking + embedding + writing, seen from REST),
-    ``documents``, ``chunks``, ``text_bytes``."""
+    ``documents``, ``chunks``, ``text_bytes``. With ``attributes`` (text key -> the file's
+    attributes, for search filters) every file is added on its own, with its attributes."""
     state = run.state.setdefault("store", {"files": {}, "upload_s": 0.0, "build_s": 0.0})
     missing = [key for key in texts if key not in state["files"]]
     if missing:
@@ -52,14 +59,27 @@ async def ensure_store(
     file_ids = [state["files"][key] for key in texts]
     progress.start("index", "building the vector store", len(file_ids))
     start = time.perf_counter()
+    first = [] if attributes is not None else file_ids[:FIRST_FILES]
     if "id" not in state:
-        created = await client.create_store(f"eval-{run.path.name}", file_ids[:FIRST_FILES])
+        created = await client.create_store(f"eval-{run.path.name}", first)
         state["id"] = created["id"]
         await run.save_state()
-    progress.update("index", min(len(file_ids), FIRST_FILES))
-    for done, file_id in enumerate(file_ids[FIRST_FILES:], start=FIRST_FILES + 1):
-        await client.add_to_store(state["id"], file_id)  # idempotent: a resumed run re-adds cheaply
-        progress.update("index", done)
+    progress.update("index", len(first))
+    if attributes is None:
+        for done, file_id in enumerate(file_ids[FIRST_FILES:], start=FIRST_FILES + 1):
+            await client.add_to_store(state["id"], file_id)  # idempotent: a resumed run re-adds cheaply
+            progress.update("index", done)
+    else:
+        added = 0
+
+        async def add(key: str) -> None:
+            nonlocal added
+            async with limit:
+                await client.add_to_store(state["id"], state["files"][key], attributes.get(key))
+            added += 1
+            progress.update("index", added)
+
+        await run_each(list(texts), add)
     state["build_s"] += time.perf_counter() - start
     store = await client.get_store(state["id"])
     state.update(

@@ -9,7 +9,7 @@ from typing import Any
 from ragtune_eval.significance import verdict
 
 
-def _cell(value: Any, digits: int = 1) -> str:
+def cell(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -30,11 +30,11 @@ def to_markdown(built: dict[str, Any]) -> str:
     for arm, fig in built["arms"].items():
         retrieval = fig.get("retrieval") or {}
         train = fig["train_sample"]
-        gap = f"{_cell(train['f1'])} ({_cell(fig['train_minus_test_f1'])})" if train["questions"] else "-"
+        gap = f"{cell(train['f1'])} ({cell(fig['train_minus_test_f1'])})" if train["questions"] else "-"
         lines.append(
-            f"| {arm} | {_cell(fig['em'])} | {_cell(fig['f1'])} | {gap} | {_cell(retrieval.get('hit_at_k'), 3)} | "
-            f"{_cell(retrieval.get('recall_at_k'), 3)} | {_cell(fig['latency_p50_ms'], 0)} | "
-            f"{_cell(fig['latency_p95_ms'], 0)} | {_cell(fig['output_tokens_per_s'])} | {cost_text(fig['cost'])} |"
+            f"| {arm} | {cell(fig['em'])} | {cell(fig['f1'])} | {gap} | {cell(retrieval.get('hit_at_k'), 3)} | "
+            f"{cell(retrieval.get('recall_at_k'), 3)} | {cell(fig['latency_p50_ms'], 0)} | "
+            f"{cell(fig['latency_p95_ms'], 0)} | {cell(fig['output_tokens_per_s'])} | {cost_text(fig['cost'])} |"
         )
     lines += ["", *interval_lines(built), *comparison_lines(built), *grounding_lines(built)]
     lines += ["## Recommendation", "", *[f"- {line}" for line in built["recommendation"]], ""]
@@ -44,7 +44,7 @@ def to_markdown(built: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _bounds(ci: dict[str, Any] | None) -> str:
+def bounds(ci: dict[str, Any] | None) -> str:
     return f"[{ci['low']:.1f}, {ci['high']:.1f}]" if ci else "-"
 
 
@@ -58,9 +58,9 @@ def interval_lines(built: dict[str, Any]) -> list[str]:
     for arm, fig in built["arms"].items():
         short = fig.get("short") or {}
         lines.append(
-            f"| {arm} | {_cell(fig['em'])} {_bounds(fig.get('em_ci'))} | {_cell(fig['f1'])} {_bounds(fig.get('f1_ci'))}"
-            f" | {_cell(short.get('em'))} {_bounds(short.get('em_ci'))} | {_cell(short.get('f1'))}"
-            f" {_bounds(short.get('f1_ci'))} | {fig.get('recipe') or '-'} |"
+            f"| {arm} | {cell(fig['em'])} {bounds(fig.get('em_ci'))} | {cell(fig['f1'])} {bounds(fig.get('f1_ci'))}"
+            f" | {cell(short.get('em'))} {bounds(short.get('em_ci'))} | {cell(short.get('f1'))}"
+            f" {bounds(short.get('f1_ci'))} | {fig.get('recipe') or '-'} |"
         )
     return [*lines, ""]
 
@@ -78,7 +78,7 @@ def comparison_lines(built: dict[str, Any]) -> list[str]:
         f1, em = c["f1"], c["em"]
         lines.append(
             f"| {c['candidate']} - {c['baseline']} | {f1['difference']:+.1f} [{f1['low']:+.1f}, {f1['high']:+.1f}] | "
-            f"{em['difference']:+.1f} [{em['low']:+.1f}, {em['high']:+.1f}] | {_cell(em['p_value'], 4)} | "
+            f"{em['difference']:+.1f} [{em['low']:+.1f}, {em['high']:+.1f}] | {cell(em['p_value'], 4)} | "
             f"{verdict(c)} |"
         )
     return [*lines, ""]
@@ -96,15 +96,15 @@ def grounding_lines(built: dict[str, Any]) -> list[str]:
     ]
     for arm, g in grounded.items():
         lines.append(
-            f"| {arm} | {_cell(g['citation_recall'], 3)} | {_cell(g['citation_precision'], 3)} | "
-            f"{_cell(g['answer_support'], 3)} | {_cell(g['abstention_when_missed'], 3)} | "
-            f"{_cell(g['cited_share'], 3)} |"
+            f"| {arm} | {cell(g['citation_recall'], 3)} | {cell(g['citation_precision'], 3)} | "
+            f"{cell(g['answer_support'], 3)} | {cell(g['abstention_when_missed'], 3)} | "
+            f"{cell(g['cited_share'], 3)} |"
         )
     judged = {arm: fig["judge"] for arm, fig in built["arms"].items() if fig.get("judge")}
     for arm, j in judged.items():
         lines.append(
-            f"\nLLM judge ({j['model']}) on {arm}: supported by the passages {_cell(j['supported'], 3)},"
-            f" correct {_cell(j['correct'], 3)} ({j['judged']} answers judged, {j['unreadable']} replies unreadable)."
+            f"\nLLM judge ({j['model']}) on {arm}: supported by the passages {cell(j['supported'], 3)},"
+            f" correct {cell(j['correct'], 3)} ({j['judged']} answers judged, {j['unreadable']} replies unreadable)."
         )
     return [*lines, ""]
 

@@ -46,8 +46,6 @@ def interval(values: list[float], level: float, resamples: int, seed: int) -> di
 def _arm_figures(rows: list[dict[str, Any]], level: float, resamples: int, seed: int) -> dict[str, Any]:
     test = [r for r in rows if r["split"] == "test"]
     train = [r for r in rows if r["split"] == "train"]
-    latencies = [r["latency_s"] for r in test]
-    tokens = sum(r["completion_tokens"] for r in test)
     with_retrieval = [r for r in test if "hit_at_k" in r]
     figures: dict[str, Any] = {
         "questions": len(test),
@@ -61,11 +59,7 @@ def _arm_figures(rows: list[dict[str, Any]], level: float, resamples: int, seed:
             "em_ci": interval([r.get("em_short", r["em"]) for r in test], level, resamples, seed),
             "f1_ci": interval([r.get("f1_short", r["f1"]) for r in test], level, resamples, seed),
         },
-        "latency_p50_ms": round(1000 * percentile(latencies, 50), 1) if latencies else None,
-        "latency_p95_ms": round(1000 * percentile(latencies, 95), 1) if latencies else None,
-        "output_tokens_per_s": round(tokens / sum(latencies), 2) if latencies and sum(latencies) else None,
-        "mean_prompt_tokens": round(mean([r["prompt_tokens"] for r in test]), 1) if test else None,
-        "mean_output_tokens": round(mean([r["completion_tokens"] for r in test]), 1) if test else None,
+        **serving_figures(test),
         "train_sample": {
             "questions": len(train),
             "em": percent([r["em"] for r in train]),
@@ -97,7 +91,22 @@ def _arm_figures(rows: list[dict[str, Any]], level: float, resamples: int, seed:
     return figures
 
 
-def _costs(arm: str, state: dict[str, Any]) -> dict[str, Any]:
+def serving_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency p50 / p95 (ms), output tokens/s and mean prompt / output tokens of answered rows."""
+    latencies = [r["latency_s"] for r in rows]
+    tokens = sum(r["completion_tokens"] for r in rows)
+    return {
+        "latency_p50_ms": round(1000 * percentile(latencies, 50), 1) if latencies else None,
+        "latency_p95_ms": round(1000 * percentile(latencies, 95), 1) if latencies else None,
+        "output_tokens_per_s": round(tokens / sum(latencies), 2) if latencies and sum(latencies) else None,
+        "mean_prompt_tokens": round(mean([r["prompt_tokens"] for r in rows]), 1) if rows else None,
+        "mean_output_tokens": round(mean([r["completion_tokens"] for r in rows]), 1) if rows else None,
+    }
+
+
+def arm_costs(arm: str, state: dict[str, Any], job_key: str | None = None) -> dict[str, Any]:
+    """What ``arm`` cost to build: the vector store (retrieval arms) and its adapter's training job
+    (kept in the state under ``job_key``, by default the arm's name)."""
     store = state.get("store") or {}
     index = {
         "index_build_s": round(store.get("build_s", 0.0), 2),
@@ -106,7 +115,7 @@ def _costs(arm: str, state: dict[str, Any]) -> dict[str, Any]:
         "chunks": store.get("chunks"),
         "text_bytes": store.get("text_bytes"),
     }
-    job = (state.get("jobs") or {}).get(arm) or {}
+    job = (state.get("jobs") or {}).get(job_key or arm) or {}
     training = {
         "job_id": job.get("job_id"),
         "model": job.get("model"),
@@ -216,7 +225,8 @@ def build_report(
     resamples = int(config.get("resamples") or RESAMPLES)
     seed = int(config.get("seed") or 0)
     arms = {
-        arm: {**_arm_figures(rows, level, resamples, seed), "cost": _costs(arm, state)} for arm, rows in results.items()
+        arm: {**_arm_figures(rows, level, resamples, seed), "cost": arm_costs(arm, state)}
+        for arm, rows in results.items()
     }
     for arm, recipe in (recipes or {}).items():
         if arm in arms:
@@ -311,24 +321,30 @@ def recommend(arms: dict[str, dict[str, Any]], compared: list[dict[str, Any]] | 
             f"{arm}: train F1 exceeds held-out F1 by {gap:.1f} points "
             f"({excess:+.1f} beyond {counterpart}'s {reference:.1f} on the same questions): {verdict}."
         )
-    cheapest = ["base", "rag", "ft", "rag+ft"]  # by what each costs to build and to serve
-    top = max(f1, key=lambda a: f1[a])
-
-    def not_worse(arm: str) -> bool:
-        if arm == top:
-            return True
-        found = pairs.get((arm, top)) or pairs.get((top, arm))
-        if found is None:
-            return False
-        return not found["significant"]
-
-    choice = next(arm for arm in cheapest if arm in f1 and not_worse(arm))
+    choice, top = choose_arm(f1, pairs)
     why = "the best F1" if choice == top else f"no detectable difference from {top} ({f1[top]:.1f}), and cheaper"
     questions = min(fig.get("questions") or 0 for fig in arms.values())
     if questions < SMALL_SAMPLE:
         lines.append(f"Only {questions} held-out questions: the intervals are wide; more questions narrow them.")
     lines.append(f"Recommended: {choice} (F1 {f1[choice]:.1f}, {why}).")
     return lines
+
+
+CHEAPEST_FIRST = ("base", "rag", "ft", "rag+ft")  # by what each costs to build and to serve
+
+
+def choose_arm(scores: dict[str, float], pairs: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
+    """(the arm to choose, the best-scoring arm): the cheapest arm whose score is not significantly
+    below the best one's (``pairs``: the paired comparison of two arms, either way round)."""
+    top = max(scores, key=lambda a: scores[a])
+
+    def not_worse(arm: str) -> bool:
+        if arm == top:
+            return True
+        found = pairs.get((arm, top)) or pairs.get((top, arm))
+        return found is not None and not found["significant"]
+
+    return next(arm for arm in CHEAPEST_FIRST if arm in scores and not_worse(arm)), top
 
 
 def chart_points(built: dict[str, Any]) -> list[ChartPoint]:

@@ -8,12 +8,12 @@ import asyncio
 import hashlib
 import logging
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragtune_common.statuses import FINAL
 from ragtune_eval import report
+from ragtune_eval.adapters import ensure_adapter, upload_lines
+from ragtune_eval.answering import answer_missing
 from ragtune_eval.arms import (
     ARMS,
     CHARS_PER_TOKEN,
@@ -27,17 +27,15 @@ from ragtune_eval.arms import (
     raft_line,
     short_answer,
 )
-from ragtune_eval.client import EvalApiError, GatewayClient
+from ragtune_eval.client import GatewayClient
 from ragtune_eval.dataset import QAItem, Split
 from ragtune_eval.indexing import Progress, ensure_store
 from ragtune_eval.judge import Judge, judge_arm, summarize
 from ragtune_eval.rundir import RunStore
 from ragtune_eval.scoring import best_over_answers, hit_at_k, normalize_answer, recall_at_k
 from ragtune_eval.significance import compare_paired
-from ragtune_eval.tasks import run_each
 
 log = logging.getLogger(__name__)
-JOB_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -146,16 +144,13 @@ class QaEvaluation:
 
     # -- adapters ---------------------------------------------------------------------------------
 
-    async def training_file(self, arm: Arm) -> tuple[str, int, float]:
-        """(file id, examples, seconds spent building them)."""
-        start = time.perf_counter()
+    async def training_file(self, arm: Arm) -> tuple[str, int]:
+        """(file id, examples)."""
         if arm.training == "closed_book":
             lines = [line for item in self.split.train for line in closed_book_lines(item, self.config.paraphrases)]
         else:
             lines = await self.raft_lines()
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        file_id = await self.client.upload(f"eval-{arm.name.replace('+', '-')}.jsonl", data, "fine-tune")
-        return file_id, len(lines), time.perf_counter() - start
+        return await upload_lines(self.client, arm.name, lines), len(lines)
 
     async def raft_lines(self) -> list[str]:
         cfg, store_id = self.config, self.run.state["store"]["id"]
@@ -178,89 +173,35 @@ class QaEvaluation:
         return list(await asyncio.gather(*(one(item) for item in items)))
 
     async def ensure_adapter(self, arm: Arm) -> str:
-        jobs = self.run.state.setdefault("jobs", {})
-        entry = jobs.get(arm.name)
-        if entry is None or entry.get("status") in ("failed", "cancelled"):
-            file_id, examples, build_s = await self.training_file(arm)
-            raft = arm.training == "raft"
-            batch_size = self.config.raft_batch_size if raft else self.config.batch_size
-            epochs = self.config.raft_epochs if raft else self.config.epochs
-            body: dict[str, Any] = {
-                "model": self.run.state["base_model"],
-                "training_file": file_id,
-                "suffix": f"eval-{arm.name.replace('+', '-')}",
-                "seed": self.config.seed,
-                "hyperparameters": {"n_epochs": epochs, "batch_size": batch_size},
-                "validation_fraction": 0,
-                "max_seq_length": self.config.max_seq_length,
-            }
-            if self.config.lora_rank:
-                body["lora"] = {"r": self.config.lora_rank}
-            job = await self.client.create_job(body)
-            entry = {"job_id": job["id"], "examples": examples, "data_build_s": build_s, "status": job["status"]}
-            jobs[arm.name] = entry
-            await self.run.save_state()
-        if entry.get("status") != "succeeded":
-            job = await self.wait_job(arm, entry["job_id"])
-            running_at = await self.running_since(job)
-            entry.update(
-                status=job["status"],
-                model=job["fine_tuned_model"],
-                queued_s=running_at - job["created_at"],
-                train_wall_s=(job["finished_at"] or running_at) - running_at,
-                trained_tokens=job["trained_tokens"],
-                train_loss=job.get("train_loss"),
-                steps=job.get("total_steps"),
-                train_cpu_s=job.get("cpu_seconds"),
-            )
-            await self.run.save_state()
-            if job["status"] != "succeeded" or job.get("publish_state") != "published":
-                raise EvalApiError(f"fine-tuning job {job['id']} for {arm.name}: {job['status']}: {job.get('error')}")
-        return str(entry["model"])
-
-    async def running_since(self, job: dict[str, Any]) -> int:
-        """When the job left the queue (its first ``running`` event): the wall-clock of training
-        excludes waiting behind other tenants' jobs. The job's creation time if no event says."""
-        for event in await self.client.job_events(job["id"]):
-            if (event.get("data") or {}).get("status") == "running":
-                return int(event["created_at"])
-        return int(job["created_at"])
-
-    async def wait_job(self, arm: Arm, job_id: str) -> dict[str, Any]:
-        self.progress.start(f"train-{arm.name}", f"training {arm.name} ({job_id})", None)
-        while True:
-            job = await self.client.get_job(job_id)
-            loss = f"loss {job['train_loss']:.3f}" if job.get("train_loss") else job["status"]
-            self.progress.update(f"train-{arm.name}", job.get("step") or 0, job.get("total_steps") or None, loss)
-            if job["status"] in FINAL:
-                return job
-            await asyncio.sleep(JOB_POLL_S)
+        raft = arm.training == "raft"
+        job: dict[str, Any] = {
+            "seed": self.config.seed,
+            "hyperparameters": {
+                "n_epochs": self.config.raft_epochs if raft else self.config.epochs,
+                "batch_size": self.config.raft_batch_size if raft else self.config.batch_size,
+            },
+            "validation_fraction": 0,
+            "max_seq_length": self.config.max_seq_length,
+        }
+        if self.config.lora_rank:
+            job["lora"] = {"r": self.config.lora_rank}
+        return await ensure_adapter(
+            self.client, self.run, arm.name, lambda: self.training_file(arm), job, self.progress
+        )
 
     # -- answering --------------------------------------------------------------------------------
 
     async def answer_all(self, arm: Arm, model: str, results: str | None = None, train_sample: bool = True) -> None:
         """Ask the held-out questions (and the training sample) of ``arm`` with ``model``; the
         answers go to the results named ``results`` (default: the arm's)."""
-        results = results or arm.name
         wanted = [("test", item) for item in self.split.test]
         if train_sample:
             wanted += [("train", item) for item in self.split.train_sample]
-        done = await self.run.done(results)
-        todo = [(split, item) for split, item in wanted if (split, item.id) not in done]
-        self.progress.start(f"answer-{results}", f"asking {results}", len(wanted))
-        self.progress.update(f"answer-{results}", len(wanted) - len(todo))
-        finished = len(wanted) - len(todo)
 
-        async def one(wanted: tuple[str, QAItem]) -> None:
-            nonlocal finished
-            split, item = wanted
-            async with self.limit:
-                row = await self.answer(arm, model, split, item)
-            await self.run.append_result(results, row)
-            finished += 1
-            self.progress.update(f"answer-{results}", finished)
+        async def answer(split: str, item: QAItem) -> dict[str, Any]:
+            return await self.answer(arm, model, split, item)
 
-        await run_each(todo, one)
+        await answer_missing(self.run, results or arm.name, wanted, answer, self.limit, self.progress)
 
     # -- promotion --------------------------------------------------------------------------------
 

@@ -1,0 +1,235 @@
+"""The report of a task evaluation: per arm the task's metrics (``ragtune_eval.task_metrics``) with
+bootstrap intervals, latency, prompt tokens, costs and the train vs held-out gap; the paired
+differences between arms on the same items; the learning curve; and a recommendation in plain words
+that speaks only of differences whose interval excludes zero. Written as ``report.json`` and
+``report.md`` (``ragtune_eval.task_markdown``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ragtune_eval.report import PAIRS, SMALL_SAMPLE, arm_costs, choose_arm, interval, percent, serving_figures
+from ragtune_eval.significance import LEVEL, RESAMPLES, compare_paired
+from ragtune_eval.task_markdown import to_task_markdown
+from ragtune_eval.task_metrics import BINARY, HEADLINE, summary
+
+OVERFIT_GAP = 10.0  # points by which an adapter's train / held-out gap may exceed its counterpart's
+
+
+def _split(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["split"] == split]
+
+
+def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: int, seed: int) -> dict[str, Any]:
+    test, train = _split(rows, "test"), _split(rows, "train")
+    scores = [r["score"] for r in test]
+    figures: dict[str, Any] = {
+        "items": len(test),
+        "score": percent(scores),
+        "score_ci": interval(scores, level, resamples, seed),
+        "metrics": summary(kind, test),
+        **serving_figures(test),
+        "train_sample": {"items": len(train), "score": percent([r["score"] for r in train])},
+    }
+    if kind == "extraction":
+        figures["exact_ci"] = interval([r["exact"] for r in test], level, resamples, seed)
+    train_score = figures["train_sample"]["score"]
+    figures["train_minus_test"] = (
+        round(train_score - figures["score"], 2) if train_score is not None and figures["score"] is not None else None
+    )
+    return figures
+
+
+def compare(
+    kind: str, baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], level: float, resamples: int, seed: int
+) -> dict[str, Any] | None:
+    """``candidate - baseline`` on the held-out items both answered: the headline score (points)
+    with its paired bootstrap interval (and McNemar's exact test for a 0/1 score); for extraction
+    also exact-object match."""
+    a = {r["id"]: r for r in _split(baseline, "test")}
+    b = {r["id"]: r for r in _split(candidate, "test")}
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return None
+    entry: dict[str, Any] = {"items": len(ids)}
+    metrics = [("score", BINARY[kind])] + ([("exact", True)] if kind == "extraction" else [])
+    for metric, binary in metrics:
+        found = compare_paired(
+            metric,
+            "baseline",
+            [100 * a[i][metric] for i in ids],
+            "candidate",
+            [100 * b[i][metric] for i in ids],
+            binary=binary,
+            level=level,
+            resamples=resamples,
+            seed=seed,
+        )
+        entry[metric] = {
+            "difference": round(found.difference.value, 2),
+            "low": round(found.difference.low, 2),
+            "high": round(found.difference.high, 2),
+            "level": level,
+            "test": "mcnemar-exact" if binary else "paired-bootstrap",
+            "p_value": found.p_value,
+            "significant": found.significant,
+        }
+    return entry
+
+
+def learning_curve(
+    kind: str,
+    curve: dict[int, dict[str, list[dict[str, Any]]]],
+    full: tuple[int, dict[str, list[dict[str, Any]]]],
+    level: float,
+    resamples: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """One row per training-set size: each curve arm's held-out score with its interval; the full
+    size is the main arms' own run."""
+    points = [*sorted(curve.items()), full]
+    out = []
+    for size, arms in points:
+        row: dict[str, Any] = {"size": size}
+        for arm, rows in arms.items():
+            scores = [r["score"] for r in _split(rows, "test")]
+            if scores:
+                row[arm] = {"score": percent(scores), "ci": interval(scores, level, resamples, seed)}
+        out.append(row)
+    return out
+
+
+def build_task_report(
+    config: dict[str, Any],
+    state: dict[str, Any],
+    results: dict[str, list[dict[str, Any]]],
+    curve: dict[int, dict[str, list[dict[str, Any]]]],
+    described: dict[str, Any],
+) -> dict[str, Any]:
+    kind = config["kind"]
+    level = float(config.get("promotion_level") or LEVEL)
+    resamples = int(config.get("resamples") or RESAMPLES)
+    seed = int(config.get("seed") or 0)
+    arms = {}
+    for arm, rows in results.items():
+        arms[arm] = {
+            **arm_figures(kind, rows, level, resamples, seed),
+            "cost": arm_costs(arm, state),
+            "prompt": described["prompts"].get(arm),
+            "recipe": described["recipes"].get(arm),
+        }
+    compared = []
+    for baseline, candidate in PAIRS:
+        if baseline in results and candidate in results:
+            found = compare(kind, results[baseline], results[candidate], level, resamples, seed)
+            if found is not None:
+                compared.append({"baseline": baseline, "candidate": candidate, **found})
+    built: dict[str, Any] = {
+        "config": config,
+        "kind": kind,
+        "headline": HEADLINE[kind],
+        "base_model": state.get("base_model"),
+        "vector_store_id": (state.get("store") or {}).get("id"),
+        "task": {k: described[k] for k in ("instructions", "labels", "schema", "train_items", "test_items")},
+        "arms": arms,
+        "comparisons": compared,
+        "notes": notes(kind, config, level, resamples, seed),
+    }
+    if curve:
+        full: tuple[int, dict[str, list[dict[str, Any]]]] = (
+            int(config["train"]),
+            {arm: results[arm] for arm in ("rag", "ft") if arm in results},
+        )
+        built["learning_curve"] = learning_curve(kind, curve, full, level, resamples, seed)
+    built["recommendation"] = recommend(kind, arms, compared)
+    return built
+
+
+def notes(kind: str, config: dict[str, Any], level: float, resamples: int, seed: int) -> list[str]:
+    metric = {
+        "classification": "Accuracy: the answer's first line, normalised (case, '_'/'-' as spaces, outer"
+        " punctuation), equals the gold label. Macro-F1 averages the F1 of every label that is gold or"
+        " predicted; 'names a label': the share of answers that are one label of the set.",
+        "extraction": "Item F1: the answer parsed as one JSON object (a fenced block tolerated) and the gold"
+        " object as sets of (field, normalised value) pairs, F1 per item (1 when both are empty), averaged;"
+        " micro P/R/F1 sum the pairs of all items; exact: the two sets are equal; parses / validates: the"
+        " share of answers that are a JSON object / that hold only the schema's fields with values of its kind.",
+        "answer": f"Accuracy: the text after the last '{config.get('answer_mark')}' equals the gold final"
+        " answer (numbers normalised: 1,000 = 1000.0); format: the share of answers with the mark; lenient:"
+        " the last number of the answer is the gold one.",
+    }[kind]
+    return [
+        metric,
+        f"Intervals: {level:.0%} percentile bootstrap over the held-out items ({resamples} resamples, seed {seed});"
+        " differences are paired (the same items), with McNemar's exact test for 0/1 scores.",
+        f"Latency is per request through the gateway at concurrency {config.get('concurrency')}; for the"
+        " retrieval arms it includes the search for demonstrations.",
+        "Training cost: wall-clock from the job leaving the queue to its end and the CPU seconds of its"
+        " training process; index build: uploading and indexing the training examples as documents.",
+    ]
+
+
+def _points(found: dict[str, Any]) -> str:
+    return f"{found['difference']:+.1f} points ({found['level']:.0%} CI [{found['low']:+.1f}, {found['high']:+.1f}])"
+
+
+CHOICE = {
+    "base": "Use the base model with the instructions alone: nothing else made a detectable difference here.",
+    "rag": "Use retrieval of labelled examples into the prompt: no adapter to train, and a new or corrected"
+    " example counts as soon as it is in the store.",
+    "ft": "Use the fine-tuned adapter: it learned the task from the training examples; retrain it when the"
+    " examples change.",
+    "rag+ft": "Use the fine-tuned adapter together with retrieved examples.",
+}
+
+
+def recommend(kind: str, arms: dict[str, dict[str, Any]], compared: list[dict[str, Any]]) -> list[str]:
+    scores = {arm: fig["score"] for arm, fig in arms.items() if fig.get("score") is not None}
+    if not scores:
+        return ["No answers were scored."]
+    headline = HEADLINE[kind]
+    pairs = {(c["baseline"], c["candidate"]): c["score"] for c in compared}
+    lines = []
+    for baseline, candidate, what in (
+        ("base", "rag", "retrieved examples as demonstrations over zero-shot"),
+        ("base", "ft", "fine-tuning over zero-shot"),
+        ("rag", "rag+ft", "fine-tuning on top of retrieved examples"),
+        ("ft", "rag+ft", "retrieved examples on top of fine-tuning"),
+    ):
+        found = pairs.get((baseline, candidate))
+        if found is None:
+            continue
+        if found["significant"]:
+            better = "better" if found["difference"] > 0 else "worse"
+            lines.append(f"{what[0].upper()}{what[1:]}: {headline} {_points(found)}: {better}.")
+        else:
+            lines.append(f"{what[0].upper()}{what[1:]}: no detectable difference, {headline} {_points(found)}.")
+    for arm, counterpart in (("ft", "base"), ("rag+ft", "rag")):
+        gap = arms.get(arm, {}).get("train_minus_test")
+        if gap is None:
+            continue
+        reference = arms.get(counterpart, {}).get("train_minus_test") or 0.0
+        excess = gap - reference
+        overfits = excess > OVERFIT_GAP
+        verdict = "overfitting: it does better on examples it was trained on" if overfits else "no sign of overfitting"
+        lines.append(
+            f"{arm}: {headline} on training examples exceeds held-out by {gap:.1f} points "
+            f"({excess:+.1f} beyond {counterpart}'s {reference:.1f}): {verdict}."
+        )
+    choice, top = choose_arm(scores, pairs)
+    why = f"the best {headline}" if choice == top else f"no detectable difference from {top} ({scores[top]:.1f}%)"
+    items = min(fig.get("items") or 0 for fig in arms.values())
+    if items < SMALL_SAMPLE:
+        lines.append(f"Only {items} held-out items: the intervals are wide; more items narrow them.")
+    lines.append(f"Recommended: {choice} ({headline} {scores[choice]:.1f}%, {why}). {CHOICE[choice]}")
+    return lines
+
+
+def write_task_report(built: dict[str, Any], folder: Path) -> dict[str, str]:
+    files = {"json": folder / "report.json", "markdown": folder / "report.md"}
+    built["files"] = {kind: str(path) for kind, path in files.items()}
+    files["json"].write_text(json.dumps(built, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files["markdown"].write_text(to_task_markdown(built), encoding="utf-8")
+    return built["files"]
