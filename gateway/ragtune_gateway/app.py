@@ -18,6 +18,7 @@ from ragtune_gateway.routers import (
     chat,
     completions,
     embeddings,
+    evals,
     evaluations,
     files,
     fine_tuning,
@@ -27,6 +28,7 @@ from ragtune_gateway.routers import (
 )
 from ragtune_gateway.routers import responses as responses_router
 from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.services.eval_runs import EvalRuns
 from ragtune_gateway.services.evaluation_worker import EvaluationWorker
 from ragtune_gateway.services.file_batches import FileBatchWorker
 from ragtune_gateway.services.files import import_legacy_bytes
@@ -44,7 +46,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         await import_legacy_bytes(runtime, settings.legacy_files_dir)
-        worker = app.state.evaluations = EvaluationWorker(runtime, app)
+        worker = app.state.evaluations = EvaluationWorker(runtime, app, (EvalRuns(),))
         await worker.start()
         batches = app.state.file_batches = FileBatchWorker(runtime)
         await batches.resume()
@@ -64,7 +66,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations):
+    for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations, evals):
         app.include_router(module.router)
     mount_console(app)  # the web console at /ui: static pages that call the API with the user's key
     app.include_router(responses_router.router)

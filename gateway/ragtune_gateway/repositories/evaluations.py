@@ -19,9 +19,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ragtune_common.statuses import FINAL
+from ragtune_gateway.repositories.leases import LeasedTable
 
 ACTIVE = ("queued", "running")
-HELD = "id = %(_id)s AND status = 'running' AND lease_owner = %(_owner)s"  # the fence of a worker's writes
+LEASES = LeasedTable("gateway.evaluations", "queued", "running", started_column="started_at")
+HELD = LEASES.held  # the fence of a worker's writes
 
 
 @dataclass(frozen=True)
@@ -153,40 +155,15 @@ async def cancel(pool: AsyncConnectionPool, tenant: str, evaluation_id: str) -> 
 async def claim(pool: AsyncConnectionPool, owner: str, lease_s: float) -> EvaluationRow | None:
     """The oldest queued or running evaluation that no live lease holds, now ``running`` under
     ``owner``'s lease (``attempts`` counts the claims)."""
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=class_row(EvaluationRow))
-        await cur.execute(
-            "UPDATE gateway.evaluations SET status = 'running', started_at = coalesce(started_at, now()),"
-            " lease_owner = %(o)s, lease_expires_at = now() + make_interval(secs => %(l)s), attempts = attempts + 1"
-            " WHERE id = (SELECT id FROM gateway.evaluations WHERE status IN ('queued', 'running')"
-            "   AND (lease_expires_at IS NULL OR lease_expires_at < now())"
-            "   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_COLUMNS}",
-            {"o": owner, "l": lease_s},
-        )
-        return await cur.fetchone()
+    return await LEASES.claim(pool, owner, lease_s, EvaluationRow, _COLUMNS)
 
 
 async def renew(pool: AsyncConnectionPool, evaluation_id: str, owner: str, lease_s: float) -> bool:
-    """Extend the lease; False when ``owner`` no longer holds it (cancelled, deleted or taken over)."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"UPDATE gateway.evaluations SET lease_expires_at = now() + make_interval(secs => %(l)s) WHERE {HELD}",
-            {"l": lease_s, "_id": evaluation_id, "_owner": owner},
-        )
-        return cur.rowcount > 0
+    return await LEASES.renew(pool, evaluation_id, owner, lease_s)
 
 
 async def release(pool: AsyncConnectionPool, evaluation_id: str, owner: str) -> bool:
-    """Give the lease back (a worker stopping on purpose): another worker may resume the run at once,
-    and the claim does not count as a failed attempt."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE gateway.evaluations SET lease_owner = NULL, lease_expires_at = NULL,"
-            f" attempts = greatest(attempts - 1, 0) WHERE {HELD}",
-            {"_id": evaluation_id, "_owner": owner},
-        )
-        return cur.rowcount > 0
+    return await LEASES.release(pool, evaluation_id, owner)
 
 
 async def record(pool: AsyncConnectionPool, evaluation_id: str, owner: str, **changes: Any) -> bool:
@@ -194,11 +171,7 @@ async def record(pool: AsyncConnectionPool, evaluation_id: str, owner: str, **ch
     the lease is lost."""
     sets = ", ".join(f"{k} = %({k})s" for k in changes)
     params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items()}
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"UPDATE gateway.evaluations SET {sets} WHERE {HELD}", {**params, "_id": evaluation_id, "_owner": owner}
-        )
-        return cur.rowcount > 0
+    return await LEASES.update(pool, evaluation_id, owner, sets, params)
 
 
 async def append_result(

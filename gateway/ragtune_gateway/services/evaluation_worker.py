@@ -26,9 +26,10 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp
 
 from ragtune_eval.client import GatewayClient
@@ -84,10 +85,30 @@ def read_report_files(folder: Path) -> dict[str, tuple[str, bytes]]:
     return {name: (media, (folder / name).read_bytes()) for name, media in REPORT_FILES.items()}
 
 
-class EvaluationWorker:
-    """Claims and runs evaluations, ``slots`` at a time, in this event loop."""
+class LeasedJob(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def tenant_id(self) -> str: ...
 
-    def __init__(self, runtime: GatewayRuntime, app: ASGIApp) -> None:
+
+class JobKind(Protocol):
+    """A queue of leased jobs the worker takes from (:mod:`ragtune_gateway.repositories.leases`)."""
+
+    async def claim(self, pool: AsyncConnectionPool, owner: str, lease_s: float) -> LeasedJob | None: ...
+    async def renew(self, pool: AsyncConnectionPool, job_id: str, owner: str, lease_s: float) -> bool: ...
+    async def release(self, pool: AsyncConnectionPool, job_id: str, owner: str) -> bool: ...
+    async def run(self, worker: EvaluationWorker, job: Any) -> None:
+        """Carry the job out, writing only under the lease (:class:`LeaseLost` when it is gone)."""
+
+
+class EvaluationWorker:
+    """Claims and runs leased jobs — the evaluations and the eval runs — ``slots`` at a time, in
+    this event loop."""
+
+    def __init__(self, runtime: GatewayRuntime, app: ASGIApp, extra_kinds: tuple[JobKind, ...] = ()) -> None:
         self.runtime, self.app = runtime, app
         settings = runtime.settings
         self.slots, self.lease_s, self.poll_s = (
@@ -96,7 +117,8 @@ class EvaluationWorker:
             settings.evaluation_poll_s,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.kinds: list[JobKind] = [QaEvaluations(), *extra_kinds]
+        self.running: dict[str, tuple[JobKind, asyncio.Task[None]]] = {}
         self.wake = asyncio.Event()
         self.loop: asyncio.Task[None] | None = None
 
@@ -114,9 +136,9 @@ class EvaluationWorker:
         """Look for work now (an evaluation was just created)."""
         self.wake.set()
 
-    async def stop(self, evaluation_id: str) -> None:
-        """Stop the run of ``evaluation_id`` if this worker runs it (it was cancelled)."""
-        task = self.running.get(evaluation_id)
+    async def stop(self, job_id: str) -> None:
+        """Stop the job ``job_id`` if this worker runs it (it was cancelled or deleted)."""
+        task = self.running[job_id][1] if job_id in self.running else None
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -128,25 +150,27 @@ class EvaluationWorker:
             self.loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.loop
-        held = list(self.running)
-        for task in list(self.running.values()):
+        held = [(job_id, kind) for job_id, (kind, _) in self.running.items()]
+        tasks = [task for _, task in self.running.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.running.values(), return_exceptions=True)
-        for evaluation_id in held:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for job_id, kind in held:
             with contextlib.suppress(Exception):
-                await repository.release(self.runtime.pool, evaluation_id, self.owner)
+                await kind.release(self.runtime.pool, job_id, self.owner)
 
     async def _claim_loop(self) -> None:
         while True:
             try:
-                while len(self.running) < self.slots:
-                    row = await repository.claim(self.runtime.pool, self.owner, self.lease_s)
-                    if row is None:
-                        break
-                    log.info("evaluation %s claimed (attempt %d) by %s", row.id, row.attempts, self.owner)
-                    task = asyncio.create_task(self._run(row), name=f"evaluation-{row.id}")
-                    self.running[row.id] = task
-                    task.add_done_callback(functools.partial(self._done, row.id))
+                for kind in self.kinds:
+                    while len(self.running) < self.slots:
+                        job = await kind.claim(self.runtime.pool, self.owner, self.lease_s)
+                        if job is None:
+                            break
+                        log.info("%s claimed (attempt %d) by %s", job.id, job.attempts, self.owner)
+                        task = asyncio.create_task(self._run(kind, job), name=f"job-{job.id}")
+                        self.running[job.id] = (kind, task)
+                        task.add_done_callback(functools.partial(self._done, job.id))
             except Exception:  # the database is away: try again at the next tick
                 log.warning("evaluation worker: could not claim work", exc_info=True)
             with contextlib.suppress(TimeoutError):
@@ -157,51 +181,83 @@ class EvaluationWorker:
         self.running.pop(evaluation_id, None)
         self.wake.set()  # a slot is free
 
-    async def _run(self, row: EvaluationRow) -> None:
+    async def _run(self, kind: JobKind, job: LeasedJob) -> None:
         run_task = asyncio.current_task()
         assert run_task is not None
-        heartbeat = asyncio.create_task(self._heartbeat(row.id, run_task))
+        heartbeat = asyncio.create_task(self._heartbeat(kind, job.id, run_task))
         try:
-            await self._execute(row)
+            await kind.run(self, job)
         except LeaseLost:
-            log.info("evaluation %s: no longer held by %s; stopped", row.id, self.owner)
+            log.info("%s: no longer held by %s; stopped", job.id, self.owner)
         finally:
             heartbeat.cancel()
 
-    async def _heartbeat(self, evaluation_id: str, run_task: asyncio.Task[None]) -> None:
-        """Renew the lease; stop the run as soon as it is no longer this worker's."""
+    async def _heartbeat(self, kind: JobKind, job_id: str, run_task: asyncio.Task[None]) -> None:
+        """Renew the lease; stop the job as soon as it is no longer this worker's."""
         while True:
             await asyncio.sleep(self.lease_s / 4)
             try:
-                held = await repository.renew(self.runtime.pool, evaluation_id, self.owner, self.lease_s)
+                held = await kind.renew(self.runtime.pool, job_id, self.owner, self.lease_s)
             except Exception:  # the database is away: the writes are fenced, try again
-                log.warning("evaluation %s: could not renew the lease", evaluation_id, exc_info=True)
+                log.warning("%s: could not renew the lease", job_id, exc_info=True)
                 continue
             if not held:
-                log.info("evaluation %s: cancelled or taken over; stopping its run here", evaluation_id)
+                log.info("%s: cancelled, deleted or taken over; stopping it here", job_id)
                 run_task.cancel()
                 return
 
-    async def _execute(self, row: EvaluationRow) -> None:
-        pool, settings = self.runtime.pool, self.runtime.settings
+    def gave_up(self, job: LeasedJob) -> str | None:
+        """Why a job whose workers kept dying is not tried again (None: try it)."""
+        if job.attempts > self.runtime.settings.evaluation_max_attempts:
+            return f"Stopped after {job.attempts - 1} attempts whose worker died while running it."
+        return None
+
+    @contextlib.asynccontextmanager
+    async def client(self, tenant: str) -> AsyncIterator[GatewayClient]:
+        """A REST client of this gateway's own app, in-process, with a key of the tenant made for
+        the job and revoked after it."""
+        key_row, key = await tenants.create_key(self.runtime.pool, tenant)
+        transport = httpx.ASGITransport(app=self.app)
+        try:
+            async with GatewayClient("http://gateway.internal", key, transport=transport) as client:
+                yield client
+        finally:
+            with contextlib.suppress(Exception):
+                await tenants.revoke_key(self.runtime.pool, key_row.id)
+            self.runtime.forget_key(key)
+
+
+class QaEvaluations:
+    """The four-arm QA evaluations of ``/v1/evaluations``."""
+
+    async def claim(self, pool: AsyncConnectionPool, owner: str, lease_s: float) -> EvaluationRow | None:
+        return await repository.claim(pool, owner, lease_s)
+
+    async def renew(self, pool: AsyncConnectionPool, job_id: str, owner: str, lease_s: float) -> bool:
+        return await repository.renew(pool, job_id, owner, lease_s)
+
+    async def release(self, pool: AsyncConnectionPool, job_id: str, owner: str) -> bool:
+        return await repository.release(pool, job_id, owner)
+
+    async def run(self, worker: EvaluationWorker, row: EvaluationRow) -> None:
+        pool, owner = worker.runtime.pool, worker.owner
         request = row.request
-        if row.attempts > settings.evaluation_max_attempts:
-            message = f"Stopped after {row.attempts - 1} attempts whose worker died while running it."
-            await repository.finish(pool, row.id, self.owner, "failed", error=message)
+        if (message := worker.gave_up(row)) is not None:
+            await repository.finish(pool, row.id, owner, "failed", error=message)
             return
         name = request["dataset_name"]
         dataset = await repository.get_file(pool, row.id, name)
         if dataset is None:  # an evaluation created by a version that kept it on one gateway's disk
             message = "Its dataset was kept on a gateway's disk by an older version and is gone; create it again."
-            await repository.finish(pool, row.id, self.owner, "failed", error=message)
+            await repository.finish(pool, row.id, owner, "failed", error=message)
             return
-        folder = self.scratch / row.id
-        progress = DbProgress(pool, row.id, self.owner, row.progress)
+        folder = worker.scratch / row.id
+        progress = DbProgress(pool, row.id, owner, row.progress)
         try:
             split = await asyncio.to_thread(load_split, dataset[1], name, folder, request)
-            run = DbRunStore(pool, row, self.owner, folder)
+            run = DbRunStore(pool, row, owner, folder)
             promote = request.get("promote")
-            async with self._client(row.tenant_id) as client:
+            async with worker.client(row.tenant_id) as client:
                 built = await QaEvaluation(client, split, build_config(request, name), run, progress).execute(
                     (promote["alias"], promote["arm"]) if promote else None
                 )
@@ -213,7 +269,7 @@ class EvaluationWorker:
             log.exception("evaluation %s failed", row.id)
             await progress.drain()
             message = (str(exc) or type(exc).__name__)[:2000]
-            await repository.finish(pool, row.id, self.owner, "failed", error=message, progress=progress.snapshot())
+            await repository.finish(pool, row.id, owner, "failed", error=message, progress=progress.snapshot())
             return
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -223,7 +279,7 @@ class EvaluationWorker:
         finished = await repository.finish(
             pool,
             row.id,
-            self.owner,
+            owner,
             "succeeded",
             report=report,
             promotion=built.get("promotion"),
@@ -232,15 +288,3 @@ class EvaluationWorker:
         )
         if not finished:
             raise LeaseLost(row.id)
-
-    @contextlib.asynccontextmanager
-    async def _client(self, tenant: str) -> AsyncIterator[GatewayClient]:
-        key_row, key = await tenants.create_key(self.runtime.pool, tenant)
-        transport = httpx.ASGITransport(app=self.app)
-        try:
-            async with GatewayClient("http://gateway.internal", key, transport=transport) as client:
-                yield client
-        finally:
-            with contextlib.suppress(Exception):
-                await tenants.revoke_key(self.runtime.pool, key_row.id)
-            self.runtime.forget_key(key)
