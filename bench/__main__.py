@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import (
     embedding_backends,
     eval_squad,
+    eval_tasks,
     gateway_overhead,
     gateway_throughput,
     generator_multi_adapter,
@@ -48,6 +49,7 @@ BENCHMARKS = {
         trainer_publish_latency,
         trainer_gsm8k,
         eval_squad,
+        eval_tasks,
         peers,
     )
 }

@@ -92,6 +92,47 @@ def _tenant_key(url: str, run_dir: Path) -> str:
     return key
 
 
+def eval_stack(ctx: Context, stack: ExitStack, prefix: str) -> str:
+    """Retriever, generator, trainer and gateway as separate processes over the bench's database
+    (logs under ``<state>/logs/<prefix>-*.log``), stopped when ``stack`` closes; the gateway's URL."""
+    logs = ctx.state_dir / "logs"
+    env = {**os.environ, "DATABASE_URL": ctx.database_url, "RAGTUNE_STATE_DIR": str(ctx.state_dir)}
+    retriever = stack.enter_context(
+        service_process(
+            "ragtune_retriever.main", RETRIEVER, "RAGTUNE_RETRIEVER_PORT", env, logs / f"{prefix}-retriever.log"
+        )
+    )
+    generator_env = {**env, "RAGTUNE_GENERATOR_KV_CACHE_GIB": "1"}
+    generator = stack.enter_context(
+        service_process(
+            "ragtune_generator.main",
+            GENERATOR,
+            "RAGTUNE_GENERATOR_PORT",
+            generator_env,
+            logs / f"{prefix}-generator.log",
+        )
+    )
+    trainer_env = {
+        **env,
+        "RAGTUNE_TRAINER_GENERATOR_ADDRESS": generator,
+        "RAGTUNE_TRAINER_RETRIEVER_ADDRESS": retriever,
+        "RAGTUNE_TRAINER_MIN_EXAMPLES": "1",
+    }
+    trainer = stack.enter_context(
+        service_process(
+            "ragtune_trainer.main", TRAINER, "RAGTUNE_TRAINER_PORT", trainer_env, logs / f"{prefix}-trainer.log"
+        )
+    )
+    gateway_env = {
+        **env,
+        "RAGTUNE_GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "RAGTUNE_GATEWAY_RETRIEVER_ADDRESS": retriever,
+        "RAGTUNE_GATEWAY_GENERATOR_ADDRESS": generator,
+        "RAGTUNE_GATEWAY_TRAINER_ADDRESS": trainer,
+    }
+    return str(stack.enter_context(gateway_process(gateway_env, logs / f"{prefix}-gateway.log")))
+
+
 def run(ctx: Context, args: argparse.Namespace) -> bool:
     dataset = ctx.datasets / "squad-v1.1" / "dev-v1.1.json"
     run_dir = (
@@ -116,44 +157,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         train_sample=args.eval_train_sample,
         concurrency=args.eval_concurrency,
     )
-    logs = ctx.state_dir / "logs"
-    env = {**os.environ, "DATABASE_URL": ctx.database_url, "RAGTUNE_STATE_DIR": str(ctx.state_dir)}
     start = time.perf_counter()
     with ExitStack() as stack:
-        retriever = stack.enter_context(
-            service_process(
-                "ragtune_retriever.main", RETRIEVER, "RAGTUNE_RETRIEVER_PORT", env, logs / "eval-retriever.log"
-            )
-        )
-        generator_env = {**env, "RAGTUNE_GENERATOR_KV_CACHE_GIB": "1"}
-        generator = stack.enter_context(
-            service_process(
-                "ragtune_generator.main",
-                GENERATOR,
-                "RAGTUNE_GENERATOR_PORT",
-                generator_env,
-                logs / "eval-generator.log",
-            )
-        )
-        trainer_env = {
-            **env,
-            "RAGTUNE_TRAINER_GENERATOR_ADDRESS": generator,
-            "RAGTUNE_TRAINER_RETRIEVER_ADDRESS": retriever,
-            "RAGTUNE_TRAINER_MIN_EXAMPLES": "1",
-        }
-        trainer = stack.enter_context(
-            service_process(
-                "ragtune_trainer.main", TRAINER, "RAGTUNE_TRAINER_PORT", trainer_env, logs / "eval-trainer.log"
-            )
-        )
-        gateway_env = {
-            **env,
-            "RAGTUNE_GATEWAY_ADMIN_KEY": ADMIN_KEY,
-            "RAGTUNE_GATEWAY_RETRIEVER_ADDRESS": retriever,
-            "RAGTUNE_GATEWAY_GENERATOR_ADDRESS": generator,
-            "RAGTUNE_GATEWAY_TRAINER_ADDRESS": trainer,
-        }
-        url = stack.enter_context(gateway_process(gateway_env, logs / "eval-gateway.log"))
+        url = eval_stack(ctx, stack, "eval")
         print(f"  stack up in {time.perf_counter() - start:.0f}s; run dir {run_dir}", flush=True)
         key = _tenant_key(url, run_dir)
 

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ragtune_eval.dataset import DatasetError
-from ragtune_eval.task_data import TaskData, TaskItem, build_task, decode, parse_csv, parse_jsonl
+from ragtune_eval.task_data import (
+    TaskData,
+    TaskItem,
+    build_task,
+    decode,
+    parse_csv,
+    parse_jsonl,
+    parse_task_file,
+    read_items,
+)
 
 SST2_LABELS = {"0": "negative", "1": "positive"}
 WNUT_TYPES = ("corporation", "creative-work", "group", "location", "person", "product")
@@ -174,3 +183,19 @@ def load_public_set(name: str, folder: Path, train_file: str = "", test_file: st
     if name == "wnut17":  # every entity type, also those a subsample's gold never names
         data.schema = {t: "list" for t in WNUT_TYPES} | data.schema
     return data
+
+
+def load_task(path: Path, public: str = "", kind: str = "auto", test_path: Path | None = None) -> TaskData:
+    """A public set (``public`` names it; ``path`` is its folder, ``test_path`` another held-out
+    file in it) or a user's task file (``.csv``/``.jsonl``, with an optional held-out file of the
+    same shape)."""
+    if public:
+        return load_public_set(public, path, test_file=test_path.name if test_path else "")
+    if not path.is_file():
+        raise DatasetError(f"no such file: {path}")
+    data = parse_task_file(path.read_bytes(), str(path), kind)
+    if test_path is None:
+        return data
+    held, _ = read_items(_read(test_path), str(test_path))
+    test = [TaskItem(f"test-{item.id}", item.input, item.target) for item in held]
+    return build_task(data.kind, data.name, data.items, test, data.instructions)

@@ -223,14 +223,18 @@ def guess_kind(items: list[TaskItem]) -> str:
     return "classification"
 
 
+def read_items(data: bytes, name: str) -> tuple[list[TaskItem], str]:
+    """The rows of a ``.csv`` or ``.jsonl`` task file, and the instructions its chat rows share."""
+    if name.lower().endswith(".csv"):
+        return parse_csv(data, name), ""
+    if name.lower().endswith(".jsonl"):
+        return parse_jsonl(data, name)
+    raise DatasetError(f"{name}: a task file ends in .csv or .jsonl")
+
+
 def parse_task_file(data: bytes, name: str, kind: str = "auto") -> TaskData:
     """A user's task file: ``.csv`` (classification) or ``.jsonl``; ``kind`` "auto" guesses."""
-    if name.lower().endswith(".csv"):
-        items, instructions = parse_csv(data, name), ""
-    elif name.lower().endswith(".jsonl"):
-        items, instructions = parse_jsonl(data, name)
-    else:
-        raise DatasetError(f"{name}: a task file ends in .csv or .jsonl")
+    items, instructions = read_items(data, name)
     return build_task(guess_kind(items) if kind == "auto" else kind, name, items, instructions=instructions)
 
 

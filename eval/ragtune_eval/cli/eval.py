@@ -1,5 +1,6 @@
-"""``ragtune eval``: RAG vs fine-tuning vs both on your QA data (``squad``), or retrieval alone on
-a BEIR dataset (``beir``), through the running gateway, with progress bars and a resumable run dir."""
+"""``ragtune eval``: RAG vs fine-tuning vs both on your QA data (``squad``) or on a classification,
+extraction or answer-format task (``task``), or retrieval alone on a BEIR dataset (``beir``), through
+the running gateway, with progress bars and a resumable run dir."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ from ragtune_eval.client import EvalApiError, GatewayClient, is_alias
 from ragtune_eval.dataset import DatasetError, load_beir, load_qa, split_dataset
 from ragtune_eval.judge import Judge
 from ragtune_eval.markdown_report import to_markdown
+from ragtune_eval.public_sets import PUBLIC_SETS, load_task
 from ragtune_eval.rundir import RunDir, RunDirError
 from ragtune_eval.runner import QaEvalConfig, QaEvaluation, check_promotion
+from ragtune_eval.task_data import TASK_KINDS
+from ragtune_eval.task_markdown import to_task_markdown
+from ragtune_eval.task_runner import TaskEvalConfig, TaskEvaluation
+from ragtune_eval.task_split import split_task
 
 eval_app = typer.Typer(help="Measure RAG vs fine-tuning vs both, or retrieval alone, on your data.")
 console = Console()
@@ -198,3 +204,76 @@ def beir(
     )
     console.print(beir_markdown(report), markup=False, highlight=False)
     console.print(f"report: {run_dir / 'report.json'}, {run_dir / 'report.md'}")
+
+
+@eval_app.command()
+def task(
+    path: Annotated[Path, typer.Argument(help="task file (.csv text,label or .jsonl), or a public set's folder")],
+    run_dir: Annotated[Path, typer.Option(help="results and state; rerun with the same dir to resume")],
+    public: Annotated[str, typer.Option(help=f"PATH is this public set's folder: {', '.join(PUBLIC_SETS)}")] = "",
+    test_file: Annotated[Path | None, typer.Option(help="held-out items in a file of their own")] = None,
+    task_type: Annotated[str, typer.Option(help=f"auto, {', '.join(TASK_KINDS)}")] = "auto",
+    train: Annotated[int, typer.Option(min=1, help="training examples (per label with --per-class)")] = 10,
+    test: Annotated[int, typer.Option(min=1, help="held-out items (stratified over labels)")] = 100,
+    per_class: Annotated[bool, typer.Option(help="--train and --curve count examples per label")] = False,
+    labels: Annotated[int, typer.Option(min=0, help="classification: a seeded choice of labels (0 = all)")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    arms: Annotated[str, typer.Option(help="comma-separated: base,rag,ft,rag+ft")] = "base,rag,ft,rag+ft",
+    train_sample: Annotated[int, typer.Option(min=0, help="training examples also answered (overfitting)")] = 40,
+    shots: Annotated[int, typer.Option(min=1, max=24, help="retrieved demonstrations of the few-shot arms")] = 4,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or keyword")] = "hybrid",
+    epochs: Annotated[int, typer.Option(min=1, max=50)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    learning_rate_multiplier: Annotated[float, typer.Option(min=0, help="0 = the trainer's default")] = 0.0,
+    lora_rank: Annotated[int, typer.Option(min=0, help="0 = the trainer's default")] = 0,
+    max_seq_length: Annotated[int, typer.Option(min=64)] = 1024,
+    max_tokens: Annotated[int, typer.Option(min=0, help="answer length cap; 0 = the task's default")] = 0,
+    answer_mark: Annotated[str, typer.Option(help="answer tasks: what precedes the final answer")] = "####",
+    curve: Annotated[str, typer.Option(help="learning curve: smaller training sizes, e.g. 1,2,5")] = "",
+    level: Annotated[float, typer.Option(min=0.5, max=0.999, help="confidence of the intervals")] = 0.95,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+) -> None:
+    """Four arms on a task: accuracy / macro-F1 (classification), field F1 (extraction) or answer
+    accuracy, with intervals, latency, prompt tokens, costs and a learning curve."""
+    try:
+        chosen = parse_arms(arms)
+        sizes = tuple(int(v) for v in curve.split(",") if v.strip())
+        if any(size < 1 for size in sizes):
+            raise ValueError(f"--curve {curve!r}: sizes are positive integers")
+        if task_type not in ("auto", *TASK_KINDS):
+            raise ValueError(f"--task-type {task_type!r}: choose from auto, {', '.join(TASK_KINDS)}")
+        data = load_task(path, public, task_type, test_file)
+        split = split_task(data, train, test, seed, train_sample, per_class, labels)
+    except (ValueError, DatasetError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    config = TaskEvalConfig(
+        dataset=public or str(path.resolve()),
+        kind=data.kind,
+        train=train,
+        test=test,
+        per_class=per_class,
+        labels=labels,
+        seed=seed,
+        arms=tuple(chosen),
+        train_sample=train_sample,
+        shots=shots,
+        mode=mode,
+        max_tokens=max_tokens,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        lora_rank=lora_rank,
+        max_seq_length=max_seq_length,
+        answer_mark=answer_mark,
+        curve=sizes,
+        promotion_level=level,
+        concurrency=concurrency,
+    )
+
+    async def run(client: GatewayClient, bars: RichProgress) -> dict[str, Any]:
+        return await TaskEvaluation(client, data, split, config, RunDir(run_dir), bars).execute()
+
+    built = _evaluate(run, run_dir, "answers")
+    console.print(to_task_markdown(built), markup=False, highlight=False)
+    console.print(f"report: {', '.join(built['files'].values())}")
