@@ -45,6 +45,13 @@ $(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.
 			{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
 				echo "chromium could not be installed: the console's browser tests will skip"; \
 		else echo "no chromium/chromedriver and not root: the console's browser tests will skip"; fi
+	@# tests/deploy renders deploy/kubernetes with `kubectl kustomize` (Kustomize v5 is built into kubectl): the
+	@# kubectl package, installed as root; without it those tests skip and say why
+	@command -v kubectl >/dev/null || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kubectl; } || \
+				echo "kubectl could not be installed: the Kubernetes manifest tests will skip"; \
+		else echo "no kubectl and not root: the Kubernetes manifest tests will skip"; fi
 	@touch $@
 
 protos: $(STUBS_STAMP)

@@ -52,3 +52,74 @@ def test_only_the_gateway_is_published_and_services_require_the_token() -> None:
     for name in callers_and_servers:
         environment = services[name].get("environment") or {}
         assert environment.get("RAGTUNE_SERVICE_TOKEN") == "${RAGTUNE_SERVICE_TOKEN:?set RAGTUNE_SERVICE_TOKEN}", name
+
+
+DOCKERFILES = {
+    "gateway": "gateway/Dockerfile",
+    "retriever": "services/retriever/Dockerfile",
+    "generator": "services/generator/Dockerfile",
+    "trainer": "services/trainer/Dockerfile",
+}
+# what each image writes at run time; everything else is read-only (as in deploy/kubernetes)
+WRITABLE_PATHS = {"/var/lib/ragtune", "/home/ragtune", "/tmp"}
+
+
+def test_build_context_keeps_out_environments_state_caches_and_secrets() -> None:
+    patterns = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    patterns.discard("")
+    for required in ("**/.venv", "**/.ragtune", ".git", "**/__pycache__", "**/.mypy_cache", "**/.pytest_cache"):
+        assert required in patterns, f".dockerignore lacks {required}"
+    for secret in ("**/.env", "**/credentials.json", "**/service-token", "**/*.pem", "**/*.key"):
+        assert secret in patterns, f".dockerignore lets {secret} into the build context"
+    assert "bench/results" in patterns and "services/common/ragtune" in patterns
+    assert not [p for p in patterns if p.startswith("!")], "no exception re-admits an ignored path"
+
+
+def test_images_take_their_base_and_torch_index_as_build_arguments_and_no_secret() -> None:
+    for name, path in DOCKERFILES.items():
+        text = (ROOT / path).read_text()
+        assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.M), name
+        assert re.findall(r"^FROM (\S+)", text, re.M)[:2] == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], name
+        # a package index appears only as an ARG default, never hard-wired into a RUN
+        for line in re.findall(r"^(?!ARG ).*download\.pytorch\.org.*$", text, re.M):
+            assert line.startswith("#"), f"{name}: torch index hard-wired: {line}"
+        if name != "gateway":
+            assert re.search(r"^ARG TORCH_INDEX=https://download\.pytorch\.org/whl/cpu$", text, re.M), name
+            assert '--index-url "$TORCH_INDEX"' in text, name
+        else:
+            assert "torch" not in text.replace("No torch", ""), "the gateway installs no torch"
+        # the CA bundle for a TLS-intercepting proxy is a build secret, mounted for one RUN, in no layer
+        for run in re.findall(r"^RUN .*?(?<!\\)$", text, re.M | re.S):
+            if "pip install" in run and "--no-deps --no-build-isolation" not in run:
+                assert "--mount=type=secret,id=pip-ca" in run, f"{name}: a pip install without the CA secret"
+        assert not re.search(r"^(ENV|ARG)\s.*(PASSWORD|SERVICE_TOKEN|ADMIN_KEY|SECRET)\w*=", text, re.M), name
+        assert re.search(r"^USER 10001:10001$", text, re.M), f"{name}: not the non-root uid the manifests use"
+        assert re.search(r"^HEALTHCHECK ", text, re.M), name
+
+
+def test_services_run_read_only_with_declared_writable_paths() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        if name == "postgres":
+            continue
+        assert service.get("read_only") is True, f"{name}: root filesystem writable"
+        tmpfs = set(service.get("tmpfs") or [])
+        volumes = {v.split(":")[1] for v in service.get("volumes") or []}
+        assert tmpfs | volumes == WRITABLE_PATHS, f"{name}: writable {sorted(tmpfs | volumes)}"
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_compose_tags_are_the_images_kubernetes_runs() -> None:
+    services = load_compose()["services"]
+    tags = {name: service["image"] for name, service in services.items() if "build" in service}
+    assert tags == {
+        "retriever": "ragtune/retriever:0.1.0",
+        "generator": "ragtune/generator:0.1.0-gpu",
+        "generator-cpu": "ragtune/generator:0.1.0-cpu",
+        "trainer": "ragtune/trainer:0.1.0",
+        "gateway": "ragtune/gateway:0.1.0",
+    }
+    for name in tags:
+        args = services[name]["build"]["args"]
+        assert args["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-python:3.11-slim}", name
+        assert args["TORCH_INDEX"].startswith("${TORCH_INDEX:-"), name
