@@ -176,7 +176,8 @@ async def insert_run(
         row = await cur.fetchone()
         async with conn.cursor() as items_cur:
             await items_cur.executemany(
-                "INSERT INTO gateway.eval_run_items (run_id, idx, item, sample, status) VALUES (%s, %s, %s, %s, 'pending')",
+                "INSERT INTO gateway.eval_run_items (run_id, idx, item, sample, status)"
+                " VALUES (%s, %s, %s, %s, 'pending')",
                 [
                     (run_id, i, Jsonb(item), Jsonb(sample) if sample is not None else None)
                     for i, (item, sample) in enumerate(zip(items, samples, strict=True))
@@ -260,6 +261,18 @@ async def totals(pool: AsyncConnectionPool, run_ids: list[str]) -> dict[str, Run
         for run_id, model, calls, prompt, completion in await cur.fetchall():
             out[run_id].usage.append((model or "", calls, prompt, completion))
     return out
+
+
+async def graded_items(pool: AsyncConnectionPool, run_ids: list[str]) -> list[tuple[str, ItemRow]]:
+    """(run id, item) of every graded item of the runs."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(ItemRow))
+        await cur.execute(
+            f"SELECT {_ITEM} FROM gateway.eval_run_items WHERE run_id = ANY(%s) AND status <> 'pending'"
+            " ORDER BY run_id, idx",
+            (run_ids,),
+        )
+        return [(row.run_id, row) for row in await cur.fetchall()]
 
 
 # -- items ------------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.routers.evaluations import Worker
-from ragtune_gateway.schemas.common import Cursor, ListPage, PathId
+from ragtune_gateway.schemas.common import Cursor, Id, ListPage, PathId
 from ragtune_gateway.schemas.evals import (
     CreateEval,
     CreateRun,
+    EvalComparison,
     EvalDeleted,
     EvalObject,
     EvalRunDeleted,
@@ -123,3 +124,16 @@ async def get_output_item(
     eval_id: PathId, run_id: PathId, output_item_id: PathId, runtime: Runtime, tenant: TenantId
 ) -> OutputItemObject:
     return await service.get_output_item(runtime, tenant, eval_id, run_id, output_item_id)
+
+
+@router.get("/{eval_id}/comparison", response_model=EvalComparison)
+async def compare_runs(
+    eval_id: PathId,
+    runtime: Runtime,
+    tenant: TenantId,
+    run_ids: Annotated[list[Id] | None, Query(max_length=16)] = None,
+    level: Annotated[float, Query(ge=0.5, lt=1)] = 0.95,
+) -> EvalComparison:
+    """ragtune's verdict over the runs of one eval (default: its completed runs): pass rates with
+    intervals, paired differences on shared items, and which run to use."""
+    return await service.compare(runtime, tenant, eval_id, run_ids or [], level)

@@ -240,3 +240,16 @@ class OutputItemObject(ResponseModel):
     datasource_item: dict[str, Any]
     results: list[GraderResult]
     sample: dict[str, Any] | None = None
+
+
+class EvalComparison(ResponseModel):
+    """ragtune's verdict over the runs of one eval (an extension): each run's pass rate per grader
+    with its interval, latency and prompt tokens; every pair of runs compared on their shared items
+    (paired bootstrap, McNemar); which run to use, in words."""
+
+    object: Literal["eval.comparison"] = "eval.comparison"
+    eval_id: str
+    level: float
+    runs: list[dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+    recommendation: str

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 
 from ragtune_eval import graders
+from ragtune_eval.run_comparison import RunGrades, compare_runs, item_key
 from ragtune_gateway import ids
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import evals as repository
@@ -25,6 +26,7 @@ from ragtune_gateway.schemas.evals import (
     CreateRun,
     CriterionResult,
     CustomDataSourceConfig,
+    EvalComparison,
     EvalDeleted,
     EvalObject,
     EvalRunDeleted,
@@ -413,3 +415,30 @@ async def get_output_item(
     if row is None:
         raise not_found("output item", item_id, "output_item_id")
     return output_item(run, row)
+
+
+# -- the verdict over runs ----------------------------------------------------------------------------
+
+
+async def compare(
+    runtime: GatewayRuntime, tenant: str, eval_id: str, run_ids: list[str], level: float
+) -> EvalComparison:
+    """The runs named (default: every completed run of the eval, oldest first) compared on their
+    graded items; the computation (bootstrap resamples) runs off the event loop."""
+    evaluation = await owned_eval(runtime, tenant, eval_id)
+    if run_ids:
+        runs = [await owned_run(runtime, tenant, eval_id, run_id) for run_id in dict.fromkeys(run_ids)]
+    else:
+        runs = list(reversed(await repository.list_runs(runtime.pool, tenant, eval_id, "completed", "", 100, "desc")))
+    grades = {run.id: RunGrades(run.id, run.name, run.model) for run in runs}
+    for run_id, row in await repository.graded_items(runtime.pool, list(grades)):
+        passed = {r["name"]: float(bool(r["passed"])) for r in row.results or []}
+        grades[run_id].passed[item_key(row.item)] = passed  # errored: no results, failed for every grader
+        sample = row.sample or {}
+        if isinstance(sample.get("latency_s"), int | float):
+            grades[run_id].latencies_s.append(float(sample["latency_s"]))
+        if isinstance((sample.get("usage") or {}).get("prompt_tokens"), int):
+            grades[run_id].prompt_tokens.append(sample["usage"]["prompt_tokens"])
+    criteria = [c["name"] for c in evaluation.testing_criteria]
+    built = await asyncio.to_thread(compare_runs, list(grades.values()), criteria, level)
+    return EvalComparison(eval_id=eval_id, **built)

@@ -168,3 +168,41 @@ async def test_bad_evals_and_runs_name_the_field_and_store_nothing(start_gateway
         await client.evals.runs.cancel(queued.id, eval_id=created.id)
     removed = await client.evals.runs.delete(queued.id, eval_id=created.id)
     assert removed.deleted and removed.run_id == queued.id
+
+
+async def test_the_comparison_pairs_runs_on_their_shared_items(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(evaluation_poll_s=0.2)
+    _, _, key = await gateway.new_tenant()
+    client = _client(gateway.url, key)
+    config: Any = {"type": "custom", "item_schema": SCHEMA}
+    created = await client.evals.create(data_source_config=config, testing_criteria=[CRITERIA[0]])
+    items = [{"text": f"message {i}", "label": f"intent {i % 3}"} for i in range(30)]
+
+    async def graded(right: int, name: str) -> str:
+        """A run whose first ``right`` answers are the label (given in another order than the items)."""
+        rows = [
+            {"item": it, "sample": {"output_text": it["label"] if i < right else "wrong"}} for i, it in enumerate(items)
+        ]
+        source: Any = {"type": "jsonl", "source": {"type": "file_content", "content": list(reversed(rows))}}
+        run = await client.evals.runs.create(created.id, name=name, data_source=source)
+        assert (await _finished(client, created.id, run.id)).status == "completed"
+        return run.id
+
+    weak, strong, same = await graded(5, "weak"), await graded(28, "strong"), await graded(28, "same")
+    http = gateway.client(key)
+    reply = await http.get(f"/v1/evals/{created.id}/comparison")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [r["run_id"] for r in body["runs"]] == [weak, strong, same]
+    assert [round(r["pass_rate"]["exact label"]["value"], 3) for r in body["runs"]] == [0.167, 0.933, 0.933]
+    pairs = {(c["baseline"], c["candidate"]): c for c in body["comparisons"]}
+    assert pairs[(weak, strong)]["significant"] and pairs[(weak, strong)]["items"] == 30
+    assert pairs[(weak, strong)]["discordant"] == [0, 23]
+    assert not pairs[(strong, same)]["significant"], "identical grades: no detectable difference"
+    assert "better than weak by 76.7 points" in body["recommendation"]
+    assert "no detectable difference from same" in body["recommendation"]
+    only = await http.get(f"/v1/evals/{created.id}/comparison", params={"run_ids": [strong, weak]})
+    assert [r["run_id"] for r in only.json()["runs"]] == [strong, weak]
+    missing = await http.get(f"/v1/evals/{created.id}/comparison", params={"run_ids": ["evalrun_nope"]})
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "run_id"
+    await http.aclose()
