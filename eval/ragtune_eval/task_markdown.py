@@ -15,7 +15,11 @@ def _score(found: dict[str, Any] | None) -> str:
 
 def metric_cells(kind: str, metrics: dict[str, Any]) -> list[str]:
     if kind == "classification":
-        return [cell(metrics.get("macro_f1")), cell(metrics.get("valid_share"), 3)]
+        return [
+            cell(metrics.get("macro_f1")),
+            cell(metrics.get("valid_share"), 3),
+            cell(metrics.get("lenient_accuracy")),
+        ]
     if kind == "extraction":
         micro = metrics.get("micro") or {}
         return [
@@ -27,7 +31,7 @@ def metric_cells(kind: str, metrics: dict[str, Any]) -> list[str]:
 
 
 METRIC_HEADS = {
-    "classification": ["macro-F1", "names a label"],
+    "classification": ["macro-F1", "is a label", "names one label"],
     "extraction": ["micro P / R / F1", "exact", "parses / validates"],
     "answer": ["format followed", "lenient accuracy"],
 }

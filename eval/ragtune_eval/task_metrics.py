@@ -2,9 +2,10 @@
 ``score`` is its 0-1 contribution to the arm's headline figure) and summed over an arm's answers.
 
 - classification: the answer's first line, normalised (case, ``_``/``-`` as spaces, outer quotes
-  and punctuation), must equal one label of the set: ``score`` is exact-label accuracy; summed:
-  accuracy, macro-F1 over the labels (gold or predicted), the share of answers that name a label,
-  and the most-confused (gold, predicted) pairs.
+  and punctuation), must equal one label of the set: ``score`` is exact-label accuracy; also a
+  lenient reading (the answer names exactly one label, anywhere); summed: accuracy, macro-F1 over
+  the labels (gold or predicted), the share of answers that are a label, and the most-confused
+  (gold, predicted) pairs.
 - extraction: the answer parsed as one JSON object (a fenced block or text around the object is
   tolerated); the object and the gold one as sets of (field, normalised value) pairs: ``score`` is
   the item's F1 (1 when both are empty), also exact-object match, parses, validates (known fields
@@ -26,6 +27,7 @@ from ragtune_eval.scoring import mean
 NO_LABEL = "(no label)"
 _LABEL_PREFIX = re.compile(r"^(?:label|intent|category|class|answer|sentiment)\s*[:=-]\s*", re.I)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
+_NON_WORD = re.compile(r"[^A-Za-z0-9_\-]+")
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
@@ -46,9 +48,25 @@ def read_label(prediction: str, labels: tuple[str, ...]) -> str | None:
     return by_form.get(wanted)
 
 
+def mentioned_label(prediction: str, labels: tuple[str, ...]) -> str | None:
+    """The one label the answer names anywhere (as whole words, normalised); None for none or several."""
+
+    def words(text: str) -> str:
+        return " " + normalize_text(_NON_WORD.sub(" ", text)) + " "
+
+    text = words(prediction)
+    named = [label for label in labels if words(label).strip() and words(label) in text]
+    return named[0] if len(named) == 1 else None
+
+
 def score_classification(prediction: str, gold: str, labels: tuple[str, ...]) -> dict[str, Any]:
     predicted = read_label(prediction, labels)
-    return {"predicted": predicted, "score": float(predicted == gold), "valid": float(predicted is not None)}
+    return {
+        "predicted": predicted,
+        "score": float(predicted == gold),
+        "valid": float(predicted is not None),
+        "lenient": float(mentioned_label(prediction, labels) == gold),
+    }
 
 
 def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -72,6 +90,7 @@ def classification_summary(rows: list[dict[str, Any]], confused: int = 5) -> dic
         "accuracy": round(100 * mean([r["score"] for r in rows]), 2) if rows else None,
         "macro_f1": round(100 * mean(list(per_label.values())), 2) if per_label else None,
         "valid_share": round(mean([r["valid"] for r in rows]), 4) if rows else None,
+        "lenient_accuracy": round(100 * mean([r.get("lenient", r["score"]) for r in rows]), 2) if rows else None,
         "most_confused": [{"gold": g, "predicted": p, "count": n} for (g, p), n in mistakes.most_common(confused)],
     }
 

@@ -151,7 +151,8 @@ def notes(kind: str, config: dict[str, Any], level: float, resamples: int, seed:
     metric = {
         "classification": "Accuracy: the answer's first line, normalised (case, '_'/'-' as spaces, outer"
         " punctuation), equals the gold label. Macro-F1 averages the F1 of every label that is gold or"
-        " predicted; 'names a label': the share of answers that are one label of the set.",
+        " predicted; 'is a label': the share of answers that are one label of the set; 'names one label': the"
+        " accuracy of a lenient reading, the one label the answer names anywhere (none or several: wrong).",
         "extraction": "Item F1: the answer parsed as one JSON object (a fenced block tolerated) and the gold"
         " object as sets of (field, normalised value) pairs, F1 per item (1 when both are empty), averaged;"
         " micro P/R/F1 sum the pairs of all items; exact: the two sets are equal; parses / validates: the"

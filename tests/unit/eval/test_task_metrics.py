@@ -124,3 +124,17 @@ def test_scoring_never_fails_on_any_answer(text: str) -> None:
     score_classification(text, "a", ("a", "b"))
     score_extraction(text, {"people": "2"}, SCHEMA)
     score_answer(text, "#### 5", "####")
+
+
+@pytest.mark.parametrize(
+    ("answer", "lenient"),
+    [
+        ('The correct answer is "card_arrival"', 1.0),
+        ("It is about card arrival, I think.", 1.0),
+        ("card_arrival or negative", 0.0),  # two labels named: no reading
+        ("the card has not arrived", 0.0),
+    ],
+)
+def test_the_lenient_reading_takes_the_one_label_named(answer: str, lenient: float) -> None:
+    found = score_classification(answer, "card_arrival", LABELS)
+    assert found["lenient"] == lenient and found["score"] == 0.0
