@@ -90,6 +90,21 @@ def eval_object(row: EvalRow) -> EvalObject:
     )
 
 
+def _outside_refs(schema: Any) -> str | None:
+    """The first ``$ref`` that leaves the schema (nothing is fetched: it would fail every item)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref", node.get("$dynamicRef"))
+            if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
+                return str(ref)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
 def check_eval(body: CreateEval) -> None:
     config = body.data_source_config
     if not isinstance(config, CustomDataSourceConfig):
@@ -99,6 +114,9 @@ def check_eval(body: CreateEval) -> None:
         jsonschema.validators.validator_for(config.item_schema).check_schema(config.item_schema)
     except jsonschema.SchemaError as exc:
         raise ApiError(400, f"Not a JSON schema: {exc.message}", param="data_source_config.item_schema") from None
+    if outside := _outside_refs(config.item_schema):
+        message = f"item_schema may only refer to itself ($ref '#...'), not to {outside!r}."
+        raise ApiError(400, message, param="data_source_config.item_schema")
     names: set[str] = set()
     for i, grader in enumerate(body.testing_criteria):
         where = f"testing_criteria[{i}]"
@@ -194,8 +212,17 @@ async def _run_objects(runtime: GatewayRuntime, rows: list[RunRow]) -> list[Eval
     return [run_object(r, totals[r.id]) for r in rows]
 
 
+def _check_items(validator: Any, rows: list[tuple[dict[str, Any], Any]], params: list[str]) -> None:
+    """Every item against the eval's schema (CPU work: run it in a thread)."""
+    for (item, _), param in zip(rows, params, strict=True):
+        _check_item(validator, item, param)
+
+
 def _check_item(validator: Any, item: dict[str, Any], param: str) -> None:
-    error = jsonschema.exceptions.best_match(validator.iter_errors(item))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(item))
+    except Exception as exc:  # a schema that cannot be applied (e.g. a $ref that does not resolve)
+        raise ApiError(400, f"The eval's item_schema cannot be applied: {exc}"[:500], param=param) from None
     if error is not None:
         where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in error.absolute_path)
         raise ApiError(400, f"{param}{where} does not match the eval's item_schema: {error.message}", param=param)
@@ -247,8 +274,7 @@ async def _source_rows(
             f"data_source.source of type '{source.type}' is not supported: give the items (file_content, file_id)."
         )
         raise ApiError(400, message, param="data_source.source.type")
-    for (item, _), param in zip(rows, params, strict=True):
-        _check_item(validator, item, param)
+    await asyncio.to_thread(_check_items, validator, rows, params)
     return rows
 
 

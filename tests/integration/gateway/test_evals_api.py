@@ -120,6 +120,8 @@ async def test_bad_evals_and_runs_name_the_field_and_store_nothing(start_gateway
         ({"data_source_config": {"type": "custom", "item_schema": {"type": 7}}, "testing_criteria": CRITERIA},
          "data_source_config.item_schema"),
         ({"data_source_config": {"type": "logs"}, "testing_criteria": CRITERIA}, "data_source_config.type"),
+        ({"data_source_config": {"type": "custom", "item_schema": {"$ref": "https://example.com/s.json"}},
+          "testing_criteria": CRITERIA}, "data_source_config.item_schema"),
         ({"data_source_config": config, "testing_criteria": [CRITERIA[0], CRITERIA[0]]}, "testing_criteria[1].name"),
         ({"data_source_config": config, "testing_criteria": [{**CRITERIA[0], "input": "{{env.HOME}}"}]},
          "testing_criteria[0].input"),
@@ -151,6 +153,12 @@ async def test_bad_evals_and_runs_name_the_field_and_store_nothing(start_gateway
             await client.evals.runs.create(created.id, data_source=source)  # type: ignore[arg-type]
         assert refused_run.value.body["param"] == param, (source, refused_run.value.message)  # type: ignore[index]
     assert [r.id async for r in client.evals.runs.list(created.id)] == [], "nothing stored"
+    broken: Any = {"type": "custom", "item_schema": {"properties": {"text": {"$ref": "#/nowhere"}}}}
+    unusable = await client.evals.create(data_source_config=broken, testing_criteria=CRITERIA)
+    single: Any = {"type": "jsonl", "source": {"type": "file_content", "content": [good]}}
+    with pytest.raises(openai.BadRequestError) as unresolved:
+        await client.evals.runs.create(unusable.id, data_source=single)
+    assert "cannot be applied" in unresolved.value.message
 
     # a run of a file: line-numbered errors; cancel holds; a cancelled run stays cancelled
     lines = b'{"item": {"text": "a", "label": "b"}, "sample": {"output_text": "b"}}\n{"item": 3}\n'
