@@ -21,8 +21,10 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, Protocol
 
 from bench.code_version import check_run_code, code_version
 from bench.common import REPO, Context, ratio_or_none, report, service_process, write_result
@@ -133,6 +135,28 @@ def eval_stack(ctx: Context, stack: ExitStack, prefix: str) -> str:
     return str(stack.enter_context(gateway_process(gateway_env, logs / f"{prefix}-gateway.log")))
 
 
+class Evaluation(Protocol):
+    async def execute(self) -> dict[str, Any]: ...
+
+
+def evaluate_on_stack(
+    ctx: Context, prefix: str, run_dir: Path, evaluation: Callable[[GatewayClient], Evaluation]
+) -> dict[str, Any]:
+    """Starts the stack (:func:`eval_stack`), runs ``evaluation(client)`` as the run's tenant and
+    stops the stack; the evaluation's report."""
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        url = eval_stack(ctx, stack, prefix)
+        print(f"  stack up in {time.perf_counter() - start:.0f}s; run dir {run_dir}", flush=True)
+        key = _tenant_key(url, run_dir)
+
+        async def evaluate() -> dict[str, Any]:
+            async with GatewayClient(url, key) as client:
+                return await evaluation(client).execute()
+
+        return asyncio.run(evaluate())
+
+
 def run(ctx: Context, args: argparse.Namespace) -> bool:
     dataset = ctx.datasets / "squad-v1.1" / "dev-v1.1.json"
     run_dir = (
@@ -158,16 +182,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         concurrency=args.eval_concurrency,
     )
     start = time.perf_counter()
-    with ExitStack() as stack:
-        url = eval_stack(ctx, stack, "eval")
-        print(f"  stack up in {time.perf_counter() - start:.0f}s; run dir {run_dir}", flush=True)
-        key = _tenant_key(url, run_dir)
-
-        async def evaluate() -> dict:
-            async with GatewayClient(url, key) as client:
-                return await QaEvaluation(client, split, config, RunDir(run_dir), PrintedProgress()).execute()
-
-        built = asyncio.run(evaluate())
+    built = evaluate_on_stack(
+        ctx, "eval", run_dir, lambda client: QaEvaluation(client, split, config, RunDir(run_dir), PrintedProgress())
+    )
     seconds = time.perf_counter() - start
     print(to_markdown(built), flush=True)
     arms = built["arms"]

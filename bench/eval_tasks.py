@@ -16,15 +16,12 @@ the set's test file. The set's folder defaults to ``<--datasets>/<set>``; rerunn
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 from bench.code_version import check_run_code, code_version
 from bench.common import REPO, Context, ratio_or_none, report, write_result
-from bench.eval_squad import PrintedProgress, _tenant_key, eval_stack
-from ragtune_eval.client import GatewayClient
+from bench.eval_squad import PrintedProgress, evaluate_on_stack
 from ragtune_eval.public_sets import PUBLIC_SETS, load_public_set
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.task_markdown import to_task_markdown
@@ -89,17 +86,12 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         concurrency=args.tasks_concurrency,
     )
     start = time.perf_counter()
-    with ExitStack() as stack:
-        url = eval_stack(ctx, stack, "tasks")
-        print(f"  stack up in {time.perf_counter() - start:.0f}s; run dir {run_dir}", flush=True)
-        key = _tenant_key(url, run_dir)
-
-        async def evaluate() -> dict:
-            async with GatewayClient(url, key) as client:
-                evaluation = TaskEvaluation(client, data, split, config, RunDir(run_dir), PrintedProgress())
-                return await evaluation.execute()
-
-        built = asyncio.run(evaluate())
+    built = evaluate_on_stack(
+        ctx,
+        "tasks",
+        run_dir,
+        lambda client: TaskEvaluation(client, data, split, config, RunDir(run_dir), PrintedProgress()),
+    )
     seconds = time.perf_counter() - start
     print(to_task_markdown(built), flush=True)
     arms = built["arms"]

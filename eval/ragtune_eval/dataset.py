@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,25 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _jsonl(text: str, name: str) -> list[QAItem]:
-    items = []
-    for number, line in enumerate(text.split("\n"), start=1):  # as a file reads: \n ends a line
+def jsonl_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    """(line number, the line's JSON value) for every non-empty line (``\n`` ends a line, as a
+    file reads); a line that is not JSON is a :class:`DatasetError` naming ``name:line``."""
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{name}:{number}"
         try:
-            row = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DatasetError(f"{where}: nested too deeply") from None
+
+
+def _jsonl(text: str, name: str) -> list[QAItem]:
+    items = []
+    for number, row in jsonl_rows(text, name):
+        where = f"{name}:{number}"
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
             raise DatasetError(f"{where}: needs a non-empty 'question' string")
         context = row.get("context") or ""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragtune_eval.dataset import DatasetError
+from ragtune_eval.dataset import DatasetError, jsonl_rows
 from ragtune_eval.task_data import (
     TaskData,
     TaskItem,
@@ -132,17 +132,12 @@ def parse_conll(data: bytes, name: str) -> list[TaskItem]:
 
 def parse_gsm8k(data: bytes, name: str) -> list[TaskItem]:
     items = []
-    for number, line in enumerate(decode(data, name).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            raise DatasetError(f"{name}:{number}: not JSON") from None
+    for number, row in jsonl_rows(decode(data, name), name):
+        where = f"{name}:{number}"
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "answer")):
-            raise DatasetError(f"{name}:{number}: needs 'question' and 'answer' strings")
+            raise DatasetError(f"{where}: needs 'question' and 'answer' strings")
         if "####" not in row["answer"]:
-            raise DatasetError(f"{name}:{number}: the answer does not end in '#### <number>'")
+            raise DatasetError(f"{where}: the answer does not end in '#### <number>'")
         items.append(TaskItem(str(number), row["question"].strip(), row["answer"].strip()))
     return items
 

@@ -15,7 +15,7 @@ from ragtune_eval.grounding import grounding
 from ragtune_eval.html_report import to_html
 from ragtune_eval.markdown_report import to_markdown
 from ragtune_eval.scoring import mean, percentile
-from ragtune_eval.significance import LEVEL, RESAMPLES, bootstrap_mean, compare_paired
+from ragtune_eval.significance import LEVEL, RESAMPLES, PairedComparison, bootstrap_mean, compare_paired
 
 CHART_NAME = "chart.svg"
 HTML_NAME = "report.html"
@@ -167,18 +167,23 @@ def comparisons(
                 resamples=resamples,
                 seed=seed,
             )
-            entry[name] = {
-                "difference": round(found.difference.value, 2),
-                "low": round(found.difference.low, 2),
-                "high": round(found.difference.high, 2),
-                "level": level,
-                "test": "mcnemar-exact" if binary else "paired-bootstrap",
-                "p_value": found.p_value,
-                "discordant": list(found.discordant) if found.discordant else None,
-                "significant": found.significant,
-            }
+            entry[name] = paired_entry(found)
         out.append(entry)
     return out
+
+
+def paired_entry(found: PairedComparison) -> dict[str, Any]:
+    """A paired comparison as the report keeps it (points, rounded)."""
+    return {
+        "difference": round(found.difference.value, 2),
+        "low": round(found.difference.low, 2),
+        "high": round(found.difference.high, 2),
+        "level": found.difference.level,
+        "test": "mcnemar-exact" if found.p_value is not None else "paired-bootstrap",
+        "p_value": found.p_value,
+        "discordant": list(found.discordant) if found.discordant else None,
+        "significant": found.significant,
+    }
 
 
 def examples(results: dict[str, list[dict[str, Any]]], per_arm: int = 3) -> list[dict[str, Any]]:
@@ -309,24 +314,31 @@ def recommend(arms: dict[str, dict[str, Any]], compared: list[dict[str, Any]] | 
         "it pays for its training",
         "it does not pay for its training here",
     )
-    for arm, counterpart in (("ft", "base"), ("rag+ft", "rag")):
-        gap = arms.get(arm, {}).get("train_minus_test_f1")
-        if gap is None:
-            continue
-        # the same questions asked without the adapter: what remains is what training memorised
-        reference = arms.get(counterpart, {}).get("train_minus_test_f1") or 0.0
-        excess = gap - reference
-        verdict = "overfitting: it memorised training answers" if excess > OVERFIT_GAP else "no sign of overfitting"
-        lines.append(
-            f"{arm}: train F1 exceeds held-out F1 by {gap:.1f} points "
-            f"({excess:+.1f} beyond {counterpart}'s {reference:.1f} on the same questions): {verdict}."
-        )
+    lines += overfitting_lines(arms, "train_minus_test_f1", "F1", "questions")
     choice, top = choose_arm(f1, pairs)
     why = "the best F1" if choice == top else f"no detectable difference from {top} ({f1[top]:.1f}), and cheaper"
     questions = min(fig.get("questions") or 0 for fig in arms.values())
     if questions < SMALL_SAMPLE:
         lines.append(f"Only {questions} held-out questions: the intervals are wide; more questions narrow them.")
     lines.append(f"Recommended: {choice} (F1 {f1[choice]:.1f}, {why}).")
+    return lines
+
+
+def overfitting_lines(arms: dict[str, dict[str, Any]], gap_key: str, metric: str, items: str) -> list[str]:
+    """Each adapter's train / held-out gap (``arms[arm][gap_key]``, points of ``metric``) against the
+    same gap of its arm without the adapter: what remains is what training memorised."""
+    lines = []
+    for arm, counterpart in (("ft", "base"), ("rag+ft", "rag")):
+        gap = arms.get(arm, {}).get(gap_key)
+        if gap is None:
+            continue
+        reference = arms.get(counterpart, {}).get(gap_key) or 0.0
+        excess = gap - reference
+        verdict = "overfitting: it memorised training answers" if excess > OVERFIT_GAP else "no sign of overfitting"
+        lines.append(
+            f"{arm}: train {metric} exceeds held-out {metric} by {gap:.1f} points "
+            f"({excess:+.1f} beyond {counterpart}'s {reference:.1f} on the same {items}): {verdict}."
+        )
     return lines
 
 

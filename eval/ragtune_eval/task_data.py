@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune_eval.dataset import DatasetError
+from ragtune_eval.dataset import DatasetError, jsonl_rows
 
 TASK_KINDS = ("classification", "extraction", "answer")
 TEXT_COLUMNS = ("text", "input", "sentence")
@@ -123,16 +123,8 @@ def parse_jsonl(data: bytes, name: str) -> tuple[list[TaskItem], str]:
     system message the chat rows share (their instructions; rows that differ are refused)."""
     items: list[TaskItem] = []
     system: str | None = None
-    for number, line in enumerate(decode(data, name).split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, row in jsonl_rows(decode(data, name), name):
         where = f"{name}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
-        except RecursionError:
-            raise DatasetError(f"{where}: nested too deeply") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{where}: each line must be a JSON object")
         row_id = row.get("id", len(items) + 1)

@@ -10,12 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ragtune_eval.report import PAIRS, SMALL_SAMPLE, arm_costs, choose_arm, interval, percent, serving_figures
+from ragtune_eval.report import (
+    PAIRS,
+    SMALL_SAMPLE,
+    arm_costs,
+    choose_arm,
+    interval,
+    overfitting_lines,
+    paired_entry,
+    percent,
+    serving_figures,
+)
 from ragtune_eval.significance import LEVEL, RESAMPLES, compare_paired
 from ragtune_eval.task_markdown import to_task_markdown
 from ragtune_eval.task_metrics import BINARY, HEADLINE, summary
-
-OVERFIT_GAP = 10.0  # points by which an adapter's train / held-out gap may exceed its counterpart's
 
 
 def _split(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
@@ -67,15 +75,7 @@ def compare(
             resamples=resamples,
             seed=seed,
         )
-        entry[metric] = {
-            "difference": round(found.difference.value, 2),
-            "low": round(found.difference.low, 2),
-            "high": round(found.difference.high, 2),
-            "level": level,
-            "test": "mcnemar-exact" if binary else "paired-bootstrap",
-            "p_value": found.p_value,
-            "significant": found.significant,
-        }
+        entry[metric] = paired_entry(found)
     return entry
 
 
@@ -207,18 +207,7 @@ def recommend(kind: str, arms: dict[str, dict[str, Any]], compared: list[dict[st
             lines.append(f"{what[0].upper()}{what[1:]}: {headline} {_points(found)}: {better}.")
         else:
             lines.append(f"{what[0].upper()}{what[1:]}: no detectable difference, {headline} {_points(found)}.")
-    for arm, counterpart in (("ft", "base"), ("rag+ft", "rag")):
-        gap = arms.get(arm, {}).get("train_minus_test")
-        if gap is None:
-            continue
-        reference = arms.get(counterpart, {}).get("train_minus_test") or 0.0
-        excess = gap - reference
-        overfits = excess > OVERFIT_GAP
-        verdict = "overfitting: it does better on examples it was trained on" if overfits else "no sign of overfitting"
-        lines.append(
-            f"{arm}: {headline} on training examples exceeds held-out by {gap:.1f} points "
-            f"({excess:+.1f} beyond {counterpart}'s {reference:.1f}): {verdict}."
-        )
+    lines += overfitting_lines(arms, "train_minus_test", headline, "items")
     choice, top = choose_arm(scores, pairs)
     why = f"the best {headline}" if choice == top else f"no detectable difference from {top} ({scores[top]:.1f}%)"
     items = min(fig.get("items") or 0 for fig in arms.values())
