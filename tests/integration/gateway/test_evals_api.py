@@ -6,11 +6,13 @@ caller's code are refused; tenants see only their own evals."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from ragtune_gateway.worker import run as run_worker
 from tests.integration.gateway.conftest import GatewayFactory
 
 SCHEMA: dict[str, Any] = {
@@ -214,3 +216,32 @@ async def test_the_comparison_pairs_runs_on_their_shared_items(start_gateway: Ga
     missing = await http.get(f"/v1/evals/{created.id}/comparison", params={"run_ids": ["evalrun_nope"]})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "run_id"
     await http.aclose()
+
+
+async def test_a_worker_without_http_runs_what_serving_replicas_queue(
+    start_gateway: GatewayFactory, gateway_database_url: str, tmp_path: Path
+) -> None:
+    """Serving replicas with no worker of their own queue runs; ``ragtune-gateway-worker`` (its
+    ``run``) claims and finishes them, and gives nothing back half-done when stopped."""
+    serving = await start_gateway(evaluation_workers=0)
+    _, _, key = await serving.new_tenant()
+    client = _client(serving.url, key)
+    config: Any = {"type": "custom", "item_schema": SCHEMA}
+    created = await client.evals.create(data_source_config=config, testing_criteria=[CRITERIA[0]])
+    content = [{"item": item, "sample": {"output_text": answer}} for item, answer in ROWS]
+    source: Any = {"type": "jsonl", "source": {"type": "file_content", "content": content}}
+    run = await client.evals.runs.create(created.id, data_source=source)
+    await asyncio.sleep(1)
+    assert (await client.evals.runs.retrieve(run.id, eval_id=created.id)).status == "queued", "nobody runs it yet"
+
+    stop = asyncio.Event()
+    settings = serving.app.state.runtime.settings.model_copy(
+        update={"evaluation_workers": 1, "evaluation_poll_s": 0.2, "state_dir": tmp_path / "worker"}
+    )
+    worker = asyncio.create_task(run_worker(settings, stop))
+    try:
+        done = await _finished(client, created.id, run.id)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+    assert done.status == "completed" and done.result_counts.passed == 1
