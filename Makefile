@@ -24,7 +24,7 @@ NAME ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install protos test test-unit run bench lint format clean screenshots
+.PHONY: install protos test test-unit run bench lint format clean screenshots test-containers
 
 install: $(INSTALL_STAMP)
 
@@ -52,6 +52,13 @@ $(INSTALL_STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.
 			{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kubectl; } || \
 				echo "kubectl could not be installed: the Kubernetes manifest tests will skip"; \
 		else echo "no kubectl and not root: the Kubernetes manifest tests will skip"; fi
+	@# tests/deploy builds the gateway image with podman on a Debian base made with debootstrap (no image registry
+	@# is reachable here), and make test-containers all of them: installed as root; without them those tests skip
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap iptables; } || \
+				echo "podman could not be installed: the image tests will skip"; \
+		else echo "no podman/debootstrap and not root: the image tests will skip"; fi
 	@touch $@
 
 protos: $(STUBS_STAMP)
@@ -67,6 +74,16 @@ $(STUBS_STAMP): $(PROTOS) $(INSTALL_STAMP)
 
 test: install protos
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# Opt-in: the images built and run for real with podman (no Docker engine on the project's machines):
+# `compose --profile cpu up` driven by the openai client, each service's container killed with SIGKILL, then the
+# database-outage test with testcontainers' PostgreSQL. The first build takes about half an hour on 2 cores.
+test-containers: install protos
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || \
+		{ echo "make test-containers needs podman, runc and debootstrap (make install installs them as root)"; exit 1; }
+	$(PIP) install $(PIP_FLAGS) -q -r requirements-containers.txt
+	RAGTUNE_TEST_CONTAINERS=1 $(PY) -m pytest -q -s -ra tests/deploy/test_containers.py $(PYTEST_ARGS)
+	bash deploy/podman/testcontainers.sh
 
 test-unit: install protos
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

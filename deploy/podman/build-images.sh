@@ -28,9 +28,12 @@ if [ -z "${TORCH_INDEX:-}" ]; then
   if [ -n "$wheel" ]; then
     index="$(mktemp -d)"
     mkdir -p "$index/simple/torch" && ln -s "$wheel" "$index/simple/torch/"
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # a fixed port: the index URL is a build argument, and a new value would invalidate every cached layer
+    port="${RAGTUNE_TORCH_INDEX_PORT:-58765}"
     python3 -m http.server --bind 127.0.0.1 --directory "$index" "$port" >/dev/null 2>&1 &
     index_pid=$!
+    sleep 1
+    kill -0 "$index_pid" 2>/dev/null || { echo "build-images: port $port is taken (set RAGTUNE_TORCH_INDEX_PORT)" >&2; exit 1; }
     TORCH_INDEX="http://127.0.0.1:$port/simple"
     echo "build-images: torch $TORCH_VERSION from the local wheel $wheel, served at $TORCH_INDEX"
   else
