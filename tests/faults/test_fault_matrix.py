@@ -20,13 +20,12 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
-import psycopg
 import pytest
 import pytest_asyncio
 
@@ -90,16 +89,6 @@ async def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> N
             return
         await asyncio.sleep(0.5)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def fault_database(database_url: str) -> Iterator[str]:
-    name = f"faults_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

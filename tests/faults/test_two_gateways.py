@@ -80,16 +80,6 @@ class Balancer:
         return reply
 
 
-@pytest.fixture(scope="module")
-def database(database_url: str) -> Iterator[str]:
-    name = f"gateways_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @dataclass
 class Stack:
     services: subprocess.Popen[bytes]
@@ -116,7 +106,9 @@ class Stack:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def stack(database: str, base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    fault_database: str, base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     home = tmp_path_factory.mktemp("gateways")
     shared = home / "services"
     (shared / "models").mkdir(parents=True)
@@ -124,7 +116,7 @@ async def stack(database: str, base_model_dir: Path, tmp_path_factory: pytest.Te
     base = free_port_block([i + m for i in range(5) for m in (0, METRICS_PORT_OFFSET)])
     env = dict(
         os.environ,
-        DATABASE_URL=database,
+        DATABASE_URL=fault_database,
         RAGTUNE_RETRIEVER_PORT=str(base),
         RAGTUNE_GENERATOR_PORT=str(base + 1),
         RAGTUNE_TRAINER_PORT=str(base + 2),
@@ -207,7 +199,7 @@ async def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 async def test_any_replica_serves_any_request_and_finishes_a_killed_ones_evaluation(
-    stack: Stack, database: str, tmp_path: Path
+    stack: Stack, fault_database: str, tmp_path: Path
 ) -> None:
     a, b = stack.replicas
     lb = Balancer(stack.replicas, await _tenant_key(a.url))
@@ -241,16 +233,16 @@ async def test_any_replica_serves_any_request_and_finishes_a_killed_ones_evaluat
 
     async def midway() -> bool:
         await lb.send("GET", f"/v1/evaluations/{evaluation}")
-        return bool(_scalar(database, answered, evaluation) >= 2)
+        return bool(_scalar(fault_database, answered, evaluation) >= 2)
 
     await _until(midway, 600, "two answered questions")
-    owner = str(_scalar(database, "SELECT lease_owner FROM gateway.evaluations WHERE id = %s", evaluation))
+    owner = str(_scalar(fault_database, "SELECT lease_owner FROM gateway.evaluations WHERE id = %s", evaluation))
     victim = next(r for r in stack.replicas if r.process.pid == int(owner.split(":")[1]))
     survivor = b if victim is a else a
     os.kill(victim.process.pid, signal.SIGKILL)
     victim.process.wait()
     victim.alive = False
-    before_kill = _scalar(database, answered, evaluation)
+    before_kill = _scalar(fault_database, answered, evaluation)
 
     async def finished() -> dict[str, Any] | None:
         found = (await lb.send("GET", f"/v1/evaluations/{evaluation}")).json()
@@ -258,14 +250,14 @@ async def test_any_replica_serves_any_request_and_finishes_a_killed_ones_evaluat
 
     done = await _until(finished, 900, "the evaluation to finish on the survivor")
     assert done["status"] == "succeeded", done
-    rows = _scalar(database, answered, evaluation)
+    rows = _scalar(fault_database, answered, evaluation)
     distinct = _scalar(
-        database,
+        fault_database,
         "SELECT count(DISTINCT (result->>'split', result->>'id')) FROM gateway.evaluation_results"
         " WHERE evaluation_id = %s",
         evaluation,
     )
-    attempts = _scalar(database, "SELECT attempts FROM gateway.evaluations WHERE id = %s", evaluation)
+    attempts = _scalar(fault_database, "SELECT attempts FROM gateway.evaluations WHERE id = %s", evaluation)
     assert rows == distinct == TEST + TRAIN_SAMPLE, "each question answered once, across the two workers"
     assert attempts == 2 and before_kill >= 2
     assert done["report"]["arms"]["base"]["questions"] == TEST
