@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragtune_common.settings import DatabaseSettings, ServiceSettings
 
@@ -18,7 +18,33 @@ def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
-class TrainerSettings(ServiceSettings, DatabaseSettings):
+class TrainingSettings(BaseSettings):
+    """How a training process batches and computes. ``ragtune_trainer.train_process`` reads them from
+    the environment it inherits from its trainer replica; the replica's own settings include them, so
+    a bad value stops the service at start rather than failing each job."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_TRAINER_", extra="ignore", populate_by_name=True)
+
+    packing: bool = Field(
+        default=True,
+        description="several examples per row, position ids restarting at each (attention stays inside every"
+        " example); off: one example per row, rows padded and batches grouped by length",
+    )
+    row_tokens: int = Field(
+        default=256,
+        ge=16,
+        description="a packed row holds up to this many tokens, or the batch's longest example if longer:"
+        " attention costs the square of a row's length on CPU, so rows stay short",
+    )
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="intra-op threads of a training process; 0 = the CPUs it may run on (affinity and cgroup"
+        " quota). The replica's service process does no tensor work, so the two do not compete",
+    )
+
+
+class TrainerSettings(ServiceSettings, DatabaseSettings, TrainingSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_TRAINER_", extra="ignore", populate_by_name=True)
 
     port: int = Field(default=50053, ge=0, le=65535)

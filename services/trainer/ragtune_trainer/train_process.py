@@ -25,6 +25,7 @@ from typing import IO, Any
 from ragtune_trainer.datasets import Example, read_dataset
 from ragtune_trainer.jobspec import JobConfig
 from ragtune_trainer.masks import TemplateError, TokenizedExample, tokenize_example
+from ragtune_trainer.settings import TrainingSettings
 
 log = logging.getLogger("ragtune_trainer.train_process")
 
@@ -90,12 +91,26 @@ def _resume_counters(checkpoint: str | None) -> dict[str, int]:
     return json.loads(path.read_text()) if path.is_file() else {"trained_tokens": 0}
 
 
-def train(spec: dict[str, Any], emit: EventWriter) -> None:
+def _set_threads(settings: TrainingSettings) -> int:
+    """Intra-op threads: as many as CPUs this process may use (or as set); one inter-op thread."""
+    import torch
+
+    from ragtune_trainer.cpus import usable_cpus
+
+    threads = settings.torch_threads or usable_cpus()
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    return threads
+
+
+def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from ragtune_trainer.training import CountingDataset, EarlyStopping, EvalDataset, EventCallback, PaddingCollator
+    from ragtune_trainer.collation import Collator, PackingCollator, PaddingCollator
+    from ragtune_trainer.loop import TokenBudgetTrainer
+    from ragtune_trainer.training import CountingDataset, EarlyStopping, EvalDataset, EventCallback
 
     config = JobConfig.from_json(spec["config"])
     job_dir = Path(spec["job_dir"])
@@ -156,19 +171,22 @@ def train(spec: dict[str, Any], emit: EventWriter) -> None:
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
     )
     callbacks: list[Any] = [EventCallback(emit, dataset, spec["progress_interval_s"])]
     if evaluates and config.early_stopping_patience:
         callbacks.append(EarlyStopping(emit, config.early_stopping_patience))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(
+    pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    collator: Collator = PackingCollator(pad_id, settings.row_tokens) if settings.packing else PaddingCollator(pad_id)
+    trainer = TokenBudgetTrainer(
         model=peft_model,
         args=args,
         train_dataset=dataset,
         eval_dataset=EvalDataset(eval_set) if evaluates else None,
-        data_collator=PaddingCollator(int(pad_id)),
+        data_collator=collator,
         callbacks=callbacks,
+        train_examples=train_set,
+        eval_examples=eval_set if evaluates else [],
+        group_by_length=not settings.packing,
     )
     resumed = spec.get("resume_from")
     emit(
@@ -209,7 +227,9 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     spec = json.loads(Path(sys.argv[1]).read_text())
     try:
-        train(spec, emit)
+        settings = TrainingSettings()
+        _set_threads(settings)
+        train(spec, emit, settings)
     except JobFailed as exc:
         emit("error", {"code": exc.code, "message": exc.message, "param": exc.param})
         return 2

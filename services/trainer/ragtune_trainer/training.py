@@ -1,6 +1,6 @@
 """The pieces the training process plugs into the Hugging Face Trainer: a dataset that counts the
-tokens it hands out, a padding collator, and callbacks that report progress, evaluations and
-checkpoints as events and stop early when evaluation stops improving."""
+tokens it hands out, and callbacks that report progress, evaluations and checkpoints as events and
+stop early when evaluation stops improving."""
 
 from __future__ import annotations
 
@@ -13,18 +13,20 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ragtune_trainer.masks import IGNORE_INDEX, TokenizedExample
+from ragtune_trainer.masks import TokenizedExample
 
 Emit = Callable[[str, dict[str, Any]], None]
 PROGRESS_FILE = "ragtune_progress.json"  # written into each checkpoint: counters to resume from
 
 
 class CountingDataset(torch.utils.data.Dataset):
-    """Training examples; counts the trained (loss-carrying) tokens handed to the training loop."""
+    """Training examples; counts the tokens handed to the training loop: trained (loss-carrying)
+    ones, kept across a resume, and all real ones (no padding), for the throughput it reports."""
 
     def __init__(self, examples: list[TokenizedExample], trained_tokens: int = 0) -> None:
         self.examples = examples
         self.trained_tokens = trained_tokens
+        self.input_tokens = 0
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -32,6 +34,7 @@ class CountingDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         example = self.examples[index]
         self.trained_tokens += example.trained_tokens
+        self.input_tokens += len(example.input_ids)
         return {"input_ids": example.input_ids, "labels": example.labels}
 
 
@@ -44,25 +47,6 @@ class EvalDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return {"input_ids": self.examples[index].input_ids, "labels": self.examples[index].labels}
-
-
-class PaddingCollator:
-    """Right-pads a batch: pad id for inputs, -100 for labels, attention mask over real tokens."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            ids[row, :n] = torch.tensor(feature["input_ids"])
-            labels[row, :n] = torch.tensor(feature["labels"])
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 class EventCallback(TrainerCallback):
@@ -82,7 +66,7 @@ class EventCallback(TrainerCallback):
         if self._first_step is None:
             self._first_step = state.global_step
             self._run_start = self._last_time = time.monotonic()
-            self._last_tokens = state.num_input_tokens_seen
+            self._last_tokens = self.counter.input_tokens
 
     def on_log(
         self,
@@ -109,13 +93,13 @@ class EventCallback(TrainerCallback):
                 "epoch": float(state.epoch or 0.0),
                 "train_loss": float(logs["loss"]),
                 "learning_rate": float(logs.get("learning_rate", 0.0)),
-                "tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / elapsed,
+                "tokens_per_second": (self.counter.input_tokens - self._last_tokens) / elapsed,
                 "eta_seconds": per_step * (state.max_steps - state.global_step),
                 "trained_tokens": self.counter.trained_tokens,
                 "cpu_seconds": time.process_time(),  # this process, every thread
             },
         )
-        self._last_emit, self._last_time, self._last_tokens = now, now, state.num_input_tokens_seen
+        self._last_emit, self._last_time, self._last_tokens = now, now, self.counter.input_tokens
 
     def on_evaluate(
         self,
