@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ragtune_eval.dataset import DatasetError
 from ragtune_eval.public_sets import (
     load_public_set,
+    load_task,
     parse_conll,
     parse_gsm8k,
     parse_restaurant8k,
@@ -270,3 +271,13 @@ def test_any_restaurant8k_json_is_items_or_a_named_error(rows: list[object]) -> 
         assert str(exc).startswith("r8k")
     else:
         assert all(isinstance(i.target, dict) for i in items)
+
+
+def test_a_task_file_with_its_own_held_out_file(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_bytes(jsonl({"input": "a", "label": "x"}, {"input": "b", "label": "y"}))
+    (tmp_path / "test.csv").write_text("text,label\nc,x\n")  # one label only: fine for a held-out file
+    data = load_task(tmp_path / "train.jsonl", test_path=tmp_path / "test.csv")
+    assert data.kind == "classification" and [(i.id, i.target) for i in data.test] == [("test-1", "x")]
+    (tmp_path / "bad.csv").write_text("text,label\nc\n")
+    with pytest.raises(DatasetError, match=r"bad.csv:2: 1 fields"):
+        load_task(tmp_path / "train.jsonl", test_path=tmp_path / "bad.csv")
