@@ -84,7 +84,7 @@ def gateway(built: float) -> Iterator[tuple[str, str]]:
             time.sleep(1)
         podman(
             "run", "-d", "--name", name, "--network", network, "--read-only",
-            "--tmpfs", "/tmp", "--tmpfs", "/home/ragtune", "--tmpfs", "/var/lib/ragtune",
+            "--tmpfs", "/tmp", "-v", "/home/ragtune", "-v", "/var/lib/ragtune",  # as compose mounts them
             "-p", f"127.0.0.1:{port}:8080",
             "-e", f"DATABASE_URL=postgresql://ragtune:{password}@{database}:5432/ragtune",
             "-e", f"RAGTUNE_GATEWAY_ADMIN_KEY={secrets.token_hex(20)}",
@@ -97,7 +97,7 @@ def gateway(built: float) -> Iterator[tuple[str, str]]:
         yield f"http://127.0.0.1:{port}", name
     finally:
         for container in (name, database):
-            podman("rm", "-f", "-t", "5", container, check=False)
+            podman("rm", "-f", "-v", "-t", "5", container, check=False)
         podman("network", "rm", network, check=False)
 
 
@@ -118,6 +118,8 @@ def test_gateway_runs_read_only_as_uid_10001_and_reaches_its_database(gateway: t
     assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
     assert podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name).stdout.strip() == "true"
     assert podman("exec", name, "touch", "/opt/venv/probe", check=False).returncode != 0
+    for path in ("/tmp", "/home/ragtune", "/var/lib/ragtune"):
+        assert podman("exec", name, "touch", f"{path}/probe", check=False).returncode == 0, f"{path} not writable"
 
 
 def test_every_shipped_module_imports(built: float) -> None:
