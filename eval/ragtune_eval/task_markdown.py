@@ -89,7 +89,8 @@ def comparison_lines(built: dict[str, Any]) -> list[str]:
     for c in built["comparisons"]:
         s = c["score"]
         row = f"| {c['candidate']} - {c['baseline']} | {s['difference']:+.1f} [{s['low']:+.1f}, {s['high']:+.1f}]"
-        row += f"{' *' if s['significant'] else ''} | {cell(s['p_value'], 4)} |"
+        p = s["p_value"]
+        row += f"{' *' if s['significant'] else ''} | {'< 0.0001' if p is not None and p < 1e-4 else cell(p, 4)} |"
         if exact:
             e = c["exact"]
             row += f" {e['difference']:+.1f} [{e['low']:+.1f}, {e['high']:+.1f}]{' *' if e['significant'] else ''} |"
