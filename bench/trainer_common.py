@@ -1,6 +1,6 @@
-"""Shared pieces of the trainer benchmarks: GSM8K as chat examples, the trainer (and optionally
-the generator) started as separate processes over the bench database, and a job driven the way a
-client drives one (UploadDataset stream, CreateJob, WatchJob) with its event timeline.
+"""Shared pieces of the trainer benchmarks: GSM8K, SQuAD and BANKING77 as chat examples, the trainer
+(and optionally the generator) started as separate processes over the bench database, and a job
+driven the way a client drives one (UploadDataset stream, CreateJob, WatchJob) with its event timeline.
 
 Event times are the ``JobEvent.created_at`` the trainer stores (PostgreSQL ``now()`` of the
 transaction that recorded the event, on this machine's clock), so they compare with ``time.time()``.
@@ -8,6 +8,7 @@ transaction that recorded the event, on this machine's clock), so they compare w
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -81,6 +82,55 @@ def pick_fitting(
             if len(picked) == count:
                 return picked
     raise ValueError(f"only {len(picked)} problems fit {max_tokens} tokens, {count} wanted")
+
+
+@dataclass(frozen=True)
+class ChatPair:
+    """One user message and the assistant's answer: the shape of the throughput benchmark's data."""
+
+    user: str
+    assistant: str
+
+    def example(self, line: int = 1) -> Example:
+        return Example(line, (Message("user", self.user, 0), Message("assistant", self.assistant, 1)))
+
+    def line(self) -> str:
+        messages = [{"role": "user", "content": self.user}, {"role": "assistant", "content": self.assistant}]
+        return json.dumps({"messages": messages}, ensure_ascii=False)
+
+
+def load_squad_pairs(path: Path) -> list[ChatPair]:
+    """SQuAD v1.1 as closed-book-with-context QA: the paragraph and the question, the first gold answer
+    (long, varied prompts; answers of a few tokens)."""
+    pairs = []
+    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                user = f"{paragraph['context']}\n\nQuestion: {qa['question']}"
+                pairs.append(ChatPair(user, qa["answers"][0]["text"]))
+    return pairs
+
+
+def load_banking77_pairs(path: Path) -> list[ChatPair]:
+    """BANKING77 as intent classification: the customer's message, its intent label (short examples)."""
+    with path.open(encoding="utf-8", newline="") as f:
+        return [ChatPair(row["text"], row["category"]) for row in csv.DictReader(f)]
+
+
+def pick_pairs(
+    tokenizer: Any, pairs: Sequence[ChatPair], count: int, max_tokens: int, seed: int
+) -> list[tuple[ChatPair, TokenizedExample]]:
+    """``count`` pairs in a seeded shuffle whose chat rendering fits ``max_tokens``, tokenized."""
+    order = list(pairs)
+    random.Random(seed).shuffle(order)
+    picked = []
+    for pair in order:
+        tokenized = tokenize_example(tokenizer, pair.example())
+        if len(tokenized.input_ids) <= max_tokens:
+            picked.append((pair, tokenized))
+            if len(picked) == count:
+                return picked
+    raise ValueError(f"only {len(picked)} examples fit {max_tokens} tokens, {count} wanted")
 
 
 def base_model_dir(ctx: Context) -> Path:
@@ -163,12 +213,19 @@ def job_request(
     max_seq_length: int,
     seed: int,
     suffix: str,
+    validation_file: str = "",
+    eval_interval_steps: int = 0,
+    checkpoint_interval_steps: int = 0,
 ) -> pb.CreateJobRequest:
-    """No validation split (no evaluation), LoRA r with alpha 2r and the default targets (all seven)."""
+    """LoRA r with alpha 2r and the default targets (all seven); no validation split: evaluation only
+    on a ``validation_file``, every ``eval_interval_steps``."""
     return pb.CreateJobRequest(
         tenant=TENANT,
         training_file=dataset_id,
+        validation_file=validation_file,
         validation_fraction=0.0,
+        eval_interval_steps=eval_interval_steps,
+        checkpoint_interval_steps=checkpoint_interval_steps,
         hyperparameters=pb.Hyperparameters(
             n_epochs=pb.NumberOrAuto(number=epochs),
             batch_size=pb.NumberOrAuto(number=batch),
