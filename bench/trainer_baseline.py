@@ -16,9 +16,9 @@ identical tokens and loss masks.
 Validation: at step 0 and every ``eval_every`` steps the model's loss over every token of the
 validation file is computed one example at a time (``ragtune_trainer.loop.target_loss``: summed
 cross-entropy / trained tokens, the quantity the trainer reports) with the clock paused, so
-``train_s`` excludes evaluation. Prints one ``RESULT`` JSON line: ``train_s`` (from just before
-``train()`` to the end of the last optimizer step, evaluations excluded), the evaluations with the
-training seconds at each, ``final_loss``, the thread count.
+``train_s`` excludes evaluation. Prints one ``RESULT`` JSON line: ``train_s`` (from the end of
+``Trainer.train()``'s set-up, ``on_train_begin``, to the end of the last optimizer step, evaluations
+excluded), the evaluations with the training seconds at each, ``final_loss``, the thread count.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def _callbacks(clock: Clock, validation: list[TokenizedExample], every: int, pad
             marks["evals"].append({"step": step, "eval_loss": total / count, "train_s": clock.training_s()})
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            clock.start()  # set-up done: training (and the step-0 evaluation, paused) begins
             if validation:
                 self._evaluate(model, 0)
 
@@ -138,7 +139,6 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix=f"{spec['kind']}-trainer-") as out:
         trainer = _trainer(spec["kind"], model, lora, tokenizer, rows, out, common, probe)
-        clock.start()
         trainer.train()
         returned = clock.training_s()
     return {

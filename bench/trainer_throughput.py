@@ -17,13 +17,12 @@ positions); ``plain``, ``bench.trainer_baseline`` with transformers' Trainer + P
 batches; ``trl``, the same script with TRL's SFTTrainer and ``padding_free=True``. Sides run one
 after another, the order reversed every other shape and round (``--tt-rounds``).
 
-Measured: real (non-padding) tokens / training seconds, from the job's ``started`` event (data
-tokenized, model loaded, ``Trainer.train()`` next) or just before the baselines' ``train()`` to the
-end of the last step, evaluation time excluded on every side. Validation loss (summed cross-entropy
-over every trained token of the validation examples / their number: what the job reports) is taken
-at step 0 and every ``steps / --tt-evals`` steps: the job evaluates itself (its evaluation time is
-the gap between the progress and eval events of a step; step 0's is taken as the median of the
-others), the baselines pause their clock. Time to target: the training seconds at the first
+Measured: real (non-padding) tokens / training seconds, from the end of the step-0 evaluation (the
+job's eval event; the baselines' ``on_train_begin``) to the end of the last step, evaluation time
+excluded on every side. Validation loss (summed cross-entropy over every trained token of the
+validation examples / their number: what the job reports) is taken at step 0 and every
+``steps / --tt-evals`` steps: the job evaluates itself (its evaluation time is the gap between the
+progress and eval events of a step), the baselines pause their clock. Time to target: the training seconds at the first
 evaluation at or below the loss every side reaches (the highest of the sides' best losses). The job
 saves its checkpoint at the end only, outside the window. Figures are each side's best round (other
 load on a shared machine only slows a run). Target: >= 1.5x plain on every shape, not behind TRL.
@@ -35,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -182,12 +180,14 @@ async def _job(address: str, ids: dict[str, str], shape: Shape, args: argparse.N
             progress.setdefault(event.progress.step, (event_time(event), event.progress.train_loss))
     evals = [(e.eval.step, e.eval.eval_loss, event_time(e)) for e in run.events if e.WhichOneof("event") == "eval"]
     took = {step: at - progress[step][0] for step, _, at in evals if step in progress}
-    took[0] = statistics.median(took.values()) if took else 0.0  # step 0 has no progress event before it
-    started, paused, timed = run.started, 0.0, []
+    # the clock starts once the step-0 evaluation is done: Trainer set-up and that first (warm-up)
+    # evaluation are outside the window, as the baselines start theirs when training begins
+    started = next((at for step, _, at in evals if step == 0), run.started)
+    paused, timed = 0.0, []
     for step, loss, at in evals:
-        paused += took[step]
+        paused += took.get(step, 0.0)
         timed.append({"step": step, "eval_loss": loss, "train_s": at - started - paused})
-    last = run.last_step - started - sum(took[step] for step, _, _ in evals if step < run.job.total_steps)
+    last = run.last_step - started - sum(took.get(step, 0.0) for step, _, _ in evals if step < run.job.total_steps)
     return {
         "trained_tokens": run.job.trained_tokens,
         "steps": run.job.step,
