@@ -8,7 +8,8 @@ since one would switch that detection off. The first token of every example is l
 would otherwise be the target of the previous example's last token. Examples are placed first-fit
 decreasing into rows of ``row_tokens`` (or the batch's longest example, if longer), and rows end
 with one padding segment (its own position ids, never a target), so padding is at most one row's
-slack. Padded: one example per row, right-padded, with an attention mask.
+slack. Padded: one example per row, right-padded, with an attention mask. Both say how many real
+(non-padding) tokens the batch holds, for the throughput the training process reports.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from ragtune_trainer.masks import IGNORE_INDEX
 
 Features = list[dict[str, list[int]]]
+REAL_TOKENS = "real_tokens"  # batch key: the number of real (non-padding) tokens, never a model input
 
 
 class Collator(Protocol):
@@ -65,7 +67,8 @@ class PackingCollator:
                 positions[r, at : at + n] = torch.arange(n)
                 at += n
             positions[r, at:] = torch.arange(width - at)  # the padding: a segment of its own
-        return {"input_ids": ids, "labels": labels, "position_ids": positions}
+        real = sum(len(f["input_ids"]) for f in features)
+        return {"input_ids": ids, "labels": labels, "position_ids": positions, REAL_TOKENS: torch.tensor(real)}
 
 
 class PaddingCollator:
@@ -84,4 +87,4 @@ class PaddingCollator:
             ids[row, :n] = torch.tensor(feature["input_ids"])
             labels[row, :n] = torch.tensor(feature["labels"])
             mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, REAL_TOKENS: mask.sum()}

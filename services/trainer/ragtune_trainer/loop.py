@@ -1,5 +1,5 @@
 """The Hugging Face Trainer as the training process runs it: token-budget batches, the loss computed
-only where there is something to learn, and a token-weighted validation loss.
+only where there is something to learn, a token-weighted validation loss, real tokens counted.
 
 The loss is the mean cross-entropy over every trained token of the step (assistant tokens of
 weight-1 turns), as transformers computes it for a causal LM (labels shifted by one, summed, divided
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedModel, Trainer
 
 from ragtune_trainer.batching import TokenBudgetBatches, evaluation_batches
+from ragtune_trainer.collation import REAL_TOKENS
 from ragtune_trainer.masks import IGNORE_INDEX, TokenizedExample
 
 # config fields of models whose logits are more than the LM head's projection
@@ -107,6 +108,16 @@ class TokenBudgetTrainer(Trainer):
         if dataset is None or isinstance(dataset, (str, dict)):
             raise ValueError("evaluation needs the eval_dataset given at construction")
         return self._loader(dataset, evaluation_batches(self.eval_lengths, self.budget_tokens))
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """Counts the step's real tokens into ``state.num_input_tokens_seen`` (the collators know them;
+        transformers' own count would take a packed row's padding segment for tokens)."""
+        real = inputs.pop(REAL_TOKENS, None)
+        if real is not None:
+            self.state.num_input_tokens_seen += int(real)
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(
         self,

@@ -20,13 +20,11 @@ PROGRESS_FILE = "ragtune_progress.json"  # written into each checkpoint: counter
 
 
 class CountingDataset(torch.utils.data.Dataset):
-    """Training examples; counts the tokens handed to the training loop: trained (loss-carrying)
-    ones, kept across a resume, and all real ones (no padding), for the throughput it reports."""
+    """Training examples; counts the trained (loss-carrying) tokens handed to the training loop."""
 
     def __init__(self, examples: list[TokenizedExample], trained_tokens: int = 0) -> None:
         self.examples = examples
         self.trained_tokens = trained_tokens
-        self.input_tokens = 0
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -34,7 +32,6 @@ class CountingDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         example = self.examples[index]
         self.trained_tokens += example.trained_tokens
-        self.input_tokens += len(example.input_ids)
         return {"input_ids": example.input_ids, "labels": example.labels}
 
 
@@ -66,7 +63,7 @@ class EventCallback(TrainerCallback):
         if self._first_step is None:
             self._first_step = state.global_step
             self._run_start = self._last_time = time.monotonic()
-            self._last_tokens = self.counter.input_tokens
+            self._last_tokens = state.num_input_tokens_seen
 
     def on_log(
         self,
@@ -93,13 +90,13 @@ class EventCallback(TrainerCallback):
                 "epoch": float(state.epoch or 0.0),
                 "train_loss": float(logs["loss"]),
                 "learning_rate": float(logs.get("learning_rate", 0.0)),
-                "tokens_per_second": (self.counter.input_tokens - self._last_tokens) / elapsed,
+                "tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / elapsed,
                 "eta_seconds": per_step * (state.max_steps - state.global_step),
                 "trained_tokens": self.counter.trained_tokens,
                 "cpu_seconds": time.process_time(),  # this process, every thread
             },
         )
-        self._last_emit, self._last_time, self._last_tokens = now, now, self.counter.input_tokens
+        self._last_emit, self._last_time, self._last_tokens = now, now, state.num_input_tokens_seen
 
     def on_evaluate(
         self,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ragtune_trainer.batching import TokenBudgetBatches, epoch_batches, evaluation_batches, split_evenly
-from ragtune_trainer.collation import PackingCollator, PaddingCollator, pack_rows
+from ragtune_trainer.collation import REAL_TOKENS, PackingCollator, PaddingCollator, pack_rows
 from ragtune_trainer.cpus import cgroup_cpu_limit, usable_cpus
 from ragtune_trainer.masks import IGNORE_INDEX
 
@@ -103,7 +103,7 @@ def test_packed_rows_keep_tokens_labels_and_restart_positions():
     # an example's first token is never a target: it would be predicted from the previous example
     assert batch["labels"].tolist() == [[-100, -100, 3, 4, -100, 6, 7, -100, 9]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2, 0, 1]]
-    assert "attention_mask" not in batch
+    assert "attention_mask" not in batch and int(batch[REAL_TOKENS]) == 9
 
 
 def test_packed_rows_end_in_a_padding_segment_of_their_own():
@@ -116,6 +116,7 @@ def test_packed_rows_end_in_a_padding_segment_of_their_own():
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 0, 0], [9, 10, 11, 0, 0]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1], [0, 1, 2, 0, 1]]
     assert (batch["labels"][batch["input_ids"] == 0] == IGNORE_INDEX).all()
+    assert int(batch[REAL_TOKENS]) == 11
 
 
 def test_padding_collator_masks_the_padding():
@@ -123,6 +124,7 @@ def test_padding_collator_masks_the_padding():
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
     assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1], [1, 0, 0]]))
+    assert int(batch[REAL_TOKENS]) == 4
 
 
 def test_cpu_quota_caps_the_threads(tmp_path):
