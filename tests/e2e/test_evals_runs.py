@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Tenant
+from tests.e2e.test_fine_tuning import COLOURS, TRAINING, _wait_final
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -125,3 +126,64 @@ async def test_completions_and_responses_runs_sample_the_model(
     )
     assert [m.role for m in first.sample.input] == ["system", "user"]
     assert first.sample.input[1].content == ITEMS[0]["question"], "the template rendered with the item"
+
+
+async def test_an_adapter_run_is_offered_for_an_alias(tenant_a: Tenant, base_model: str) -> None:
+    """A LoRA adapter that learnt an answer format passes a format grader the base model fails; its
+    run is offered for an alias through the eval (no holder yet: promoted, and recorded), and a
+    run of the base model cannot hold one."""
+    client = tenant_a.client
+    training = await client.files.create(file=("colours.jsonl", TRAINING.encode()), purpose="fine-tune")
+    job = await client.fine_tuning.jobs.create(
+        model=base_model,
+        training_file=training.id,
+        hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 10},
+    )
+    done = await _wait_final(tenant_a, job.id, timeout_s=900)
+    assert done.status == "succeeded" and done.fine_tuned_model, done
+    schema: Any = {"type": "object", "properties": {"thing": {"type": "string"}}, "required": ["thing"]}
+    grader: Any = {
+        "type": "string_check",
+        "name": "format",
+        "input": "{{sample.output_text}}",
+        "reference": "COLOUR=",
+        "operation": "like",
+    }
+    evaluation = await client.evals.create(
+        data_source_config={"type": "custom", "item_schema": schema}, testing_criteria=[grader]
+    )
+    items = [{"item": {"thing": thing}} for thing, _ in COLOURS]
+
+    async def run_of(model: str) -> str:
+        source: Any = {
+            "type": "completions",
+            "model": model,
+            "input_messages": {
+                "type": "template",
+                "template": [{"role": "user", "content": "Colour of {{item.thing}}?"}],
+            },
+            "sampling_params": {"max_completion_tokens": 8, "temperature": 0},
+            "source": {"type": "file_content", "content": items},
+        }
+        run = await client.evals.runs.create(evaluation.id, data_source=source)
+        assert (await _completed(tenant_a, evaluation.id, run.id)).status == "completed"
+        return run.id
+
+    base_run, adapter_run = await run_of(base_model), await run_of(done.fine_tuned_model)
+    compared = (await tenant_a.http.get(f"/v1/evals/{evaluation.id}/comparison")).json()
+    rates = {r["run_id"]: r["pass_rate"]["format"]["value"] for r in compared["runs"]}
+    assert rates[adapter_run] > rates[base_run], compared
+
+    alias = f"ft:colours-{evaluation.id[-6:]}"
+    promote = f"/v1/evals/{evaluation.id}/promote"
+    offered = await tenant_a.http.post(
+        f"/v1/evals/{evaluation.id}/promote", json={"alias": alias, "run_id": adapter_run}
+    )
+    assert offered.status_code == 200, offered.text
+    decision = offered.json()
+    assert decision["promoted"] and decision["candidate"] == done.fine_tuned_model and decision["metric"] == "pass_rate"
+    assert decision["candidate_score"] == 100 * rates[adapter_run]
+    held = await tenant_a.http.get(f"/v1/aliases/{alias}")
+    assert held.json()["model"] == done.fine_tuned_model
+    refused = await tenant_a.http.post(promote, json={"alias": alias, "run_id": base_run})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "candidate", refused.text

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from ragtune_gateway.auth import Runtime, TenantId
 from ragtune_gateway.routers.evaluations import Worker
+from ragtune_gateway.schemas.aliases import AliasPromotion
 from ragtune_gateway.schemas.common import Cursor, Id, ListPage, PathId
 from ragtune_gateway.schemas.evals import (
     CreateEval,
@@ -19,6 +20,7 @@ from ragtune_gateway.schemas.evals import (
     EvalRunDeleted,
     EvalRunObject,
     OutputItemObject,
+    PromoteFromRuns,
     RunStatus,
     UpdateEval,
 )
@@ -137,3 +139,10 @@ async def compare_runs(
     """ragtune's verdict over the runs of one eval (default: its completed runs): pass rates with
     intervals, paired differences on shared items, and which run to use."""
     return await service.compare(runtime, tenant, eval_id, run_ids or [], level)
+
+
+@router.post("/{eval_id}/promote", response_model=AliasPromotion)
+async def promote(eval_id: PathId, body: PromoteFromRuns, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
+    """Offer a completed run's adapter for an alias: over a holder, the holder's run of this eval is
+    the baseline and the alias moves only on a significant paired improvement (recorded either way)."""
+    return await service.promote(runtime, tenant, eval_id, body)

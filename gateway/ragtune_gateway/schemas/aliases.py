@@ -41,7 +41,9 @@ class PromotionRequest(WireModel):
     candidate_score: float
     holder: Id | None = Field(default=None, description="the holder the candidate was compared with; null: none")
     holder_score: float | None = None
-    metric: Literal["f1", "em"] = "f1"
+    metric: Literal["f1", "em", "pass_rate"] = Field(
+        default="f1", description="f1/em of /v1/evaluations; pass_rate of a grader of /v1/evals"
+    )
     evaluation: JsonObject = Field(default_factory=dict, description="where the scores come from")
     comparison: PromotionComparison | None = Field(
         default=None,

@@ -253,3 +253,12 @@ class EvalComparison(ResponseModel):
     runs: list[dict[str, Any]]
     comparisons: list[dict[str, Any]]
     recommendation: str
+
+
+class PromoteFromRuns(OpenAIModel):
+    """Offer a run's adapter for an alias (a ragtune extension): over a holder, the holder's run of
+    the same eval is the baseline, paired on their shared items."""
+
+    alias: Annotated[Text, Field(min_length=1, max_length=128)]
+    run_id: Id = Field(description="a completed run of the eval whose model is the candidate adapter")
+    testing_criteria: Name | None = Field(default=None, description="the grader to compare on (default: the first)")
