@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, service_process
+from ragtune.common.v1 import common_pb2 as pb_common
 from ragtune.trainer.v1 import trainer_pb2 as pb
 from ragtune.trainer.v1 import trainer_pb2_grpc
 from ragtune_common.models import resolve_base_model
@@ -236,6 +237,22 @@ def job_request(
         max_seq_length=max_seq_length,
         suffix=suffix,
     )
+
+
+async def cancel_leftover_jobs(stub: trainer_pb2_grpc.TrainerServiceStub) -> list[str]:
+    """Cancel the bench tenant's unfinished jobs: a run interrupted mid-job leaves one, and the next
+    run's trainer (same bench database) would resume it before the jobs it is asked for."""
+    cancelled, token = [], ""
+    while True:
+        page = pb_common.PageRequest(page_size=100, page_token=token)
+        reply = await stub.ListJobs(pb.ListJobsRequest(tenant=TENANT, page=page), timeout=60)
+        for job in reply.jobs:
+            if job.status not in (pb.JOB_STATUS_SUCCEEDED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED):
+                await stub.CancelJob(pb.CancelJobRequest(tenant=TENANT, id=job.id), timeout=60)
+                cancelled.append(job.id)
+        token = reply.next_page_token
+        if not token:
+            return cancelled
 
 
 def event_time(event: pb.JobEvent) -> float:

@@ -45,6 +45,7 @@ from bench.common import REPO, Context, aio_channel, report, write_result
 from bench.trainer_common import (
     ChatPair,
     base_model_dir,
+    cancel_leftover_jobs,
     event_time,
     job_request,
     load_banking77_pairs,
@@ -199,6 +200,13 @@ async def _job(address: str, ids: dict[str, str], shape: Shape, args: argparse.N
     }
 
 
+async def _cancel_leftovers(address: str) -> None:
+    async with aio_channel(address) as channel:
+        cancelled = await cancel_leftover_jobs(trainer_pb2_grpc.TrainerServiceStub(channel))
+    if cancelled:
+        print(f"  cancelled jobs an interrupted run left: {cancelled}", flush=True)
+
+
 async def _upload(address: str, shape: Shape) -> dict[str, str]:
     async with aio_channel(address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
@@ -221,6 +229,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         "RAGTUNE_TRAINER_TORCH_THREADS": str(threads),
     }
     with services(ctx, "throughput", with_generator=False, trainer_env=trainer_env) as addresses:
+        asyncio.run(_cancel_leftovers(addresses.trainer))
         uploaded = {s.name: asyncio.run(_upload(addresses.trainer, s)) for s in shapes}
         turn = 0
         for round_ in range(max(1, args.tt_rounds)):
