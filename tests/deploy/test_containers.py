@@ -341,12 +341,13 @@ async def _kill_matrix(stack: Stack, key: str) -> None:
         return inflict
 
     async def restart_postgres() -> None:
-        start = time.monotonic()
+        start, started_at = time.monotonic(), stack.inspect("postgres", "{{.State.StartedAt}}")
         say("compose restart postgres")
         result = await asyncio.to_thread(stack.compose, "restart", "postgres", timeout_s=300)
         assert result.returncode == 0, result.stderr
         await asyncio.to_thread(stack.healthy, "postgres", 120)
-        say(f"  postgres back after {time.monotonic() - start:.0f}s")
+        assert stack.inspect("postgres", "{{.State.StartedAt}}") != started_at, "postgres was not restarted"
+        say(f"  postgres stopped and started again, healthy {time.monotonic() - start:.0f}s after the command")
 
     training = await http.post(
         "/v1/files", files={"file": ("kill.jsonl", TRAINING.encode())}, data={"purpose": "fine-tune"}
@@ -369,19 +370,28 @@ async def _kill_matrix(stack: Stack, key: str) -> None:
     await under_load("kill -9 gateway", kill("gateway", 300))
     await under_load("compose restart postgres", restart_postgres)
 
+    async def read(path: str) -> httpx.Response:
+        """GET, waiting out the per-key rate limit (429 + Retry-After) that hundreds of reads reach."""
+        for _ in range(60):
+            reply = await http.get(path)
+            if reply.status_code != 429:
+                break
+            await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
+        return reply
+
     # nothing acknowledged is lost: every file's bytes, every vector store file, every job
     for file_id, (data, fault) in acked_files.items():
-        content = await http.get(f"/v1/files/{file_id}/content")
+        content = await read(f"/v1/files/{file_id}/content")
         MATRIX[fault]["lost"] += content.status_code != 200 or content.content != data
     for file_id, fault in acked_store_files:
         deadline = time.monotonic() + 300
-        while (reply := await http.get(f"/v1/vector_stores/{store}/files/{file_id}")).status_code == 200:
+        while (reply := await read(f"/v1/vector_stores/{store}/files/{file_id}")).status_code == 200:
             if reply.json().get("status") != "in_progress" or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
         MATRIX[fault]["lost"] += reply.status_code != 200 or reply.json().get("status") != "completed"
     for job_id, fault in acked_jobs:
-        MATRIX[fault]["lost"] += (await http.get(f"/v1/fine_tuning/jobs/{job_id}")).status_code != 200
+        MATRIX[fault]["lost"] += (await read(f"/v1/fine_tuning/jobs/{job_id}")).status_code != 200
     await http.aclose()
     lost = sum(row["lost"] for row in MATRIX.values())
     counts = f"{len(acked_files)} files, {len(acked_store_files)} store files, {len(acked_jobs)} jobs"
