@@ -37,6 +37,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.deploy.podman import podman_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "podman" / "compose.sh"
 REPORT = Path(os.environ.get("RAGTUNE_CONTAINERS_REPORT", "/tmp/ragtune-containers-report.json"))
@@ -120,7 +122,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    env = dict(os.environ)
+    env = podman_environment()
     env.update(
         POSTGRES_PASSWORD=secrets.token_hex(16),
         RAGTUNE_ADMIN_KEY=secrets.token_hex(24),

@@ -26,14 +26,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.deploy.podman import podman_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN_DIR = ROOT / "deploy" / "podman"
 IMAGE = "ragtune/gateway:0.1.0"
 POSTGRES = "localhost/ragtune-base/postgres:18-pgvector"
-ENV = os.environ | {"CONTAINERS_CONF": str(PODMAN_DIR / "containers.conf")}
+INSTALLED = shutil.which("podman") is not None and shutil.which("debootstrap") is not None
+ENV = podman_environment() if INSTALLED else dict(os.environ)
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("podman") is None or shutil.which("debootstrap") is None,
+    not INSTALLED,
     reason="podman and debootstrap are not installed (make install installs them as root): the image is unchecked",
 )
 
