@@ -31,10 +31,11 @@ class TrainingSettings(BaseSettings):
         " example); off: one example per row, rows padded and batches grouped by length",
     )
     row_tokens: int = Field(
-        default=256,
+        default=512,
         ge=16,
-        description="a packed row holds up to this many tokens, or the batch's longest example if longer:"
-        " attention costs the square of a row's length on CPU, so rows stay short",
+        description="a packed row holds up to this many tokens, or the batch's longest example if longer."
+        " CPU attention kernels compute a row's whole masked square, so rows stay short; but rows only a"
+        " little longer than the longest example fit one example each and pad like unpacked batches",
     )
     torch_threads: int = Field(
         default=0,
