@@ -23,7 +23,11 @@ images=("$@")
 
 index_pid=""
 trap '[ -z "$index_pid" ] || kill "$index_pid" 2>/dev/null || true' EXIT
-if [ -z "${TORCH_INDEX:-}" ]; then
+needs_torch=""
+for name in "${images[@]}"; do [ "$name" = gateway ] || needs_torch=1; done
+if [ -z "${TORCH_INDEX:-}" ] && [ -z "$needs_torch" ]; then
+  TORCH_INDEX=https://download.pytorch.org/whl/cpu  # unused: the gateway installs no torch
+elif [ -z "${TORCH_INDEX:-}" ]; then
   wheel="$(ls /opt/wheels/torch-"$TORCH_VERSION"+cpu-*.whl 2>/dev/null | head -1 || true)"
   if [ -n "$wheel" ]; then
     index="$(mktemp -d)"
