@@ -15,7 +15,8 @@ Sides: ``ragtune``, a job of the trainer service (``python -m ragtune_trainer.ma
 database, training in a process of its own: packed rows, token-budget steps, loss only at trained
 positions); ``plain``, ``bench.trainer_baseline`` with transformers' Trainer + PEFT and right-padded
 batches; ``trl``, the same script with TRL's SFTTrainer and ``padding_free=True``. Sides run one
-after another, the order reversed every other shape and round (``--tt-rounds``).
+after another, the order reversed from one shape to the next and, for each shape, from one round
+(``--tt-rounds``) to the next.
 
 Measured: real (non-padding) tokens / training seconds, from the end of the step-0 evaluation (the
 job's eval event; the baselines' ``on_train_begin``) to the end of the last step, evaluation time
@@ -231,11 +232,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     with services(ctx, "throughput", with_generator=False, trainer_env=trainer_env) as addresses:
         asyncio.run(_cancel_leftovers(addresses.trainer))
         uploaded = {s.name: asyncio.run(_upload(addresses.trainer, s)) for s in shapes}
-        turn = 0
         for round_ in range(max(1, args.tt_rounds)):
-            for shape in shapes:
-                order = sides if turn % 2 == 0 else sides[::-1]
-                turn += 1
+            for index, shape in enumerate(shapes):
+                order = sides if (round_ + index) % 2 == 0 else sides[::-1]  # each shape alternates by round
                 for side in order:
                     start, load = time.perf_counter(), os.getloadavg()[0]
                     if side == "ragtune":
