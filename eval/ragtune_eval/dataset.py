@@ -88,17 +88,25 @@ def _list(value: Any, where: str) -> list[Any]:
 
 def jsonl_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
     """(line number, the line's JSON value) for every non-empty line (``\n`` ends a line, as a
-    file reads); a line that is not JSON is a :class:`DatasetError` naming ``name:line``."""
+    file reads); a line that is not JSON (NaN and Infinity are not) is a :class:`DatasetError`
+    naming ``name:line``."""
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{name}:{number}"
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(line, parse_constant=not_json_constant)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
+        except ValueError as exc:
+            raise DatasetError(f"{where}: not JSON ({exc})") from None
         except RecursionError:
             raise DatasetError(f"{where}: nested too deeply") from None
+
+
+def not_json_constant(constant: str) -> Any:
+    """``parse_constant`` of :func:`json.loads`: NaN and Infinity are not JSON (nor storable as jsonb)."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _jsonl(text: str, name: str) -> list[QAItem]:

@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from typing import Any
 
+from ragtune_eval.dataset import not_json_constant
+
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.\-]*)\s*\}\}")
 NAMESPACES = ("item", "sample")
 STRING_CHECK_OPERATIONS = ("eq", "ne", "like", "ilike")
@@ -85,10 +87,6 @@ def sample_namespace(output_text: str) -> dict[str, Any]:
     with contextlib.suppress(ValueError, RecursionError):  # NaN/Infinity are not JSON: no output_json
         sample["output_json"] = json.loads(fenced.group(1) if fenced else text, parse_constant=not_json_constant)
     return sample
-
-
-def not_json_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def string_check(operation: str, value: str, reference: str) -> float:

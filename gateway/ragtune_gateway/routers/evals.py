@@ -24,6 +24,7 @@ from ragtune_gateway.schemas.evals import (
     RunStatus,
     UpdateEval,
 )
+from ragtune_gateway.services import eval_verdict
 from ragtune_gateway.services import evals as service
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
@@ -138,11 +139,11 @@ async def compare_runs(
 ) -> EvalComparison:
     """ragtune's verdict over the runs of one eval (default: its completed runs): pass rates with
     intervals, paired differences on shared items, and which run to use."""
-    return await service.compare(runtime, tenant, eval_id, run_ids or [], level)
+    return await eval_verdict.compare(runtime, tenant, eval_id, run_ids or [], level)
 
 
 @router.post("/{eval_id}/promote", response_model=AliasPromotion)
 async def promote(eval_id: PathId, body: PromoteFromRuns, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
     """Offer a completed run's adapter for an alias: over a holder, the holder's run of this eval is
     the baseline and the alias moves only on a significant paired improvement (recorded either way)."""
-    return await service.promote(runtime, tenant, eval_id, body)
+    return await eval_verdict.promote(runtime, tenant, eval_id, body)
