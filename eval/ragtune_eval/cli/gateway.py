@@ -1,4 +1,6 @@
-"""The CLI's view of the gateway: where it is, which key to use, and JSON/SSE calls over httpx."""
+"""The CLI's view of the gateway: where it is, which key to use, the official ``openai`` client for
+the routes in the OpenAI dialect (files, vector stores) and JSON/SSE calls over httpx for ragtune's
+own (admin, ``rag`` chat with citations, job events)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from openai import APIStatusError, OpenAI
 
 from ragtune_common.state_paths import credentials_path
-from ragtune_eval.client import VECTOR_STORE_PREFIX
+
+TIMEOUT_S = 600.0
 
 
 class CliError(Exception):
@@ -23,24 +27,58 @@ def state_dir() -> Path:
 
 
 def base_url() -> str:
+    """The gateway's root: ``RAGTUNE_BASE_URL`` (with or without the ``/v1`` an OpenAI client is
+    given), else ``http://127.0.0.1:$RAGTUNE_GATEWAY_PORT`` (8080)."""
     if url := os.environ.get("RAGTUNE_BASE_URL"):
-        return url.rstrip("/")
+        return url.rstrip("/").removesuffix("/v1")
     return f"http://127.0.0.1:{os.environ.get('RAGTUNE_GATEWAY_PORT', '8080')}"
+
+
+def _saved_key(field: str, missing: str) -> str:
+    """A key the gateway wrote to the state directory on its first start (when it was given no admin key)."""
+    path = credentials_path(state_dir())
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))[field])
+    except (OSError, ValueError, KeyError):
+        raise CliError(f"{missing}, or run where `ragtune up` wrote {path} (RAGTUNE_STATE_DIR)") from None
 
 
 def api_key() -> str:
     """``RAGTUNE_API_KEY``, else the default tenant's key that the gateway wrote on first start."""
-    if key := os.environ.get("RAGTUNE_API_KEY"):
-        return key
-    path = credentials_path(state_dir())
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["api_key"])
-    except (OSError, ValueError, KeyError):
-        raise CliError(f"no API key: set RAGTUNE_API_KEY, or start ragtune (`ragtune up`) to create {path}") from None
+    return os.environ.get("RAGTUNE_API_KEY") or _saved_key("api_key", "no API key: set RAGTUNE_API_KEY")
+
+
+def admin_key() -> str:
+    """``RAGTUNE_ADMIN_KEY``, else the admin key that the gateway wrote on first start."""
+    return os.environ.get("RAGTUNE_ADMIN_KEY") or _saved_key(
+        "admin_key", "no admin key: set RAGTUNE_ADMIN_KEY (the gateway's RAGTUNE_GATEWAY_ADMIN_KEY)"
+    )
+
+
+def error_line(status: int, body: object) -> str:
+    """``HTTP 404: No such file: 'file-x'. (file_id)``: the gateway's message and the field it names,
+    from an error body (``{"error": {...}}``, or the inner object as the ``openai`` client keeps it)."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        param = f" ({error['param']})" if error.get("param") else ""
+        return f"HTTP {status}: {error['message']}{param}"
+    return f"HTTP {status}: {' '.join(str(body).split())[:300]}"
+
+
+def refusal_line(error: APIStatusError) -> str:
+    """:func:`error_line` of an error answer as the ``openai`` client raises it."""
+    return error_line(error.status_code, error.body if error.body is not None else error.message)
+
+
+def openai_client() -> OpenAI:
+    """The official client on this gateway: one retry (a 429 waits as the gateway asks), then the error."""
+    return OpenAI(base_url=f"{base_url()}/v1", api_key=api_key(), timeout=TIMEOUT_S, max_retries=1)
 
 
 class Gateway:
-    def __init__(self, url: str | None = None, key: str | None = None, timeout_s: float = 600.0) -> None:
+    """ragtune's own routes over httpx, with the tenant's key (or the admin key: ``Gateway(key=admin_key())``)."""
+
+    def __init__(self, url: str | None = None, key: str | None = None, timeout_s: float = TIMEOUT_S) -> None:
         self.http = httpx.Client(
             base_url=url or base_url(), headers={"Authorization": f"Bearer {key or api_key()}"}, timeout=timeout_s
         )
@@ -55,12 +93,10 @@ class Gateway:
     def _check(response: httpx.Response) -> Any:
         if response.status_code >= 400:
             try:
-                error = response.json()["error"]
-                param = f" ({error['param']})" if error.get("param") else ""
-                message = f"{error['message']}{param}"
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:300]
-            raise CliError(f"HTTP {response.status_code}: {message}")
+                body: object = response.json()
+            except ValueError:
+                body = response.text
+            raise CliError(error_line(response.status_code, body))
         return response.json()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -88,17 +124,3 @@ class Gateway:
                     yield payload
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach the gateway at {self.http.base_url}: {exc}") from None
-
-    def find_or_create_store(self, name_or_id: str) -> dict[str, Any]:
-        after = ""
-        while True:
-            page = self.request("GET", "/v1/vector_stores", params={"limit": 100, "after": after})
-            for store in page["data"]:
-                if name_or_id in (store["id"], store["name"]):
-                    return dict(store)
-            if not page["has_more"]:
-                break
-            after = page["last_id"]
-        if name_or_id.startswith(VECTOR_STORE_PREFIX):
-            raise CliError(f"no vector store {name_or_id}")
-        return dict(self.request("POST", "/v1/vector_stores", json={"name": name_or_id}))

@@ -1,4 +1,8 @@
-"""``ragtune``: start the stack, ingest documents, ask questions with citations, fine-tune, list."""
+"""``ragtune``: start the stack, ingest documents, ask questions with citations, fine-tune, list;
+the command groups (keys, tenants, stores, files, eval) live in modules of their own, added here.
+
+A command runs its body in ``one_line_errors()`` (a failure is one line, never a traceback) and talks to
+the gateway through ``openai_client()`` where the route is in the OpenAI dialect, else through ``Gateway``."""
 
 from __future__ import annotations
 
@@ -7,23 +11,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
 from ragtune_eval.cli.eval import eval_app
-from ragtune_eval.cli.gateway import CliError, Gateway
-from ragtune_eval.client import VECTOR_STORE_PREFIX
+from ragtune_eval.cli.files import files_app, local_files
+from ragtune_eval.cli.gateway import Gateway, openai_client
+from ragtune_eval.cli.keys import keys_app, tenants_app
+from ragtune_eval.cli.stores import add_file, find_store, stores_app
+from ragtune_eval.cli.terminal import bars, console, one_line_errors
 
 app = typer.Typer(help="ragtune: RAG and LoRA fine-tuning on your own data.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(stores_app, name="stores")
+app.add_typer(files_app, name="files")
 app.add_typer(eval_app, name="eval")
-console = Console()
-DOCUMENT_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
-
-
-def _fail(error: CliError) -> None:
-    console.print(f"[red]error:[/red] {error}")
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -68,41 +71,21 @@ def launcher_args(
     return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise CliError(f"no such file or directory: {path}")
-    return found
-
-
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or directories (.txt .md .html .pdf)")],
     store: Annotated[str, typer.Option(help="vector store id or name (created if no store has it)")] = "default",
 ) -> None:
-    """Upload documents and add them to a vector store, with a progress bar."""
-    try:
-        files = _files(paths)
-        with Gateway() as gw:
-            target = gw.find_or_create_store(store)
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=console, transient=False) as progress:
-                task = progress.add_task(f"ingesting into {target['id']}", total=len(files))
-                for path in files:
-                    with path.open("rb") as f:
-                        uploaded = gw.request(
-                            "POST", "/v1/files", files={"file": (path.name, f)}, data={"purpose": "assistants"}
-                        )
-                    gw.request("POST", f"/v1/vector_stores/{target['id']}/files", json={"file_id": uploaded["id"]})
-                    progress.advance(task)
-        console.print(f"{len(files)} file(s) in vector store [bold]{target['id']}[/bold] ({target['name']})")
-    except CliError as error:
-        _fail(error)
+    """Upload documents and add them to a vector store, one by one, with a progress bar."""
+    with one_line_errors(), openai_client() as client:
+        files = local_files(paths)
+        target = find_store(client, store, create=True)
+        with bars() as progress:
+            task = progress.add_task(f"ingesting into {target.id}", total=len(files))
+            for path in files:
+                add_file(client, target.id, path)
+                progress.advance(task)
+        console.print(f"{len(files)} file(s) in vector store [bold]{target.id}[/bold] ({target.name})")
 
 
 @app.command()
@@ -114,73 +97,58 @@ def ask(
     max_tokens: Annotated[int, typer.Option(min=1)] = 256,
 ) -> None:
     """Ask a question, grounded in vector stores when --store is given; prints numbered citations."""
-    try:
-        with Gateway() as gw:
-            chosen = model or next(m["id"] for m in gw.request("GET", "/v1/models")["data"] if not m.get("parent"))
-            body: dict[str, Any] = {
-                "model": chosen,
-                "stream": True,
-                "max_tokens": max_tokens,
-                "temperature": 0,
-                "messages": [{"role": "user", "content": question}],
-            }
-            if store:
-                ids = [gw.find_or_create_store(s)["id"] if not s.startswith(VECTOR_STORE_PREFIX) else s for s in store]
-                body["rag"] = {"vector_store_ids": ids, "top_k": top_k}
-            citations: list[dict[str, Any]] = []
-            for chunk in gw.events("POST", "/v1/chat/completions", json=body):
-                citations = chunk.get("citations") or citations
-                for choice in chunk.get("choices", []):
-                    sys.stdout.write(choice.get("delta", {}).get("content") or "")
-                    sys.stdout.flush()
-            sys.stdout.write("\n")
-            for c in citations:
-                quoted = " ".join(c["text"].split())
-                console.print(
-                    f"[bold][{c['index']}][/bold] {c.get('filename') or c['document_id']} "
-                    f"({c['start_offset']}-{c['end_offset']}, score {c['score']:.3f}): "
-                    f"[dim]{quoted[:160]}{'...' if len(quoted) > 160 else ''}[/dim]",
-                    highlight=False,
-                )
-    except CliError as error:
-        _fail(error)
+    with one_line_errors(), Gateway() as gw:
+        chosen = model or next(m["id"] for m in gw.request("GET", "/v1/models")["data"] if not m.get("parent"))
+        body: dict[str, Any] = {
+            "model": chosen,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": question}],
+        }
+        if store:
+            with openai_client() as client:
+                body["rag"] = {"vector_store_ids": [find_store(client, s).id for s in store], "top_k": top_k}
+        citations: list[dict[str, Any]] = []
+        for chunk in gw.events("POST", "/v1/chat/completions", json=body):
+            citations = chunk.get("citations") or citations
+            for choice in chunk.get("choices", []):
+                sys.stdout.write(choice.get("delta", {}).get("content") or "")
+                sys.stdout.flush()
+        sys.stdout.write("\n")
+        for c in citations:
+            quoted = " ".join(c["text"].split())
+            console.print(
+                f"[bold][{c['index']}][/bold] {c.get('filename') or c['document_id']} "
+                f"({c['start_offset']}-{c['end_offset']}, score {c['score']:.3f}): "
+                f"[dim]{quoted[:160]}{'...' if len(quoted) > 160 else ''}[/dim]",
+                highlight=False,
+            )
 
 
 @app.command()
 def finetune(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: chat or prompt/completion")],
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="JSONL: chat or prompt/completion")],
     model: Annotated[str, typer.Option(help="base model; default: the server's")] = "",
     suffix: Annotated[str | None, typer.Option()] = None,
     epochs: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     watch: Annotated[bool, typer.Option(help="follow the job with a progress bar and the loss")] = False,
 ) -> None:
     """Upload a training file and start a LoRA fine-tuning job."""
-    try:
-        with Gateway() as gw:
-            with file.open("rb") as f:
-                uploaded = gw.request(
-                    "POST", "/v1/files", files={"file": (file.name, f)}, data={"purpose": "fine-tune"}
-                )
-            body: dict[str, Any] = {"training_file": uploaded["id"], "model": model, "suffix": suffix}
-            if epochs:
-                body["hyperparameters"] = {"n_epochs": epochs}
-            job = gw.request("POST", "/v1/fine_tuning/jobs", json=body)
-            console.print(f"job [bold]{job['id']}[/bold] {job['status']} (training file {uploaded['id']})")
-            if watch:
-                _watch(gw, job["id"])
-    except CliError as error:
-        _fail(error)
+    with one_line_errors(), Gateway() as gw:
+        with file.open("rb") as f:
+            uploaded = gw.request("POST", "/v1/files", files={"file": (file.name, f)}, data={"purpose": "fine-tune"})
+        body: dict[str, Any] = {"training_file": uploaded["id"], "model": model, "suffix": suffix}
+        if epochs:
+            body["hyperparameters"] = {"n_epochs": epochs}
+        job = gw.request("POST", "/v1/fine_tuning/jobs", json=body)
+        console.print(f"job [bold]{job['id']}[/bold] {job['status']} (training file {uploaded['id']})")
+        if watch:
+            _watch(gw, job["id"])
 
 
 def _watch(gw: Gateway, job_id: str) -> None:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with bars(TextColumn("{task.fields[loss]}")) as progress:
         task = progress.add_task("training", total=None, loss="")
         for event in gw.events("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params={"stream": "true"}):
             data = event.get("data") or {}
@@ -199,32 +167,26 @@ def _watch(gw: Gateway, job_id: str) -> None:
 @app.command()
 def jobs(limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
     """List fine-tuning jobs, newest first."""
-    try:
-        with Gateway() as gw:
-            page = gw.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit})
-        table = Table("id", "status", "step", "loss", "fine-tuned model")
-        for job in page["data"]:
-            loss = f"{job['train_loss']:.4f}" if job.get("train_loss") else ""
-            table.add_row(
-                job["id"], job["status"], f"{job['step']}/{job['total_steps']}", loss, job["fine_tuned_model"] or ""
-            )
-        console.print(table)
-    except CliError as error:
-        _fail(error)
+    with one_line_errors(), Gateway() as gw:
+        page = gw.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit})
+    table = Table("id", "status", "step", "loss", "fine-tuned model")
+    for job in page["data"]:
+        loss = f"{job['train_loss']:.4f}" if job.get("train_loss") else ""
+        table.add_row(
+            job["id"], job["status"], f"{job['step']}/{job['total_steps']}", loss, job["fine_tuned_model"] or ""
+        )
+    console.print(table)
 
 
 @app.command()
 def models() -> None:
     """List the base model and your fine-tuned models."""
-    try:
-        with Gateway() as gw:
-            data = gw.request("GET", "/v1/models")["data"]
-        table = Table("id", "base model", "owner")
-        for m in data:
-            table.add_row(m["id"], m.get("parent") or "", m["owned_by"])
-        console.print(table)
-    except CliError as error:
-        _fail(error)
+    with one_line_errors(), Gateway() as gw:
+        data = gw.request("GET", "/v1/models")["data"]
+    table = Table("id", "base model", "owner")
+    for m in data:
+        table.add_row(m["id"], m.get("parent") or "", m["owned_by"])
+    console.print(table)
 
 
 if __name__ == "__main__":

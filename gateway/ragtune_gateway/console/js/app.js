@@ -45,7 +45,7 @@ function signIn(message) {
       },
     },
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, "An API key of your tenant (", h("span", { class: "mono" }, "ragtune key create"), " or the key in the gateway's credentials file). It stays in this tab only."),
+    h("p", { class: "muted" }, "An API key of your tenant: ", h("span", { class: "mono" }, "ragtune keys create --tenant <id>"), " makes one (", h("span", { class: "mono" }, "make run"), " wrote the default tenant's to .ragtune/gateway/credentials.json). It stays in this tab only."),
     field("API key", key),
     h("div", { class: "row" }, h("button", { type: "submit", id: "signin-submit" }, "Sign in")),
     error,

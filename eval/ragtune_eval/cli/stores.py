@@ -1,0 +1,132 @@
+"""``ragtune stores``: list, create (with files), delete vector stores and list a store's files
+(``/v1/vector_stores``, through the official ``openai`` client). A store is named by its id or by
+its name; :func:`find_store` is how every command (``ingest`` and ``ask`` too) resolves one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from openai import APIStatusError, OpenAI
+from openai.types import VectorStore
+from rich.table import Table
+
+from ragtune_eval.cli.files import delete_quietly, local_files, upload_file, upload_files
+from ragtune_eval.cli.gateway import CliError, openai_client, refusal_line
+from ragtune_eval.cli.terminal import console, one_line_errors, size, when
+from ragtune_eval.client import VECTOR_STORE_PREFIX
+
+stores_app = typer.Typer(
+    help="Vector stores: list, create with files, delete, list a store's files.", no_args_is_help=True
+)
+MAX_FILES_AT_CREATION = 500  # the gateway's bound on file_ids
+
+
+def _extra(obj: Any, field: str, default: Any = None) -> Any:
+    """One of ragtune's fields beside OpenAI's (e.g. ``chunk_count``, ``filename``)."""
+    return (obj.model_extra or {}).get(field, default)
+
+
+def stores_named(client: OpenAI, name: str) -> list[VectorStore]:
+    return [s for s in client.vector_stores.list(limit=100) if s.name == name]
+
+
+def find_store(client: OpenAI, name_or_id: str, create: bool = False) -> VectorStore:
+    """The store with this id, else the one store with this name (created when ``create`` and none
+    has it); a name that several stores share must be given as an id."""
+    if name_or_id.startswith(VECTOR_STORE_PREFIX):
+        return client.vector_stores.retrieve(name_or_id)
+    named = stores_named(client, name_or_id)
+    if len(named) > 1:
+        ids = ", ".join(s.id for s in named)
+        raise CliError(f"{len(named)} vector stores are named {name_or_id!r} ({ids}): give an id")
+    if named:
+        return named[0]
+    if not create:
+        raise CliError(f"no vector store named {name_or_id!r} (`ragtune stores list` lists them)")
+    return client.vector_stores.create(name=name_or_id)
+
+
+def add_file(client: OpenAI, store_id: str, path: Path) -> None:
+    """Upload one file and add it to a store; a refusal names the file, whose upload is deleted again."""
+    uploaded = upload_file(client, path, "assistants")
+    try:
+        client.vector_stores.files.create(vector_store_id=store_id, file_id=uploaded.id)
+    except BaseException as error:
+        delete_quietly(client, [uploaded.id])
+        if isinstance(error, APIStatusError):
+            raise CliError(f"{path}: {refusal_line(error)}") from None
+        raise
+
+
+def describe(store: VectorStore) -> str:
+    files = store.file_counts.completed
+    return f"{store.id} ({store.name}): {files} file(s), {_extra(store, 'chunk_count', 0)} chunk(s)"
+
+
+@stores_app.command("list")
+def list_stores() -> None:
+    """List your vector stores, with their files, chunks and size."""
+    with one_line_errors(), openai_client() as client:
+        table = Table("id", "name", "files", "chunks", "text", "created")
+        for s in client.vector_stores.list(limit=100):
+            files = str(s.file_counts.completed) + (f" ({s.file_counts.failed} failed)" if s.file_counts.failed else "")
+            table.add_row(
+                s.id, s.name or "", files, str(_extra(s, "chunk_count", 0)), size(s.usage_bytes), when(s.created_at)
+            )
+        console.print(table)
+
+
+@stores_app.command()
+def create(
+    name: str,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="files, or directories of documents (.txt .md .html .pdf)")
+    ] = None,
+) -> None:
+    """Create a vector store with these files: uploaded with a progress bar, then indexed all
+    together; if anything is refused, neither the store nor the uploaded files are left behind."""
+    with one_line_errors(), openai_client() as client:
+        files = local_files(paths) if paths else []
+        if len(files) > MAX_FILES_AT_CREATION:
+            raise CliError(f"{len(files)} files: create the store with at most {MAX_FILES_AT_CREATION}, then ingest")
+        if taken := stores_named(client, name):
+            raise CliError(f"a vector store is named {name!r} already ({taken[0].id}): add files with `ragtune ingest`")
+        uploaded = upload_files(client, files, "assistants", "uploading") if files else []
+        try:
+            with console.status(f"indexing {len(uploaded)} file(s)"):
+                store = client.vector_stores.create(name=name, file_ids=[f.id for f in uploaded])
+        except BaseException:
+            delete_quietly(client, [f.id for f in uploaded])
+            raise
+        console.print(describe(store), highlight=False)
+
+
+@stores_app.command()
+def delete(stores: Annotated[list[str], typer.Argument(help="vector store ids or names")]) -> None:
+    """Delete vector stores (their files stay in `ragtune files list`); frees places under the store quota."""
+    with one_line_errors(), openai_client() as client:
+        for name_or_id in stores:
+            store = find_store(client, name_or_id)
+            client.vector_stores.delete(store.id)
+            console.print(f"deleted {store.id} ({store.name})", highlight=False)
+
+
+@stores_app.command()
+def files(store: Annotated[str, typer.Argument(help="vector store id or name")]) -> None:
+    """List the files of a vector store, with their chunks and status."""
+    with one_line_errors(), openai_client() as client:
+        found = find_store(client, store)
+        table = Table("file id", "filename", "status", "chunks", "text", "added")
+        for f in client.vector_stores.files.list(found.id, limit=100):
+            status = f.status + (f": {f.last_error.message}" if f.last_error else "")
+            table.add_row(
+                f.id,
+                _extra(f, "filename") or "",
+                status,
+                str(_extra(f, "chunk_count", 0)),
+                size(f.usage_bytes),
+                when(f.created_at),
+            )
+        console.print(table)
