@@ -24,10 +24,12 @@ from ragtune_gateway.routers import (
     fine_tuning,
     health,
     models,
+    stored_completions,
     vector_stores,
 )
 from ragtune_gateway.routers import responses as responses_router
 from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.services.completion_retention import CompletionRetention
 from ragtune_gateway.services.eval_runs import EvalRuns
 from ragtune_gateway.services.evaluation_worker import EvaluationWorker
 from ragtune_gateway.services.file_batches import FileBatchWorker
@@ -50,9 +52,12 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
         await worker.start()
         batches = app.state.file_batches = FileBatchWorker(runtime)
         await batches.resume()
+        retention = CompletionRetention(runtime)
+        retention.start()
         try:
             yield
         finally:
+            await retention.close()
             await batches.close()
             await worker.close()
             await runtime.close()
@@ -66,7 +71,8 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, admin, models, aliases, chat, files, vector_stores, fine_tuning, evaluations, evals):
+    routers = (health, admin, models, aliases, chat, stored_completions, files, vector_stores, fine_tuning)
+    for module in (*routers, evaluations, evals):
         app.include_router(module.router)
     mount_console(app)  # the web console at /ui: static pages that call the API with the user's key
     app.include_router(responses_router.router)

@@ -62,6 +62,9 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     evaluation_max_attempts: int = Field(
         default=5, ge=1, description="claims of one evaluation whose worker died before it gives up"
     )
+    completion_retention_sweep_s: float = Field(
+        default=3600.0, ge=0, description="how often stored chat completions past retention are deleted; 0 = never"
+    )
     promotion_min_level: float = Field(
         default=0.95, ge=0.5, lt=1, description="confidence level a promotion's paired interval must reach at least"
     )

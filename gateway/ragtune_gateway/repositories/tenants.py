@@ -107,3 +107,38 @@ async def tenant_for_key_hash(pool: AsyncConnectionPool, key_hash: str) -> str |
         )
         row = await cur.fetchone()
     return str(row[0]) if row else None
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """What a tenant's stored completions follow (migration 0008)."""
+
+    tenant_id: str
+    store_completions: bool
+    completion_retention_days: int | None
+
+
+_SETTINGS = "id AS tenant_id, store_completions, completion_retention_days"
+
+
+async def get_settings(pool: AsyncConnectionPool, tenant_id: str) -> TenantSettings | None:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(TenantSettings))
+        await cur.execute(f"SELECT {_SETTINGS} FROM gateway.tenants WHERE id = %s", (tenant_id,))
+        return await cur.fetchone()
+
+
+async def update_settings(
+    pool: AsyncConnectionPool, tenant_id: str, changes: dict[str, bool | int | None]
+) -> TenantSettings | None:
+    """Sets the given settings (``store_completions``, ``completion_retention_days``); the others stay.
+    None if there is no such tenant."""
+    assert set(changes) <= {"store_completions", "completion_retention_days"}, changes
+    sets = ", ".join(f"{name} = %({name})s" for name in changes) or "id = id"
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(TenantSettings))
+        await cur.execute(
+            f"UPDATE gateway.tenants SET {sets} WHERE id = %(tenant)s RETURNING {_SETTINGS}",
+            {**changes, "tenant": tenant_id},
+        )
+        return await cur.fetchone()

@@ -6,7 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from ragtune_gateway.auth import Runtime, require_admin
-from ragtune_gateway.schemas.admin import ApiKeyObject, CreatedApiKey, CreateTenant, RevokedApiKey, TenantObject
+from ragtune_gateway.schemas.admin import (
+    ApiKeyObject,
+    CreatedApiKey,
+    CreateTenant,
+    RevokedApiKey,
+    TenantObject,
+    TenantSettingsObject,
+    UpdateTenantSettings,
+)
 from ragtune_gateway.schemas.common import ListPage, PathId
 from ragtune_gateway.services import admin as service
 
@@ -39,3 +47,15 @@ async def list_keys(tenant_id: PathId, runtime: Runtime) -> ListPage[ApiKeyObjec
 async def revoke_key(tenant_id: PathId, key_id: PathId, runtime: Runtime) -> RevokedApiKey:
     """Revokes the key on every gateway process at once; revoking it again answers the same."""
     return await service.revoke_key(runtime, tenant_id, key_id)
+
+
+@router.get("/tenants/{tenant_id}/settings", response_model=TenantSettingsObject)
+async def get_settings(tenant_id: PathId, runtime: Runtime) -> TenantSettingsObject:
+    """Whether the tenant stores chat completions by default, and how long it keeps them."""
+    return await service.get_settings(runtime, tenant_id)
+
+
+@router.post("/tenants/{tenant_id}/settings", response_model=TenantSettingsObject)
+async def update_settings(tenant_id: PathId, body: UpdateTenantSettings, runtime: Runtime) -> TenantSettingsObject:
+    """Changes the settings the body gives (``store_completions``, ``completion_retention_days``)."""
+    return await service.update_settings(runtime, tenant_id, body)

@@ -42,3 +42,21 @@ class CreatedApiKey(ApiKeyObject):
 
 class RevokedApiKey(ApiKeyObject):
     deleted: Literal[True] = True
+
+
+class UpdateTenantSettings(WireModel):
+    """The settings to change; those not given stay as they are."""
+
+    store_completions: bool | None = Field(
+        default=None, description="store chat completions whose request does not say `store` (default false)"
+    )
+    completion_retention_days: int | None = Field(
+        default=None, ge=1, le=36500, description="days a stored completion is kept (default 30); null = until deleted"
+    )
+
+
+class TenantSettingsObject(ResponseModel):
+    object: Literal["tenant.settings"] = "tenant.settings"
+    tenant_id: str
+    store_completions: bool
+    completion_retention_days: int | None

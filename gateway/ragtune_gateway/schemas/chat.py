@@ -23,6 +23,7 @@ from ragtune_gateway.schemas.common import (
     WireModel,
     check_text,
 )
+from ragtune_gateway.schemas.metadata import CompletionMetadata
 
 MAX_MESSAGES = 256
 MAX_PARTS = 64
@@ -86,6 +87,12 @@ class ChatCompletionRequest(WireModel):
     n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
     tools: list[Any] | None = Field(default=None, max_length=128)
     user: Text | None = Field(default=None, max_length=256)
+    store: bool | None = Field(
+        default=None, description="keep the answer (GET /v1/chat/completions); unset = the tenant's setting"
+    )
+    metadata: CompletionMetadata | None = Field(
+        default=None, description="at most 16 pairs, keys up to 64 characters, values up to 512"
+    )
     rag: RagOptions | None = None
 
     @field_validator("messages")

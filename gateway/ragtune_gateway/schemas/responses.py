@@ -24,11 +24,11 @@ from ragtune_gateway.schemas.common import (
     Text,
     WireModel,
 )
+from ragtune_gateway.schemas.metadata import Metadata
 
 MAX_ITEMS = 256
 MAX_PARTS = 64
 MAX_INPUT_CHARS = 256_000  # every input text together; the model's context is far smaller anyway
-MAX_METADATA = 16
 INCLUDE_RESULTS = "file_search_call.results"
 TEXT_PART_TYPES = ("input_text", "output_text")
 ROLES = ("user", "assistant", "system", "developer")
@@ -138,7 +138,7 @@ class CreateResponse(WireModel):
     max_output_tokens: PosInt32 | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    metadata: dict[Annotated[Text, Field(max_length=64)], Annotated[Text, Field(max_length=512)]] | None = None
+    metadata: Metadata | None = None
     parallel_tool_calls: bool | None = None
     max_tool_calls: PosInt32 | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -163,13 +163,6 @@ class CreateResponse(WireModel):
     def _bounded_instructions(cls, value: str | None) -> str | None:
         if value is not None and len(value) > MAX_INPUT_CHARS:
             raise ValueError(f"over the limit of {MAX_INPUT_CHARS} characters")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _few_pairs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None and len(value) > MAX_METADATA:
-            raise ValueError(f"at most {MAX_METADATA} key-value pairs")
         return value
 
     @field_validator("background")

@@ -9,7 +9,15 @@ from ragtune_gateway import ids
 from ragtune_gateway.errors import ApiError, not_found
 from ragtune_gateway.repositories import tenants
 from ragtune_gateway.runtime import GatewayRuntime
-from ragtune_gateway.schemas.admin import ApiKeyObject, CreatedApiKey, CreateTenant, RevokedApiKey, TenantObject
+from ragtune_gateway.schemas.admin import (
+    ApiKeyObject,
+    CreatedApiKey,
+    CreateTenant,
+    RevokedApiKey,
+    TenantObject,
+    TenantSettingsObject,
+    UpdateTenantSettings,
+)
 from ragtune_gateway.schemas.common import ListPage
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # what every service accepts as a tenant
@@ -72,3 +80,30 @@ async def revoke_key(runtime: GatewayRuntime, tenant_id: str, key_id: str) -> Re
     record, key_hash = revoked
     runtime.keys.forget(key_hash)  # here at once; the other processes as the notification arrives
     return RevokedApiKey(**key_object(record).model_dump())
+
+
+def settings_object(settings: tenants.TenantSettings) -> TenantSettingsObject:
+    return TenantSettingsObject(
+        tenant_id=settings.tenant_id,
+        store_completions=settings.store_completions,
+        completion_retention_days=settings.completion_retention_days,
+    )
+
+
+async def get_settings(runtime: GatewayRuntime, tenant_id: str) -> TenantSettingsObject:
+    settings = await tenants.get_settings(runtime.pool, tenant_id)
+    if settings is None:
+        raise not_found("tenant", tenant_id, "tenant_id")
+    return settings_object(settings)
+
+
+async def update_settings(runtime: GatewayRuntime, tenant_id: str, body: UpdateTenantSettings) -> TenantSettingsObject:
+    """Sets what the body gives; ``store_completions: null`` is refused, ``completion_retention_days:
+    null`` keeps stored completions until they are deleted."""
+    changes = body.model_dump(include=body.model_fields_set)
+    if "store_completions" in changes and changes["store_completions"] is None:
+        raise ApiError(400, "store_completions must be true or false.", param="store_completions")
+    settings = await tenants.update_settings(runtime.pool, tenant_id, changes)
+    if settings is None:
+        raise not_found("tenant", tenant_id, "tenant_id")
+    return settings_object(settings)

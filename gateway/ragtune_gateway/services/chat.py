@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import psycopg
+
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_common.logging import request_id_var
@@ -22,7 +24,7 @@ from ragtune_common.prompts import grounded_system_prompt
 from ragtune_common.protoconv import struct_to_dict
 from ragtune_gateway import ids
 from ragtune_gateway.downstream.base import EventStream
-from ragtune_gateway.errors import ApiError
+from ragtune_gateway.errors import ApiError, database_unavailable
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.aliases import is_alias
 from ragtune_gateway.schemas.chat import (
@@ -39,7 +41,7 @@ from ragtune_gateway.schemas.chat import (
     CompletionUsage,
     FinishReason,
 )
-from ragtune_gateway.services import retrieval
+from ragtune_gateway.services import retrieval, stored_completions
 from ragtune_gateway.services.generation import open_stream, sse
 from ragtune_gateway.services.models import resolve_adapter
 
@@ -154,19 +156,30 @@ async def complete(runtime: GatewayRuntime, tenant: str, body: ChatCompletionReq
     prepared = await prepare(runtime, tenant, body)
     result = await runtime.downstream.generator.complete(prepared.request, fields=GENERATE_FIELDS)
     runtime.metrics.count_tokens(prepared.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+    completion = _completion(
+        ids.new_id(ids.CHAT_COMPLETION), int(time.time()), prepared, body, result.text, result.finish_reason
+    )
+    completion.usage = _usage(result.usage)
+    await stored_completions.record(runtime, tenant, body, prepared.request.adapter, completion)
+    return completion
+
+
+def _completion(
+    completion_id: str, created: int, prepared: Prepared, body: ChatCompletionRequest, text: str, finish: int
+) -> ChatCompletion:
     return ChatCompletion(
-        id=ids.new_id(ids.CHAT_COMPLETION),
-        created=int(time.time()),
+        id=completion_id,
+        created=created,
         model=prepared.model,
         choices=[
             Choice(
                 index=0,
-                message=ChatCompletionMessage(content=result.text),
-                finish_reason=FINISH_REASONS.get(result.finish_reason, "stop"),
+                message=ChatCompletionMessage(content=text),
+                finish_reason=FINISH_REASONS.get(finish, "stop"),
             )
         ],
-        usage=_usage(result.usage),
         citations=prepared.citations,
+        metadata=body.metadata,
     )
 
 
@@ -181,17 +194,44 @@ async def stream(
     prepared = await prepare(runtime, tenant, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     first, events, release = await open_stream(runtime, key_hash, prepared.request, GENERATE_FIELDS)
-    return _chunks(runtime, prepared, first, events, include_usage), release
+    answer = Answer(runtime, tenant, body, prepared, ids.new_id(ids.CHAT_COMPLETION), int(time.time()))
+    return _chunks(answer, first, events, include_usage), release
+
+
+@dataclass
+class Answer:
+    """A streamed answer: what its chunks are made of, and its text so far (stored at its end)."""
+
+    runtime: GatewayRuntime
+    tenant: str
+    body: ChatCompletionRequest
+    prepared: Prepared
+    id: str
+    created: int
+    text: str = ""
+
+    async def store(self, final: gpb.Completion) -> None:
+        completion = _completion(self.id, self.created, self.prepared, self.body, self.text, final.finish_reason)
+        completion.usage = _usage(final.usage)
+        try:
+            await stored_completions.record(
+                self.runtime, self.tenant, self.body, self.prepared.request.adapter, completion
+            )
+        except psycopg.OperationalError as exc:  # the answer is sent; the client learns it was not kept
+            log.warning("stored completion %s not written: %s", self.id, exc)
+            raise database_unavailable() from None
 
 
 async def _chunks(
-    runtime: GatewayRuntime,
-    prepared: Prepared,
+    answer: Answer,
     first: gpb.GenerateResponse,
     events: EventStream[gpb.GenerateResponse],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    completion_id, created, model = ids.new_id(ids.CHAT_COMPLETION), int(time.time()), prepared.model
+    """The chunks of ``answer``; a stored one is written once its last token is in, before
+    ``[DONE]`` (a stream cut short is not stored)."""
+    runtime, prepared = answer.runtime, answer.prepared
+    completion_id, created, model = answer.id, answer.created, prepared.model
     leave_out = None if include_usage else {"usage"}
 
     def chunk(
@@ -211,10 +251,12 @@ async def _chunks(
         while event is not None:
             kind = event.WhichOneof("event")
             if kind == "delta" and event.delta:
+                answer.text += event.delta
                 yield delta(ChoiceDelta(content=event.delta))
             elif kind == "final":
                 final = event.final
                 runtime.metrics.count_tokens(model, final.usage.prompt_tokens, final.usage.completion_tokens)
+                await answer.store(final)
                 yield delta(ChoiceDelta(), FINISH_REASONS.get(final.finish_reason, "stop"))
                 if include_usage:
                     yield chunk([], usage=_usage(final.usage))

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune.retriever.v1 import retriever_pb2 as rpb
 from ragtune_gateway.repositories.aliases import Alias
-from ragtune_gateway.schemas import chat, models
+from ragtune_gateway.schemas import chat, models, stored_completions
 from ragtune_gateway.services import chat as chat_service
 from ragtune_gateway.services import models as model_service
 from tests.fixtures.openapi import assert_mirrors, gateway_openapi, operations, resolve
@@ -34,6 +34,9 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (chat.ChatCompletionChunk, oai.chat.ChatCompletionChunk),
     (chat.ChunkChoice, chat_completion_chunk.Choice),
     (chat.ChoiceDelta, chat_completion_chunk.ChoiceDelta),
+    (stored_completions.StoredCompletion, oai.chat.ChatCompletion),
+    (stored_completions.StoredMessage, oai.chat.ChatCompletionStoreMessage),
+    (stored_completions.ChatCompletionDeleted, oai.chat.ChatCompletionDeleted),
 ]
 
 PREFIXES = ("/v1/models", "/v1/aliases", "/v1/chat")
@@ -55,7 +58,7 @@ def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> set[str]:
 
 def test_every_model_alias_and_chat_route_documents_its_response(spec: dict[str, Any]) -> None:
     routes = operations(spec, PREFIXES)
-    assert len(routes) == 8, [(p, m) for p, m, _ in routes]
+    assert len(routes) == 14, [(p, m) for p, m, _ in routes]
     for path, method, operation in routes:
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert _properties(spec, schema) >= {"object"}, f"{method.upper()} {path} documents no response body"
@@ -71,6 +74,12 @@ def test_every_model_alias_and_chat_route_documents_its_response(spec: dict[str,
         ("/v1/aliases/{alias}", "delete", {"id", "object", "deleted"}),
         ("/v1/aliases/{alias}/promotions", "post", {"id", "candidate", "holder", "promoted", "reason"}),
         ("/v1/chat/completions", "post", {"id", "object", "created", "model", "choices", "usage", "citations"}),
+        ("/v1/chat/completions", "get", {"object", "data", "has_more", "first_id", "last_id"}),
+        ("/v1/chat/completions/{completion_id}", "get", {"id", "object", "choices", "metadata", "request_model"}),
+        ("/v1/chat/completions/{completion_id}", "post", {"id", "object", "metadata", "correction"}),
+        ("/v1/chat/completions/{completion_id}", "delete", {"id", "object", "deleted"}),
+        ("/v1/chat/completions/{completion_id}/messages", "get", {"object", "data", "has_more"}),
+        ("/v1/chat/completions/{completion_id}/feedback", "get", {"object", "data"}),
     ],
 )
 def test_response_schemas_name_the_fields(spec: dict[str, Any], path: str, method: str, fields: set[str]) -> None:
