@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     embedding_backends,
+    eval_freshness,
     eval_squad,
     eval_tasks,
     gateway_overhead,
@@ -50,6 +51,7 @@ BENCHMARKS = {
         trainer_gsm8k,
         eval_squad,
         eval_tasks,
+        eval_freshness,
         peers,
     )
 }
