@@ -29,6 +29,7 @@ MAX_MESSAGES = 256
 MAX_PARTS = 64
 MAX_CHAT_CHARS = 256_000  # all message texts together; the model's context is far smaller anyway
 MAX_STOP = 8
+UNTIL_THE_END = "unset = until the answer ends or the context is full (the model's context minus the prompt)"
 
 
 class TextPart(WireModel):
@@ -80,8 +81,8 @@ class ChatCompletionRequest(WireModel):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: PosInt32 | None = None
-    max_completion_tokens: PosInt32 | None = None
+    max_tokens: PosInt32 | None = Field(default=None, description=UNTIL_THE_END)
+    max_completion_tokens: PosInt32 | None = Field(default=None, description=UNTIL_THE_END)
     stop: StopSequence | list[StopSequence] | None = None
     seed: Int64 | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")

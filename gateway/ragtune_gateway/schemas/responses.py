@@ -135,7 +135,9 @@ class CreateResponse(WireModel):
     store: bool = True
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_output_tokens: PosInt32 | None = None
+    max_output_tokens: PosInt32 | None = Field(
+        default=None, description="unset = until the answer ends or the context is full (no 'incomplete' before)"
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     metadata: Metadata | None = None

@@ -37,7 +37,9 @@ class Admitted:
     model: str
 
 
-def _sampling(message: pb.SamplingParams, default_max_tokens: int) -> Sampling:
+def _sampling(message: pb.SamplingParams, default_max_tokens: int | None) -> Sampling:
+    """The request's sampling; ``max_tokens`` 0 (neither the request nor the settings give one) is
+    the room the context leaves after the prompt, set once the prompt is tokenized."""
     temperature = message.temperature if message.HasField("temperature") else 1.0
     if not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
         raise InvalidArgument("must be between 0 and 2", field="sampling.temperature")
@@ -54,7 +56,7 @@ def _sampling(message: pb.SamplingParams, default_max_tokens: int) -> Sampling:
     return Sampling(
         temperature=temperature,
         top_p=top_p,
-        max_tokens=message.max_tokens or default_max_tokens,
+        max_tokens=message.max_tokens or default_max_tokens or 0,
         stop=tuple(message.stop),
         seed=message.seed if message.HasField("seed") else None,
     )
@@ -113,7 +115,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             raise InvalidArgument(
                 f"is {len(prompt_ids)} tokens; the model's context is {self._settings.max_model_len}", field=field
             )
-        if sampling.max_tokens > room:
+        if sampling.max_tokens == 0 or sampling.max_tokens > room:
             if request.sampling.max_tokens:
                 raise InvalidArgument(
                     f"{sampling.max_tokens} tokens do not fit after a {len(prompt_ids)}-token prompt"

@@ -46,7 +46,12 @@ class GeneratorSettings(ServiceSettings, DatabaseSettings):
         description="KV cache size in GiB. Unset: 1 GiB on CPU; on GPU what gpu_memory_utilization leaves",
     )
     dtype: str = Field(default="auto", description="auto: float32 on CPU, the model's dtype on GPU")
-    default_max_tokens: int = Field(default=256, ge=1)
+    default_max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="completion tokens of a request that gives no max_tokens; unset = until the answer ends or the"
+        " context is full (the model's context length minus the prompt), as OpenAI and vLLM's server",
+    )
     adapter_store_dir: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("adapter_store_dir", "RAGTUNE_ADAPTER_STORE"),

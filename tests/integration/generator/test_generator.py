@@ -86,6 +86,16 @@ async def test_stop_sequences_and_max_tokens(generator_stub):
     assert capped.finish_reason == pb.FINISH_REASON_LENGTH and capped.usage.completion_tokens == 5
 
 
+async def test_without_max_tokens_it_generates_past_256_tokens(generator_stub):
+    """No max_tokens: the answer runs to its end (here a stop sequence), bounded only by the
+    context, as OpenAI and vLLM's server; the generator no longer cuts it at 256 tokens."""
+    counted = await generator_stub.GenerateUnary(
+        pb.GenerateRequest(prompt=COUNTING, sampling=pb.SamplingParams(temperature=0, stop=[" 130,"]))
+    )
+    assert counted.finish_reason == pb.FINISH_REASON_STOP, counted.text[-200:]
+    assert counted.usage.completion_tokens > 256 and "129," in counted.text
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "field"),
     [
