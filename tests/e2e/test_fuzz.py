@@ -7,7 +7,10 @@ generation mode (default 25: about 1,500 requests, two minutes on the 2-core tes
 hunt: ``RAGTUNE_FUZZ_EXAMPLES=200``. Measured with 100: 4,906 requests found 14 server errors (5
 causes: NUL in ids and names reaching PostgreSQL, numbers past int32 reaching protobuf) before
 ``ragtune_gateway.schemas``; 5,906 requests, none after. The requests run in a thread: the gateway
-is served by this test's own event loop."""
+is served by this test's own event loop. A connection reset while a response is read (seen once in
+CI on a loaded machine, never reproduced in 7,806 requests) is retried once on a fresh connection,
+as schemathesis' own runner retries transient network failures, and printed; a request whose
+retry fails too is a finding like a 5xx."""
 
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ SEED = 20261129
 class FuzzReport:
     cases: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
-    server_errors: dict[tuple[str, int], str] = field(default_factory=dict)  # (operation, status) -> a curl
+    # (operation, status or 0 for a connection dropped twice) -> what was sent
+    server_errors: dict[tuple[str, int], str] = field(default_factory=dict)
+    transient: list[str] = field(default_factory=list)  # connections reset once, answered on a retry
 
 
 def fuzz(schema_doc: dict[str, Any], base_url: str, tenant_key: str, examples: int) -> FuzzReport:
@@ -78,7 +83,20 @@ def fuzz_operation(
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         case.headers = {**(case.headers or {}), **headers}
-        response = case.call(base_url=base_url, session=session, timeout=120)
+        try:
+            response = case.call(base_url=base_url, session=session, timeout=120)
+        except requests.ConnectionError as exc:
+            # A connection reset on a loaded machine is retried once on a fresh connection, as
+            # schemathesis' own runner does; a request that fails again is a finding, not a flake.
+            sent = case.as_transport_kwargs(base_url=base_url)
+            sent.pop("headers", None)
+            report.transient.append(f"{operation.label}: {exc!r:.200}")
+            try:
+                response = case.call(base_url=base_url, session=requests.Session(), timeout=120)
+            except requests.ConnectionError as again:
+                report.cases += 1
+                report.server_errors.setdefault((operation.label, 0), f"{sent!r:.600} -> {again!r:.300}")
+                return
         report.cases += 1
         report.statuses[response.status_code] += 1
         if response.status_code >= 500:
@@ -100,6 +118,8 @@ async def test_no_server_errors_on_any_generated_request(gateway_url: str, admin
         await tenant.http.aclose()
         await tenant.client.close()
     print(f"fuzz: {report.cases} cases, statuses {dict(sorted(report.statuses.items()))}")
+    for reset in report.transient:
+        print(f"  reset once, answered on a retry: {reset}")
     for (label, status), curl in report.server_errors.items():
         print(f"  {status} {label}: {curl}")
     assert report.cases > 0
