@@ -75,9 +75,12 @@ def delete_quietly(client: OpenAI, file_ids: list[str]) -> None:
 def list_files(
     purpose: Annotated[Purpose | None, typer.Option(help="only the files of this purpose")] = None,
 ) -> None:
-    """List your files, oldest first."""
+    """List your files."""
     with one_line_errors(), openai_client() as client:
         listed = list(client.files.list(purpose=purpose) if purpose else client.files.list())
+        if not listed:
+            console.print("no files" + (f" of purpose {purpose}" if purpose else ""))
+            return
         table = Table("id", "filename", "purpose", "size", "status", "created")
         for f in listed:
             table.add_row(f.id, f.filename, f.purpose, size(f.bytes), f.status, when(f.created_at))

@@ -4,6 +4,7 @@ its name; :func:`find_store` is how every command (``ingest`` and ``ask`` too) r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,13 +15,14 @@ from rich.table import Table
 
 from ragtune_eval.cli.files import delete_quietly, local_files, upload_file, upload_files
 from ragtune_eval.cli.gateway import CliError, openai_client, refusal_line
-from ragtune_eval.cli.terminal import console, one_line_errors, size, when
+from ragtune_eval.cli.terminal import console, one_line_errors, when
 from ragtune_eval.client import VECTOR_STORE_PREFIX
 
 stores_app = typer.Typer(
     help="Vector stores: list, create with files, delete, list a store's files.", no_args_is_help=True
 )
 MAX_FILES_AT_CREATION = 500  # the gateway's bound on file_ids
+REFUSED_FILE = re.compile(r"file_ids\[(\d+)\]")  # the param of a refusal that names one of the files
 
 
 def _extra(obj: Any, field: str, default: Any = None) -> Any:
@@ -67,13 +69,22 @@ def describe(store: VectorStore) -> str:
 
 @stores_app.command("list")
 def list_stores() -> None:
-    """List your vector stores, with their files, chunks and size."""
+    """List your vector stores, with their files, chunks and embedding model."""
     with one_line_errors(), openai_client() as client:
-        table = Table("id", "name", "files", "chunks", "text", "created")
-        for s in client.vector_stores.list(limit=100):
+        stores = list(client.vector_stores.list(limit=100))
+        if not stores:
+            console.print("no vector stores yet: `ragtune stores create NAME PATH...` makes one")
+            return
+        table = Table("id", "name", "files", "chunks", "embedding model", "created")
+        for s in stores:
             files = str(s.file_counts.completed) + (f" ({s.file_counts.failed} failed)" if s.file_counts.failed else "")
             table.add_row(
-                s.id, s.name or "", files, str(_extra(s, "chunk_count", 0)), size(s.usage_bytes), when(s.created_at)
+                s.id,
+                s.name or "",
+                files,
+                str(_extra(s, "chunk_count", 0)),
+                _extra(s, "embedding_model", ""),
+                when(s.created_at),
             )
         console.print(table)
 
@@ -92,13 +103,18 @@ def create(
         if len(files) > MAX_FILES_AT_CREATION:
             raise CliError(f"{len(files)} files: create the store with at most {MAX_FILES_AT_CREATION}, then ingest")
         if taken := stores_named(client, name):
-            raise CliError(f"a vector store is named {name!r} already ({taken[0].id}): add files with `ragtune ingest`")
+            raise CliError(
+                f"a vector store is named {name!r} already ({taken[0].id}): "
+                f"add files with `ragtune ingest PATH... --store {name}`"
+            )
         uploaded = upload_files(client, files, "assistants", "uploading") if files else []
         try:
             with console.status(f"indexing {len(uploaded)} file(s)"):
                 store = client.vector_stores.create(name=name, file_ids=[f.id for f in uploaded])
-        except BaseException:
+        except BaseException as error:
             delete_quietly(client, [f.id for f in uploaded])
+            if isinstance(error, APIStatusError) and (refused := REFUSED_FILE.match(error.param or "")):
+                raise CliError(f"{files[int(refused[1])]}: {refusal_line(error)}") from None
             raise
         console.print(describe(store), highlight=False)
 
@@ -118,7 +134,7 @@ def files(store: Annotated[str, typer.Argument(help="vector store id or name")])
     """List the files of a vector store, with their chunks and status."""
     with one_line_errors(), openai_client() as client:
         found = find_store(client, store)
-        table = Table("file id", "filename", "status", "chunks", "text", "added")
+        table = Table("file id", "filename", "status", "chunks", "characters", "added")
         for f in client.vector_stores.files.list(found.id, limit=100):
             status = f.status + (f": {f.last_error.message}" if f.last_error else "")
             table.add_row(
@@ -126,7 +142,7 @@ def files(store: Annotated[str, typer.Argument(help="vector store id or name")])
                 _extra(f, "filename") or "",
                 status,
                 str(_extra(f, "chunk_count", 0)),
-                size(f.usage_bytes),
+                str(f.usage_bytes),
                 when(f.created_at),
             )
         console.print(table)
