@@ -21,6 +21,7 @@ IDEMPOTENT = (
     "Search",
     "UpsertDocuments",
     "Embed",
+    "ListEmbeddingModels",
 )
 
 
@@ -108,3 +109,7 @@ class RetrieverClient(ServiceClient):
         return await self._unary(
             self._stub.Embed, request, timeout_s=self.ingest_timeout_s, fields=fields, missing=missing
         )
+
+    async def list_embedding_models(self) -> list[rpb.EmbeddingModel]:
+        """The embedding models Embed accepts, the default first."""
+        return list((await self._unary(self._stub.ListEmbeddingModels, rpb.ListEmbeddingModelsRequest())).models)

@@ -1,6 +1,6 @@
 """``/v1/models``: the models a tenant can name, as the official client's ``openai.types.Model``
 with ragtune's extensions (``parent`` and ``max_model_len`` for served models, ``alias_for`` for
-aliases)."""
+aliases, ``kind: "embedding"`` for the embedding models ``/v1/embeddings`` takes)."""
 
 from __future__ import annotations
 
@@ -35,5 +35,21 @@ class AliasModel(ResponseModel):
     alias_for: str = Field(description="the adapter that holds the alias now (ragtune)")
 
 
-# The listing: served models first, then aliases.
-ModelList = ListPage[Model | AliasModel]
+class EmbeddingModel(ResponseModel):
+    """One of the retriever's embedding models: a ``model`` that ``/v1/embeddings`` (and a vector
+    store's ``embedding_model``) accepts."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default=0, description="0: not known")
+    owned_by: str = "ragtune"
+    shutdown_date: Omitted[str] = None
+    parent: None = None
+    kind: Literal["embedding"] = Field(default="embedding", description="an embedding model (ragtune)")
+    default_variant: str = Field(description="the backend variant it runs as when none is named (ragtune)")
+    is_default: bool = Field(description="the model used when none is named (ragtune)")
+
+
+AnyModel = Model | AliasModel | EmbeddingModel
+# The listing: served models first, then aliases, then embedding models.
+ModelList = ListPage[AnyModel]

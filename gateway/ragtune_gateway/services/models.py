@@ -1,15 +1,20 @@
-"""The model catalogue of a tenant: the base model, its own fine-tuned adapters and its aliases;
+"""The model catalogue of a tenant: the base model, its own fine-tuned adapters, its aliases and the
+retriever's embedding models;
 and the one check that a model name a request gives is the tenant's to use
 (:func:`resolve_adapter`), which chat completions, promotions and evaluations share."""
 
 from __future__ import annotations
+
+import logging
 
 from ragtune.generator.v1 import generator_pb2 as gpb
 from ragtune_gateway.errors import ApiError
 from ragtune_gateway.repositories import aliases as alias_rows
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.aliases import is_alias
-from ragtune_gateway.schemas.models import AliasModel, Model, ModelList
+from ragtune_gateway.schemas.models import AliasModel, AnyModel, EmbeddingModel, Model, ModelList
+
+log = logging.getLogger(__name__)
 
 BASE_MODEL_OWNER = "ragtune"
 
@@ -68,17 +73,33 @@ async def resolve_adapter(runtime: GatewayRuntime, tenant: str, model: str, para
     raise model_not_found(model, param)
 
 
+async def embedding_models(runtime: GatewayRuntime) -> list[EmbeddingModel]:
+    """The retriever's embedding models; none while it cannot say (down, or a version without
+    ListEmbeddingModels), so that the chat models are still listed."""
+    try:
+        found = await runtime.downstream.retriever.list_embedding_models()
+    except ApiError as exc:
+        log.warning("embedding models not listed: the retriever answered %s", exc.message)
+        return []
+    return [EmbeddingModel(id=m.name, default_variant=m.default_variant, is_default=m.is_default) for m in found]
+
+
 async def list_models(runtime: GatewayRuntime, tenant: str) -> ModelList:
-    """Served models first (the base model, then the tenant's adapters), then its aliases by name."""
-    data: list[Model | AliasModel] = [model_from_proto(m) for m in await tenant_models(runtime, tenant)]
+    """Served models first (the base model, then the tenant's adapters), then its aliases by name,
+    then the embedding models (the default first)."""
+    data: list[AnyModel] = [model_from_proto(m) for m in await tenant_models(runtime, tenant)]
     data += [alias_model(a) for a in await alias_rows.list_aliases(runtime.pool, tenant)]
+    data += await embedding_models(runtime)
     return ModelList.of(data)
 
 
-async def get_model(runtime: GatewayRuntime, tenant: str, model: str) -> Model | AliasModel:
+async def get_model(runtime: GatewayRuntime, tenant: str, model: str) -> AnyModel:
     if is_alias(model) and (alias := await alias_rows.get_alias(runtime.pool, tenant, model)):
         return alias_model(alias)
     for m in await tenant_models(runtime, tenant):
         if m.id == model:
             return model_from_proto(m)
+    for embedding in await embedding_models(runtime):
+        if embedding.id == model:
+            return embedding
     raise model_not_found(model, param=None)

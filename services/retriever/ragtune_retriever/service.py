@@ -333,6 +333,17 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             ]
         )
 
+    async def ListEmbeddingModels(
+        self, request: pb.ListEmbeddingModelsRequest, context: Any
+    ) -> pb.ListEmbeddingModelsResponse:
+        default = self._settings.embedding_model
+        return pb.ListEmbeddingModelsResponse(
+            models=[
+                pb.EmbeddingModel(name=name, default_variant=self._embedders.resolve(name), is_default=name == default)
+                for name in self._settings.allowed_embedding_models
+            ]
+        )
+
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         check_tenant(request.tenant)
         inputs = check_inputs(request.inputs, self._settings.max_embed_inputs, self._settings.max_embed_input_chars)

@@ -83,3 +83,12 @@ async def test_bad_input_names_the_field(stub, request_, code, field):
         await stub.Embed(request_)
     assert caught.value.code() == code
     assert field_violations(caught.value.trailing_metadata())[0][0] == field
+
+
+async def test_lists_the_embedding_models_it_accepts(stub):
+    listed = (await stub.ListEmbeddingModels(pb.ListEmbeddingModelsRequest())).models
+    assert listed[0].name == "all-MiniLM-L6-v2" and listed[0].is_default
+    assert listed[0].default_variant.startswith("all-MiniLM-L6-v2@")
+    # each listed name is one Embed takes, and it runs as the listed variant
+    reply = await stub.Embed(pb.EmbedRequest(model=listed[0].name, inputs=["hello"]))
+    assert reply.model == listed[0].default_variant

@@ -27,6 +27,7 @@ from tests.fixtures.openapi import assert_mirrors, gateway_openapi, operations, 
 MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (models.Model, oai.Model),
     (models.AliasModel, oai.Model),
+    (models.EmbeddingModel, oai.Model),
     (chat.ChatCompletion, oai.chat.ChatCompletion),
     (chat.Choice, chat_completion.Choice),
     (chat.ChatCompletionMessage, oai.chat.ChatCompletionMessage),

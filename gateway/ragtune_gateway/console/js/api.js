@@ -119,12 +119,13 @@ export async function* streamEvents(path, body, signal) {
   }
 }
 
-/** The models the caller may use, grouped: base models, adapters, aliases. */
+/** The models the caller may use, grouped: base models, adapters, aliases, embedding models. */
 export async function modelGroups() {
   const page = await api("GET", "/v1/models");
-  const groups = { base: [], adapters: [], aliases: [] };
+  const groups = { base: [], adapters: [], aliases: [], embedding: [] };
   for (const m of page.data) {
-    if (m.alias_for) groups.aliases.push(m);
+    if (m.kind === "embedding") groups.embedding.push(m);
+    else if (m.alias_for) groups.aliases.push(m);
     else if (m.parent) groups.adapters.push(m);
     else groups.base.push(m);
   }

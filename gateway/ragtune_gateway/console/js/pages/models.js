@@ -26,7 +26,7 @@ export function render(view) {
   async function load() {
     try {
       const [models, aliases] = await Promise.all([api("GET", "/v1/models"), api("GET", "/v1/aliases")]);
-      const kind = (m) => (m.alias_for ? "alias" : m.parent ? "adapter" : "base");
+      const kind = (m) => (m.kind === "embedding" ? "embedding" : m.alias_for ? "alias" : m.parent ? "adapter" : "base");
       replace(modelsCard, h("h2", {}, "Models"), table([
         ["Model", (m) => h("span", { class: "mono" }, m.id)],
         ["Kind", kind],
