@@ -1,6 +1,5 @@
 """``ragtune files``: upload, list, download and delete files (``/v1/files``, through the official
-``openai`` client); :func:`upload_files` is the upload with a progress bar that ``ingest`` and
-``stores create`` use too."""
+``openai`` client); :func:`local_files` and :func:`upload_file` serve ``ingest`` and ``stores create`` too."""
 
 from __future__ import annotations
 

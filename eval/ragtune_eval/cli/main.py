@@ -18,7 +18,7 @@ from ragtune_eval.cli.eval import eval_app
 from ragtune_eval.cli.files import files_app, local_files
 from ragtune_eval.cli.gateway import Gateway, openai_client
 from ragtune_eval.cli.keys import keys_app, tenants_app
-from ragtune_eval.cli.stores import add_file, find_store, stores_app
+from ragtune_eval.cli.stores import add_files, find_store, stores_app
 from ragtune_eval.cli.terminal import bars, console, one_line_errors
 
 app = typer.Typer(help="ragtune: RAG and LoRA fine-tuning on your own data.", no_args_is_help=True)
@@ -80,11 +80,7 @@ def ingest(
     with one_line_errors(), openai_client() as client:
         files = local_files(paths)
         target = find_store(client, store, create=True)
-        with bars() as progress:
-            task = progress.add_task(f"ingesting into {target.id}", total=len(files))
-            for path in files:
-                add_file(client, target.id, path)
-                progress.advance(task)
+        add_files(client, target.id, files, [])
         console.print(f"{len(files)} file(s) in vector store [bold]{target.id}[/bold] ({target.name})")
 
 

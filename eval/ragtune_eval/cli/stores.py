@@ -4,25 +4,23 @@ its name; :func:`find_store` is how every command (``ingest`` and ``ask`` too) r
 
 from __future__ import annotations
 
-import re
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from openai import APIStatusError, OpenAI
+from openai import APIStatusError, NotFoundError, OpenAI
 from openai.types import VectorStore
 from rich.table import Table
 
-from ragtune_eval.cli.files import delete_quietly, local_files, upload_file, upload_files
+from ragtune_eval.cli.files import delete_quietly, local_files, upload_file
 from ragtune_eval.cli.gateway import CliError, openai_client, refusal_line
-from ragtune_eval.cli.terminal import console, one_line_errors, when
+from ragtune_eval.cli.terminal import bars, console, one_line_errors, when
 from ragtune_eval.client import VECTOR_STORE_PREFIX
 
 stores_app = typer.Typer(
     help="Vector stores: list, create with files, delete, list a store's files.", no_args_is_help=True
 )
-MAX_FILES_AT_CREATION = 500  # the gateway's bound on file_ids
-REFUSED_FILE = re.compile(r"file_ids\[(\d+)\]")  # the param of a refusal that names one of the files
 
 
 def _extra(obj: Any, field: str, default: Any = None) -> Any:
@@ -50,8 +48,8 @@ def find_store(client: OpenAI, name_or_id: str, create: bool = False) -> VectorS
     return client.vector_stores.create(name=name_or_id)
 
 
-def add_file(client: OpenAI, store_id: str, path: Path) -> None:
-    """Upload one file and add it to a store; a refusal names the file, whose upload is deleted again."""
+def add_file(client: OpenAI, store_id: str, path: Path) -> str:
+    """Upload one file and add it to a store: its id. A refusal names the file, whose upload is deleted again."""
     uploaded = upload_file(client, path, "assistants")
     try:
         client.vector_stores.files.create(vector_store_id=store_id, file_id=uploaded.id)
@@ -60,6 +58,16 @@ def add_file(client: OpenAI, store_id: str, path: Path) -> None:
         if isinstance(error, APIStatusError):
             raise CliError(f"{path}: {refusal_line(error)}") from None
         raise
+    return uploaded.id
+
+
+def add_files(client: OpenAI, store_id: str, paths: list[Path], added: list[str]) -> None:
+    """:func:`add_file` for each path under a progress bar, appending each file's id to ``added``."""
+    with bars() as progress:
+        task = progress.add_task(f"adding to {store_id}", total=len(paths))
+        for path in paths:
+            added.append(add_file(client, store_id, path))
+            progress.advance(task)
 
 
 def describe(store: VectorStore) -> str:
@@ -96,37 +104,42 @@ def create(
         list[Path] | None, typer.Argument(help="files, or directories of documents (.txt .md .html .pdf)")
     ] = None,
 ) -> None:
-    """Create a vector store with these files: uploaded with a progress bar, then indexed all
-    together; if anything is refused, neither the store nor the uploaded files are left behind."""
+    """Create a vector store with these files, added one by one under a progress bar; if one is
+    refused, neither the store nor the uploaded files are left behind."""
     with one_line_errors(), openai_client() as client:
         files = local_files(paths) if paths else []
-        if len(files) > MAX_FILES_AT_CREATION:
-            raise CliError(f"{len(files)} files: create the store with at most {MAX_FILES_AT_CREATION}, then ingest")
         if taken := stores_named(client, name):
             raise CliError(
                 f"a vector store is named {name!r} already ({taken[0].id}): "
                 f"add files with `ragtune ingest PATH... --store {name}`"
             )
-        uploaded = upload_files(client, files, "assistants", "uploading") if files else []
+        store = client.vector_stores.create(name=name)  # at the store quota: refused before any upload
+        added: list[str] = []
         try:
-            with console.status(f"indexing {len(uploaded)} file(s)"):
-                store = client.vector_stores.create(name=name, file_ids=[f.id for f in uploaded])
-        except BaseException as error:
-            delete_quietly(client, [f.id for f in uploaded])
-            if isinstance(error, APIStatusError) and (refused := REFUSED_FILE.match(error.param or "")):
-                raise CliError(f"{files[int(refused[1])]}: {refusal_line(error)}") from None
+            add_files(client, store.id, files, added)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.vector_stores.delete(store.id)
+            delete_quietly(client, added)
             raise
-        console.print(describe(store), highlight=False)
+        console.print(describe(client.vector_stores.retrieve(store.id)), highlight=False)
 
 
 @stores_app.command()
-def delete(stores: Annotated[list[str], typer.Argument(help="vector store ids or names")]) -> None:
-    """Delete vector stores (their files stay in `ragtune files list`); frees places under the store quota."""
+def delete(
+    stores: Annotated[list[str], typer.Argument(help="vector store ids or names")],
+    with_files: Annotated[bool, typer.Option(help="delete the store's files too (else they stay)")] = False,
+) -> None:
+    """Delete vector stores (freeing places under the store quota); their files stay unless --with-files."""
     with one_line_errors(), openai_client() as client:
         for name_or_id in stores:
             store = find_store(client, name_or_id)
+            held = [f.id for f in client.vector_stores.files.list(store.id, limit=100)] if with_files else []
             client.vector_stores.delete(store.id)
-            console.print(f"deleted {store.id} ({store.name})", highlight=False)
+            for file_id in held:
+                with contextlib.suppress(NotFoundError):  # deleted already
+                    client.files.delete(file_id)
+            console.print(f"deleted {store.id} ({store.name})" + (f" and {len(held)} file(s)" if held else ""))
 
 
 @stores_app.command()

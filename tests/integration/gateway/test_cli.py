@@ -130,11 +130,15 @@ async def test_a_tenant_at_its_store_quota_deletes_one(start_gateway: GatewayFac
     gateway = await start_gateway(max_vector_stores_per_tenant=1)
     _, _, key = await gateway.new_tenant()
     env = user(gateway.url, key, tmp_path)
-    succeeded(await ragtune(env, "stores", "create", "first"))
-    full = one_line_error(await ragtune(env, "stores", "create", "second"))
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Quota test.\n")
+    succeeded(await ragtune(env, "stores", "create", "first", str(doc)))
+    full = one_line_error(await ragtune(env, "stores", "create", "second", str(doc)))
     assert full.startswith("error: HTTP 409: This tenant already has 1 vector stores (the limit is 1"), full
-    succeeded(await ragtune(env, "stores", "delete", "first"))
-    assert "(second): 0 file(s)" in succeeded(await ragtune(env, "stores", "create", "second"))
+    assert len(re.findall(r"file-\w+", succeeded(await ragtune(env, "files", "list")))) == 1  # nothing uploaded
+    assert "and 1 file(s)" in succeeded(await ragtune(env, "stores", "delete", "first", "--with-files"))
+    assert succeeded(await ragtune(env, "files", "list")).strip() == "no files"
+    assert "(second): 1 file(s)" in succeeded(await ragtune(env, "stores", "create", "second", str(doc)))
 
 
 async def test_a_refused_file_leaves_no_store_and_no_upload(start_gateway: GatewayFactory, tmp_path: Path) -> None:
@@ -143,7 +147,7 @@ async def test_a_refused_file_leaves_no_store_and_no_upload(start_gateway: Gatew
     env = user(gateway.url, key, tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "good.txt").write_text("A readable document.\n")
+    (docs / "a-good.txt").write_text("A readable document, added before the broken one.\n")
     (docs / "broken.pdf").write_bytes(b"not a pdf at all")
     refused = one_line_error(await ragtune(env, "stores", "create", "broken", str(docs)))
     assert refused.startswith(f"error: {docs / 'broken.pdf'}: HTTP 400: "), refused  # the file named
