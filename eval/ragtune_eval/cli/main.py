@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ragtune_eval.cli.eval import eval_app
 from ragtune_eval.cli.files import files_app, local_files
-from ragtune_eval.cli.gateway import Gateway, openai_client
+from ragtune_eval.cli.gateway import CliError, Gateway, openai_client
 from ragtune_eval.cli.keys import keys_app, tenants_app
 from ragtune_eval.cli.stores import add_files, find_store, stores_app
 from ragtune_eval.cli.terminal import bars, console, one_line_errors
@@ -94,7 +94,7 @@ def ask(
 ) -> None:
     """Ask a question, grounded in vector stores when --store is given; prints numbered citations."""
     with one_line_errors(), Gateway() as gw:
-        chosen = model or next(m["id"] for m in gw.request("GET", "/v1/models")["data"] if not m.get("parent"))
+        chosen = model or _base_model(gw.request("GET", "/v1/models")["data"])
         body: dict[str, Any] = {
             "model": chosen,
             "stream": True,
@@ -120,6 +120,19 @@ def ask(
                 f"[dim]{quoted[:160]}{'...' if len(quoted) > 160 else ''}[/dim]",
                 highlight=False,
             )
+
+
+def _kind(model: dict[str, Any]) -> str:
+    """What a listed model is: ``base``, ``adapter``, ``alias`` or ``embedding`` (ragtune's fields)."""
+    if model.get("kind") == "embedding":
+        return "embedding"
+    return "alias" if model.get("alias_for") else "adapter" if model.get("parent") else "base"
+
+
+def _base_model(listed: list[dict[str, Any]]) -> str:
+    if served := [m["id"] for m in listed if _kind(m) == "base"]:
+        return str(served[0])
+    raise CliError("the gateway lists no base model: is the generator up?")
 
 
 @app.command()
@@ -176,12 +189,12 @@ def jobs(limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
 
 @app.command()
 def models() -> None:
-    """List the base model and your fine-tuned models."""
+    """List the models: the base model, your adapters and aliases, the embedding models."""
     with one_line_errors(), Gateway() as gw:
         data = gw.request("GET", "/v1/models")["data"]
-    table = Table("id", "base model", "owner")
+    table = Table("id", "kind", "base model or alias target", "owner")
     for m in data:
-        table.add_row(m["id"], m.get("parent") or "", m["owned_by"])
+        table.add_row(m["id"], _kind(m), m.get("parent") or m.get("alias_for") or "", m["owned_by"])
     console.print(table)
 
 
