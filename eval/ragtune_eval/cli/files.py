@@ -12,10 +12,9 @@ from typing import Annotated, Literal
 import typer
 from openai import APIStatusError, OpenAI
 from openai.types import FileObject
-from rich.table import Table
 
 from ragtune_eval.cli.gateway import CliError, openai_client, refusal_line
-from ragtune_eval.cli.terminal import bars, console, one_line_errors, size, when
+from ragtune_eval.cli.terminal import bars, one_line_errors, say, show_table, size, when
 
 files_app = typer.Typer(help="Files: upload, list, download, delete.", no_args_is_help=True)
 Purpose = Literal["assistants", "fine-tune", "evals", "user_data"]
@@ -78,12 +77,12 @@ def list_files(
     with one_line_errors(), openai_client() as client:
         listed = list(client.files.list(purpose=purpose) if purpose else client.files.list())
         if not listed:
-            console.print("no files" + (f" of purpose {purpose}" if purpose else ""))
+            say("no files" + (f" of purpose {purpose}" if purpose else ""))
             return
-        table = Table("id", "filename", "purpose", "size", "status", "created")
-        for f in listed:
-            table.add_row(f.id, f.filename, f.purpose, size(f.bytes), f.status, when(f.created_at))
-        console.print(table)
+        show_table(
+            ("id", "filename", "purpose", "size", "status", "created"),
+            ((f.id, f.filename, f.purpose, size(f.bytes), f.status, when(f.created_at)) for f in listed),
+        )
 
 
 @files_app.command()
@@ -97,9 +96,9 @@ def upload(
     with one_line_errors(), openai_client() as client:
         uploaded = upload_files(client, local_files(paths), purpose, "uploading")
         for f in uploaded:
-            console.print(f"{f.id}  {f.filename}  {size(f.bytes)}  {f.status}", highlight=False)
+            say(f"{f.id}  {f.filename}  {size(f.bytes)}  {f.status}")
             if f.status_details:
-                console.print(f.status_details, markup=False, highlight=False)
+                say(f.status_details)
 
 
 @files_app.command()
@@ -125,7 +124,7 @@ def download(
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
-        console.print(f"{file_id} -> {target} ({size(target.stat().st_size)})", highlight=False)
+        say(f"{file_id} -> {target} ({size(target.stat().st_size)})")
 
 
 @files_app.command()
@@ -134,4 +133,4 @@ def delete(file_ids: Annotated[list[str], typer.Argument(help="one or more file 
     with one_line_errors(), openai_client() as client:
         for file_id in file_ids:
             client.files.delete(file_id)
-            console.print(f"deleted {file_id}", highlight=False)
+            say(f"deleted {file_id}")

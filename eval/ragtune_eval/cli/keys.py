@@ -8,10 +8,9 @@ from typing import Annotated
 from urllib.parse import quote
 
 import typer
-from rich.table import Table
 
 from ragtune_eval.cli.gateway import Gateway, admin_key
-from ragtune_eval.cli.terminal import console, one_line_errors, when
+from ragtune_eval.cli.terminal import one_line_errors, say, show_table, when
 
 keys_app = typer.Typer(help="API keys of a tenant: create, list, revoke (needs the admin key).", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants: create, list (needs the admin key).", no_args_is_help=True)
@@ -29,9 +28,9 @@ def create(tenant: Tenant = DEFAULT_TENANT) -> None:
     """Create an API key for a tenant; the key is printed this once (only its hash is stored)."""
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         created = gw.request("POST", keys_path(tenant))
-    console.print(f"key {created['id']} of tenant {tenant}; shown only now, so keep it:", highlight=False)
-    console.print(created["key"], markup=False, highlight=False, soft_wrap=True)
-    console.print(f"use it: export RAGTUNE_API_KEY={created['key']}", markup=False, highlight=False, soft_wrap=True)
+    say(f"key {created['id']} of tenant {tenant}; shown only now, so keep it:")
+    say(created["key"])
+    say(f"use it: export RAGTUNE_API_KEY={created['key']}")
 
 
 @keys_app.command("list")
@@ -39,10 +38,10 @@ def list_keys(tenant: Tenant = DEFAULT_TENANT) -> None:
     """List a tenant's keys (their first characters, never the keys), revoked ones too."""
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         page = gw.request("GET", keys_path(tenant))
-    table = Table("id", "starts with", "created", "revoked")
-    for key in page["data"]:
-        table.add_row(key["id"], f"{key['prefix']}...", when(key["created_at"]), when(key["revoked_at"]))
-    console.print(table)
+    show_table(
+        ("id", "starts with", "created", "revoked"),
+        ((k["id"], f"{k['prefix']}...", when(k["created_at"]), when(k["revoked_at"])) for k in page["data"]),
+    )
 
 
 @keys_app.command()
@@ -53,7 +52,7 @@ def revoke(
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         for key_id in key_ids:
             gw.request("DELETE", keys_path(tenant, key_id))
-            console.print(f"revoked {key_id} of tenant {tenant}", highlight=False)
+            say(f"revoked {key_id} of tenant {tenant}")
 
 
 @tenants_app.command("list")
@@ -61,10 +60,7 @@ def list_tenants() -> None:
     """List the tenants."""
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         page = gw.request("GET", "/v1/admin/tenants")
-    table = Table("id", "name", "created")
-    for tenant in page["data"]:
-        table.add_row(tenant["id"], tenant["name"], when(tenant["created_at"]))
-    console.print(table)
+    show_table(("id", "name", "created"), ((t["id"], t["name"], when(t["created_at"])) for t in page["data"]))
 
 
 @tenants_app.command("create")
@@ -75,4 +71,4 @@ def create_tenant(
     """Create a tenant (then `ragtune keys create --tenant ID` gives it a key)."""
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         tenant = gw.request("POST", "/v1/admin/tenants", json={"name": name, "id": tenant_id})
-    console.print(f"tenant {tenant['id']} ({tenant['name']})", highlight=False)
+    say(f"tenant {tenant['id']} ({tenant['name']})")

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import TextColumn
-from rich.table import Table
 
 from ragtune_eval.cli.eval import eval_app
 from ragtune_eval.cli.files import files_app, local_files
 from ragtune_eval.cli.gateway import CliError, Gateway, openai_client
 from ragtune_eval.cli.keys import keys_app, tenants_app
 from ragtune_eval.cli.stores import add_files, find_store, stores_app
-from ragtune_eval.cli.terminal import bars, console, one_line_errors
+from ragtune_eval.cli.terminal import bars, console, one_line_errors, show_table
 
 app = typer.Typer(help="ragtune: RAG and LoRA fine-tuning on your own data.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -81,7 +81,7 @@ def ingest(
         files = local_files(paths)
         target = find_store(client, store, create=True)
         add_files(client, target.id, files, [])
-        console.print(f"{len(files)} file(s) in vector store [bold]{target.id}[/bold] ({target.name})")
+        console.print(f"{len(files)} file(s) in vector store [bold]{target.id}[/bold] ({escape(target.name or '')})")
 
 
 @app.command()
@@ -115,9 +115,9 @@ def ask(
         for c in citations:
             quoted = " ".join(c["text"].split())
             console.print(
-                f"[bold][{c['index']}][/bold] {c.get('filename') or c['document_id']} "
+                f"[bold][{c['index']}][/bold] {escape(c.get('filename') or c['document_id'])} "
                 f"({c['start_offset']}-{c['end_offset']}, score {c['score']:.3f}): "
-                f"[dim]{quoted[:160]}{'...' if len(quoted) > 160 else ''}[/dim]",
+                f"[dim]{escape(quoted[:160])}{'...' if len(quoted) > 160 else ''}[/dim]",
                 highlight=False,
             )
 
@@ -178,13 +178,19 @@ def jobs(limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
     """List fine-tuning jobs, newest first."""
     with one_line_errors(), Gateway() as gw:
         page = gw.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit})
-    table = Table("id", "status", "step", "loss", "fine-tuned model")
-    for job in page["data"]:
-        loss = f"{job['train_loss']:.4f}" if job.get("train_loss") else ""
-        table.add_row(
-            job["id"], job["status"], f"{job['step']}/{job['total_steps']}", loss, job["fine_tuned_model"] or ""
-        )
-    console.print(table)
+    show_table(
+        ("id", "status", "step", "loss", "fine-tuned model"),
+        (
+            (
+                j["id"],
+                j["status"],
+                f"{j['step']}/{j['total_steps']}",
+                f"{j['train_loss']:.4f}" if j.get("train_loss") else "",
+                j["fine_tuned_model"],
+            )
+            for j in page["data"]
+        ),
+    )
 
 
 @app.command()
@@ -192,10 +198,10 @@ def models() -> None:
     """List the models: the base model, your adapters and aliases, the embedding models."""
     with one_line_errors(), Gateway() as gw:
         data = gw.request("GET", "/v1/models")["data"]
-    table = Table("id", "kind", "base model or alias target", "owner")
-    for m in data:
-        table.add_row(m["id"], _kind(m), m.get("parent") or m.get("alias_for") or "", m["owned_by"])
-    console.print(table)
+    show_table(
+        ("id", "kind", "base model or alias target", "owner"),
+        ((m["id"], _kind(m), m.get("parent") or m.get("alias_for"), m["owned_by"]) for m in data),
+    )
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 import typer
 from openai import APIStatusError, NotFoundError, OpenAI
 from openai.types import VectorStore
-from rich.table import Table
 
 from ragtune_eval.cli.files import delete_quietly, local_files, upload_file
 from ragtune_eval.cli.gateway import CliError, openai_client, refusal_line
-from ragtune_eval.cli.terminal import bars, console, one_line_errors, when
+from ragtune_eval.cli.terminal import bars, one_line_errors, say, show_table, when
 from ragtune_eval.client import VECTOR_STORE_PREFIX
 
 stores_app = typer.Typer(
@@ -70,6 +69,11 @@ def add_files(client: OpenAI, store_id: str, paths: list[Path], added: list[str]
             progress.advance(task)
 
 
+def _files_held(store: VectorStore) -> str:
+    counts = store.file_counts
+    return str(counts.completed) + (f" ({counts.failed} failed)" if counts.failed else "")
+
+
 def describe(store: VectorStore) -> str:
     files = store.file_counts.completed
     return f"{store.id} ({store.name}): {files} file(s), {_extra(store, 'chunk_count', 0)} chunk(s)"
@@ -81,20 +85,22 @@ def list_stores() -> None:
     with one_line_errors(), openai_client() as client:
         stores = list(client.vector_stores.list(limit=100))
         if not stores:
-            console.print("no vector stores yet: `ragtune stores create NAME PATH...` makes one")
+            say("no vector stores yet: `ragtune stores create NAME PATH...` makes one")
             return
-        table = Table("id", "name", "files", "chunks", "embedding model", "created")
-        for s in stores:
-            files = str(s.file_counts.completed) + (f" ({s.file_counts.failed} failed)" if s.file_counts.failed else "")
-            table.add_row(
-                s.id,
-                s.name or "",
-                files,
-                str(_extra(s, "chunk_count", 0)),
-                _extra(s, "embedding_model", ""),
-                when(s.created_at),
-            )
-        console.print(table)
+        show_table(
+            ("id", "name", "files", "chunks", "embedding model", "created"),
+            (
+                (
+                    s.id,
+                    s.name,
+                    _files_held(s),
+                    _extra(s, "chunk_count", 0),
+                    _extra(s, "embedding_model"),
+                    when(s.created_at),
+                )
+                for s in stores
+            ),
+        )
 
 
 @stores_app.command()
@@ -122,7 +128,7 @@ def create(
                 client.vector_stores.delete(store.id)
             delete_quietly(client, added)
             raise
-        console.print(describe(client.vector_stores.retrieve(store.id)), highlight=False)
+        say(describe(client.vector_stores.retrieve(store.id)))
 
 
 @stores_app.command()
@@ -139,7 +145,7 @@ def delete(
             for file_id in held:
                 with contextlib.suppress(NotFoundError):  # deleted already
                     client.files.delete(file_id)
-            console.print(f"deleted {store.id} ({store.name})" + (f" and {len(held)} file(s)" if held else ""))
+            say(f"deleted {store.id} ({store.name})" + (f" and {len(held)} file(s)" if held else ""))
 
 
 @stores_app.command()
@@ -147,15 +153,17 @@ def files(store: Annotated[str, typer.Argument(help="vector store id or name")])
     """List the files of a vector store, with their chunks and status."""
     with one_line_errors(), openai_client() as client:
         found = find_store(client, store)
-        table = Table("file id", "filename", "status", "chunks", "characters", "added")
-        for f in client.vector_stores.files.list(found.id, limit=100):
-            status = f.status + (f": {f.last_error.message}" if f.last_error else "")
-            table.add_row(
-                f.id,
-                _extra(f, "filename") or "",
-                status,
-                str(_extra(f, "chunk_count", 0)),
-                str(f.usage_bytes),
-                when(f.created_at),
-            )
-        console.print(table)
+        show_table(
+            ("file id", "filename", "status", "chunks", "characters", "added"),
+            (
+                (
+                    f.id,
+                    _extra(f, "filename"),
+                    f.status + (f": {f.last_error.message}" if f.last_error else ""),
+                    _extra(f, "chunk_count", 0),
+                    f.usage_bytes,
+                    when(f.created_at),
+                )
+                for f in client.vector_stores.files.list(found.id, limit=100)
+            ),
+        )

@@ -4,7 +4,7 @@ gateway or a 4xx), progress bars and the formats of tables."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import NoReturn
 
@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from ragtune_eval.cli.gateway import CliError, base_url, refusal_line
 
@@ -41,6 +43,19 @@ def one_line_errors() -> Iterator[None]:
         fail(f"cannot reach the gateway at {base_url()}: {error.__cause__ or error.message}")
     except OSError as error:
         fail(f"{error.strerror or error}: {error.filename}" if error.filename else str(error))
+
+
+def say(line: str) -> None:
+    """A line of plain text: what it carries (a store's name, a filename) is never read as markup."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def show_table(columns: Iterable[str], rows: Iterable[Iterable[object]]) -> None:
+    """A table of plain text cells (``None`` shows as empty)."""
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+    console.print(table)
 
 
 def bars(*extra: ProgressColumn) -> Progress:

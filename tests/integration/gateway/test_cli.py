@@ -87,14 +87,14 @@ async def test_files_and_stores(start_gateway: GatewayFactory, tmp_path: Path) -
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "parking.md").write_text("# Parking\n\nThe staff car park opens at 6:30 and closes at 22:00.\n")
-    (docs / "canteen.txt").write_text("The canteen serves lunch from noon until two o'clock.\n")
+    (docs / "canteen[v2].txt").write_text("The canteen serves lunch from noon until two o'clock.\n")
 
-    uploaded = succeeded(await ragtune(env, "files", "upload", str(docs / "canteen.txt")))
-    file_id = re.search(r"(file-\w+)\s+canteen\.txt", uploaded).group(1)  # type: ignore[union-attr]
+    uploaded = succeeded(await ragtune(env, "files", "upload", str(docs / "canteen[v2].txt")))
+    file_id = re.search(r"(file-\w+)\s+canteen\[v2\]\.txt", uploaded).group(1)  # type: ignore[union-attr]
     assert file_id in succeeded(await ragtune(env, "files", "list", "--purpose", "assistants"))
     copy = tmp_path / "copy.txt"
     assert str(copy) in succeeded(await ragtune(env, "files", "download", file_id, "-o", str(copy)))
-    assert copy.read_text() == (docs / "canteen.txt").read_text()
+    assert copy.read_text() == (docs / "canteen[v2].txt").read_text()
     assert "noon" in succeeded(await ragtune(env, "files", "download", file_id, "-o", "-"))
     assert "exists" in one_line_error(await ragtune(env, "files", "download", file_id, "-o", str(copy)))
     assert f"deleted {file_id}" in succeeded(await ragtune(env, "files", "delete", file_id))
@@ -104,7 +104,8 @@ async def test_files_and_stores(start_gateway: GatewayFactory, tmp_path: Path) -
     listed = succeeded(await ragtune(env, "stores", "list"))
     assert re.search(rf"{store_id}\W+handbook\W+2\W", listed), listed
     in_store = succeeded(await ragtune(env, "stores", "files", "handbook"))
-    assert "parking.md" in in_store and "canteen.txt" in in_store and "completed" in in_store
+    assert "parking.md" in in_store and "completed" in in_store
+    assert "canteen[v2].txt" in in_store  # brackets are text, not markup
     taken = one_line_error(await ragtune(env, "stores", "create", "handbook"))
     assert f"a vector store is named 'handbook' already ({store_id})" in taken
     assert f"deleted {store_id} (handbook)" in succeeded(await ragtune(env, "stores", "delete", "handbook"))
