@@ -17,6 +17,7 @@ from ragtune_eval.arms import RAFT_RECIPES, parse_arms
 from ragtune_eval.beir import MAX_RESULTS, BeirConfig, BeirEvaluation
 from ragtune_eval.beir import to_markdown as beir_markdown
 from ragtune_eval.cli.gateway import CliError, api_key, base_url
+from ragtune_eval.cli.terminal import fail
 from ragtune_eval.client import EvalApiError, GatewayClient, is_alias
 from ragtune_eval.dataset import DatasetError, load_beir, load_qa, split_dataset
 from ragtune_eval.judge import Judge
@@ -79,9 +80,7 @@ def _evaluate(
     try:
         return asyncio.run(main())
     except (CliError, EvalApiError, RunDirError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        console.print(f"{kept} so far are kept in {run_dir}: rerun the same command to resume")
-        raise typer.Exit(1) from None
+        fail(str(error), hint=f"{kept} so far are kept in {run_dir}: rerun the same command to resume")
 
 
 @eval_app.command()
@@ -136,8 +135,7 @@ def squad(
         if bool(judge_url) != bool(judge_model):
             raise ValueError("--judge-url and --judge-model go together")
     except (ValueError, DatasetError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        fail(str(error), status=2)
     config = QaEvalConfig(
         dataset=str(path.resolve()),
         train=train,
@@ -195,8 +193,7 @@ def beir(
             raise ValueError(f"--modes: choose from vector, keyword, hybrid (got {modes!r})")
         efs = tuple(int(v) for v in ef_search.split(",") if v.strip())
     except (ValueError, DatasetError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        fail(str(error), status=2)
     config = BeirConfig(str(path.resolve()), chosen, efs, top_k, max_queries, concurrency)
 
     report = _evaluate(
@@ -245,8 +242,7 @@ def task(
         data = load_task(path, public, task_type, test_file)
         split = split_task(data, train, test, seed, train_sample, per_class, labels)
     except (ValueError, DatasetError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        fail(str(error), status=2)
     config = TaskEvalConfig(
         dataset=public or str(path.resolve()),
         kind=data.kind,

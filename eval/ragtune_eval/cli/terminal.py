@@ -22,10 +22,13 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def fail(message: str) -> NoReturn:
-    """``error: <message>`` on stderr, on one line, and exit status 1."""
+def fail(message: str, status: int = 1, hint: str = "") -> NoReturn:
+    """``error: <message>`` on stderr, on one line (then ``hint``, if any, on the next), and exit
+    ``status`` (2: bad input caught before any call)."""
     errors.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(1)
+    if hint:
+        errors.print(hint, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(status)
 
 
 @contextlib.contextmanager
