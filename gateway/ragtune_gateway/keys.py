@@ -42,20 +42,22 @@ class KeyCache:
         self._task: asyncio.Task[None] | None = None
 
     async def caller(self, pool: AsyncConnectionPool, key: str) -> Caller | None:
-        """The tenant of a valid, unrevoked key."""
+        """The tenant of a valid key: unrevoked and unexpired."""
         key_hash = ids.hash_key(key)
         now = time.monotonic()
         cached = self.entries.get(key_hash)
         if cached is not None and cached[1] > now and self.listening.is_set():
             return Caller(cached[0], key_hash)
-        tenant = await tenants.tenant_for_key_hash(pool, key_hash)
-        if tenant is None:
+        found = await tenants.tenant_for_key_hash(pool, key_hash)
+        if found is None:
             self.entries.pop(key_hash, None)
             return None
+        tenant, valid_s = found
         if self.ttl_s > 0 and self.listening.is_set():
             if len(self.entries) >= MAX_CACHED:
                 self.entries.clear()
-            self.entries[key_hash] = (tenant, now + self.ttl_s)
+            lifetime = self.ttl_s if valid_s is None else min(self.ttl_s, valid_s)  # never past the key's expiry
+            self.entries[key_hash] = (tenant, now + lifetime)
         return Caller(tenant, key_hash)
 
     def forget(self, key_hash: str) -> None:

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 from ragtune_common.launcher import METRICS_PORT_OFFSET
+from ragtune_gateway.services.evaluation_worker import JOB_KEY_LEASES
 from tests.faults.test_fault_matrix import ADMIN_KEY, Tally, _http_ready, _wait
 from tests.ports import free_port_block
 
@@ -240,6 +241,7 @@ async def test_any_replica_serves_any_request_and_finishes_a_killed_ones_evaluat
     victim = next(r for r in stack.replicas if r.process.pid == int(owner.split(":")[1]))
     survivor = b if victim is a else a
     os.kill(victim.process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
     victim.process.wait()
     victim.alive = False
     before_kill = _scalar(fault_database, answered, evaluation)
@@ -261,6 +263,15 @@ async def test_any_replica_serves_any_request_and_finishes_a_killed_ones_evaluat
     assert rows == distinct == TEST + TRAIN_SAMPLE, "each question answered once, across the two workers"
     assert attempts == 2 and before_kill >= 2
     assert done["report"]["arms"]["base"]["questions"] == TEST
+
+    # the killed worker never revoked the key it made for the run: the key expires on its own
+    tenant = _scalar(fault_database, "SELECT tenant_id FROM gateway.evaluations WHERE id = %s", evaluation)
+    await asyncio.sleep(max(0.0, killed_at + JOB_KEY_LEASES * LEASE_S + 1 - time.monotonic()))
+    valid_keys = (
+        "SELECT count(*) FROM gateway.api_keys WHERE tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())"
+    )
+    assert _scalar(fault_database, valid_keys, tenant) == 1, "only the test's own key stays valid"
 
     # the killed replica comes back (its pod restarted, its disk empty): it serves what the other made
     stack.restart(victim)

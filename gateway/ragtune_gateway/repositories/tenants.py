@@ -27,9 +27,10 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
-_KEY_COLUMNS = "id, tenant_id, prefix, created_at, revoked_at"
+_KEY_COLUMNS = "id, tenant_id, prefix, created_at, revoked_at, expires_at"
 
 
 async def create_tenant(pool: AsyncConnectionPool, tenant_id: str, name: str) -> Tenant | None:
@@ -58,15 +59,19 @@ async def list_tenants(pool: AsyncConnectionPool) -> list[Tenant]:
         return await cur.fetchall()
 
 
-async def create_key(pool: AsyncConnectionPool, tenant_id: str) -> tuple[ApiKey, str]:
-    """A new key for the tenant: its record and the key itself (never stored)."""
+async def create_key(
+    pool: AsyncConnectionPool, tenant_id: str, expires_in_s: float | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for the tenant: its record and the key itself (never stored). With
+    ``expires_in_s`` it stops being valid that many seconds from now (:func:`extend_key`)."""
     key = ids.new_key()
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=class_row(ApiKey))
         await cur.execute(
-            "INSERT INTO gateway.api_keys (id, tenant_id, key_hash, prefix) VALUES (%s, %s, %s, %s)"
+            "INSERT INTO gateway.api_keys (id, tenant_id, key_hash, prefix, expires_at) VALUES (%s, %s, %s, %s,"
+            " CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => %s::float8) END)"
             f" RETURNING {_KEY_COLUMNS}",
-            (ids.new_id(ids.API_KEY), tenant_id, ids.hash_key(key), key[:8]),
+            (ids.new_id(ids.API_KEY), tenant_id, ids.hash_key(key), key[:8], expires_in_s, expires_in_s),
         )
         row = await cur.fetchone()
     assert row is not None
@@ -97,16 +102,31 @@ async def revoke_key(pool: AsyncConnectionPool, key_id: str, tenant_id: str | No
             (key_id, tenant_id, tenant_id, KEY_REVOKED_CHANNEL),
         )
         row = await cur.fetchone()
-    return (ApiKey(*row[:5]), str(row[5])) if row else None
+    return (ApiKey(*row[:6]), str(row[6])) if row else None
 
 
-async def tenant_for_key_hash(pool: AsyncConnectionPool, key_hash: str) -> str | None:
+async def extend_key(pool: AsyncConnectionPool, key_id: str, expires_in_s: float) -> bool:
+    """Move an expiring, unrevoked, unexpired key's expiry to ``expires_in_s`` from now; False when
+    it is no longer valid (revoked or expired keys are never brought back)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT tenant_id FROM gateway.api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
+            "UPDATE gateway.api_keys SET expires_at = now() + make_interval(secs => %s::float8)"
+            " WHERE id = %s AND revoked_at IS NULL AND expires_at > now()",
+            (expires_in_s, key_id),
+        )
+        return cur.rowcount == 1
+
+
+async def tenant_for_key_hash(pool: AsyncConnectionPool, key_hash: str) -> tuple[str, float | None] | None:
+    """The tenant of a valid key (unrevoked, unexpired) and the seconds it stays valid (None: no expiry)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT tenant_id, extract(epoch FROM expires_at - now())::float8 FROM gateway.api_keys"
+            " WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+            (key_hash,),
         )
         row = await cur.fetchone()
-    return str(row[0]) if row else None
+    return (str(row[0]), None if row[1] is None else float(row[1])) if row else None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class ApiKeyObject(ResponseModel):
     prefix: str = Field(description="The key's first characters, to recognise it")
     created_at: int
     revoked_at: int | None = None
+    expires_at: int | None = Field(default=None, description="When the key stops being valid; null: never")
 
 
 class CreatedApiKey(ApiKeyObject):

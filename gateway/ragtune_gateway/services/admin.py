@@ -35,6 +35,7 @@ def key_object(record: tenants.ApiKey) -> ApiKeyObject:
         prefix=record.prefix,
         created_at=int(record.created_at.timestamp()),
         revoked_at=int(record.revoked_at.timestamp()) if record.revoked_at else None,
+        expires_at=int(record.expires_at.timestamp()) if record.expires_at else None,
     )
 
 

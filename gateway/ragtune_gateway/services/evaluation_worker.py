@@ -44,6 +44,8 @@ from ragtune_gateway.services.evaluation_store import DbProgress, DbRunStore, Le
 
 log = logging.getLogger(__name__)
 
+JOB_KEY_LEASES = 3  # a job's key outlives its last extension by this many lease periods
+
 REPORT_FILES = {"report.md": "text/markdown", CHART_NAME: "image/svg+xml", HTML_NAME: "text/html"}
 CONFIG_KEYS = (
     "train",
@@ -215,16 +217,31 @@ class EvaluationWorker:
     @contextlib.asynccontextmanager
     async def client(self, tenant: str) -> AsyncIterator[GatewayClient]:
         """A REST client of this gateway's own app, in-process, with a key of the tenant made for
-        the job and revoked after it."""
-        key_row, key = await tenants.create_key(self.runtime.pool, tenant)
+        the job and revoked after it. The key expires :data:`JOB_KEY_LEASES` leases after its last
+        extension, and is extended while the job runs: a worker killed before revoking it leaves
+        no key that stays valid."""
+        valid_s = JOB_KEY_LEASES * self.lease_s
+        key_row, key = await tenants.create_key(self.runtime.pool, tenant, expires_in_s=valid_s)
+        keeper = asyncio.create_task(self._keep_key(key_row.id, valid_s), name=f"job-key-{key_row.id}")
         transport = httpx.ASGITransport(app=self.app)
         try:
             async with GatewayClient("http://gateway.internal", key, transport=transport) as client:
                 yield client
         finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             with contextlib.suppress(Exception):
                 await tenants.revoke_key(self.runtime.pool, key_row.id)
             self.runtime.forget_key(key)
+
+    async def _keep_key(self, key_id: str, valid_s: float) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            try:
+                await tenants.extend_key(self.runtime.pool, key_id, valid_s)
+            except Exception:  # the database is away: the key has leases of slack, try again
+                log.warning("could not extend the job key %s", key_id, exc_info=True)
 
 
 class QaEvaluations:

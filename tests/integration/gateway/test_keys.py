@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ragtune_gateway.repositories import tenants
 from tests.integration.gateway.conftest import GatewayFactory
 
 
@@ -48,3 +49,31 @@ async def test_revoked_key_is_refused_by_every_gateway_at_once(start_gateway: Ga
     # another tenant's key id under this tenant: not found, and not revoked
     assert (await first.admin.delete(f"/v1/admin/tenants/{tenant}/keys/{other_id}")).status_code == 404
     assert (await first.admin.delete(f"/v1/admin/tenants/{tenant}/keys/key_nope")).status_code == 404
+
+
+async def test_an_expiring_key_stops_at_its_expiry_even_when_cached(start_gateway: GatewayFactory) -> None:
+    """The keys an evaluation worker makes for a run expire unless extended (a killed worker never
+    revokes its key): refused once expired, though the gateway caches verified keys for 300 s."""
+    gateway = await start_gateway(auth_cache_s=300)
+    pool = gateway.app.state.runtime.pool
+    tenant, _, _ = await gateway.new_tenant()
+    record, key = await tenants.create_key(pool, tenant, expires_in_s=1.5)
+    assert record.expires_at is not None
+    async with gateway.client(key) as client:
+        assert (await client.get("/v1/files")).status_code == 200  # cached, but only until its expiry
+        assert await tenants.extend_key(pool, record.id, 3.0)  # the worker's heartbeat
+        await asyncio.sleep(2.0)
+        assert (await client.get("/v1/files")).status_code == 200  # past the first expiry: extended
+        await asyncio.sleep(1.5)
+        assert (await client.get("/v1/files")).status_code == 401
+        assert not await tenants.extend_key(pool, record.id, 60)  # an expired key is never brought back
+    listed = (await gateway.admin.get(f"/v1/admin/tenants/{tenant}/keys")).json()["data"]
+    expiring = next(k for k in listed if k["id"] == record.id)
+    assert expiring["expires_at"] is not None and expiring["revoked_at"] is None
+    assert all(k["expires_at"] is None for k in listed if k["id"] != record.id)  # admin keys never expire
+
+    revoked, other = await tenants.create_key(pool, tenant, expires_in_s=60)
+    assert await tenants.revoke_key(pool, revoked.id) is not None
+    assert not await tenants.extend_key(pool, revoked.id, 60)  # nor a revoked one
+    async with gateway.client(other) as client:
+        assert (await client.get("/v1/files")).status_code == 401
