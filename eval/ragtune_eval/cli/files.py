@@ -92,7 +92,8 @@ def upload(
         Purpose, typer.Option(help="assistants: documents for vector stores; fine-tune: JSONL training data")
     ] = "assistants",
 ) -> None:
-    """Upload files with a progress bar; prints each file's id (and a training file's validation report)."""
+    """Upload files with a progress bar; prints each file's id (and a training file's validation
+    report). If one is refused, those uploaded before it are deleted again."""
     with one_line_errors(), openai_client() as client:
         uploaded = upload_files(client, local_files(paths), purpose, "uploading")
         for f in uploaded:
