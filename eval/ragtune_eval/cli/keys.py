@@ -39,8 +39,11 @@ def list_keys(tenant: Tenant = DEFAULT_TENANT) -> None:
     with one_line_errors(), Gateway(key=admin_key()) as gw:
         page = gw.request("GET", keys_path(tenant))
     show_table(
-        ("id", "starts with", "created", "revoked"),
-        ((k["id"], f"{k['prefix']}...", when(k["created_at"]), when(k["revoked_at"])) for k in page["data"]),
+        ("id", "starts with", "created", "expires", "revoked"),
+        (
+            (k["id"], f"{k['prefix']}...", when(k["created_at"]), when(k.get("expires_at")), when(k["revoked_at"]))
+            for k in page["data"]
+        ),
     )
 
 
