@@ -1,5 +1,5 @@
 """``ragtune``: start the stack, ingest documents, ask questions with citations, fine-tune, list;
-the command groups (keys, tenants, stores, files, eval) live in modules of their own, added here.
+the command groups (keys, tenants, stores, files, completions, eval) live in modules of their own, added here.
 
 A command runs its body in ``one_line_errors()`` (a failure is one line, never a traceback) and talks to
 the gateway through ``openai_client()`` where the route is in the OpenAI dialect, else through ``Gateway``."""
@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import TextColumn
 
+from ragtune_eval.cli.completions import completions_app
 from ragtune_eval.cli.eval import eval_app
 from ragtune_eval.cli.files import files_app, local_files
 from ragtune_eval.cli.gateway import CliError, Gateway, openai_client
@@ -26,6 +27,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(stores_app, name="stores")
 app.add_typer(files_app, name="files")
+app.add_typer(completions_app, name="completions")
 app.add_typer(eval_app, name="eval")
 
 
