@@ -17,6 +17,7 @@ from ragtune_gateway.routers import (
     aliases,
     chat,
     completions,
+    distillations,
     embeddings,
     evals,
     evaluations,
@@ -72,7 +73,7 @@ def create_app(settings: GatewaySettings, runtime: GatewayRuntime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     routers = (health, admin, models, aliases, chat, stored_completions, files, vector_stores, fine_tuning)
-    for module in (*routers, evaluations, evals):
+    for module in (*routers, distillations, evaluations, evals):
         app.include_router(module.router)
     mount_console(app)  # the web console at /ui: static pages that call the API with the user's key
     app.include_router(responses_router.router)

@@ -26,6 +26,7 @@ PROMOTION = "promo_"
 RESPONSE = "resp_"
 RESPONSE_MESSAGE = "msg_"  # an item of a response: a message in or out
 FILE_SEARCH_CALL = "fs_"
+DISTILLATION = "distill_"
 
 KEY_PREFIX = "rt-"  # what every API key (the secret, not its id) starts with
 

@@ -65,6 +65,12 @@ class GatewaySettings(ServiceSettings, DatabaseSettings):
     completion_retention_sweep_s: float = Field(
         default=3600.0, ge=0, description="how often stored chat completions past retention are deleted; 0 = never"
     )
+    teacher_base_urls: str = Field(
+        default="",
+        description="comma-separated OpenAI-compatible base URLs a distillation's teacher may be (none: only the"
+        " tenant's own models here)",
+    )
+    teacher_api_key: SecretStr | None = Field(default=None, description="sent to those teacher endpoints")
     promotion_min_level: float = Field(
         default=0.95, ge=0.5, lt=1, description="confidence level a promotion's paired interval must reach at least"
     )

@@ -131,7 +131,7 @@ async def test_completions_and_responses_runs_sample_the_model(
 async def test_an_adapter_run_is_offered_for_an_alias(tenant_a: Tenant, base_model: str) -> None:
     """A LoRA adapter that learnt an answer format passes a format grader the base model fails; its
     run is offered for an alias through the eval (no holder yet: promoted, and recorded), and a
-    run of the base model cannot hold one."""
+    run of the base model, worse, does not take it back."""
     client = tenant_a.client
     training = await client.files.create(file=("colours.jsonl", TRAINING.encode()), purpose="fine-tune")
     job = await client.fine_tuning.jobs.create(
@@ -185,5 +185,5 @@ async def test_an_adapter_run_is_offered_for_an_alias(tenant_a: Tenant, base_mod
     assert decision["candidate_score"] == 100 * rates[adapter_run]
     held = await tenant_a.http.get(f"/v1/aliases/{alias}")
     assert held.json()["model"] == done.fine_tuned_model
-    refused = await tenant_a.http.post(promote, json={"alias": alias, "run_id": base_run})
-    assert refused.status_code == 400 and refused.json()["error"]["param"] == "candidate", refused.text
+    kept = await tenant_a.http.post(promote, json={"alias": alias, "run_id": base_run})
+    assert kept.status_code == 200 and not kept.json()["promoted"], kept.text  # the base model may, if better

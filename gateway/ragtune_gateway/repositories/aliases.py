@@ -119,6 +119,18 @@ class LockedAlias:
             (self.tenant, self.alias, model, metric, score, Jsonb(evaluation)),
         )
 
+    async def last_move(self) -> Promotion | None:
+        """The decision that gave the alias to its current holder (None: no holder, or none recorded)."""
+        if self.holder is None:
+            return None
+        cur = self.conn.cursor(row_factory=class_row(Promotion))
+        await cur.execute(
+            f"SELECT {_PROMOTION_COLUMNS} FROM gateway.promotions WHERE tenant_id = %s AND alias = %s"
+            " AND promoted AND candidate = %s ORDER BY created_at DESC, id DESC LIMIT 1",
+            (self.tenant, self.alias, self.holder.model),
+        )
+        return await cur.fetchone()
+
     async def record(
         self,
         *,

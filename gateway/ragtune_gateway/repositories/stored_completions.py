@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -129,6 +129,49 @@ async def list_page(
             "  (SELECT created_at, id FROM gateway.stored_completions WHERE tenant_id = %(t)s AND id = %(a)s))"
             f" ORDER BY created_at {direction}, id {direction} LIMIT %(n)s",
             {"t": tenant, "m": model, "meta": Jsonb(metadata), "a": after, "n": limit},
+        )
+        return await cur.fetchall()
+
+
+@dataclass(frozen=True)
+class StoredFilter:
+    """Which completions a distillation or an eval run takes: every condition given holds.
+    ``ratings``: the ``feedback`` values taken ('none': not rated); ``holdout_of``: only the
+    completions that distillation held out; ``limit``: the newest this many."""
+
+    model: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    ratings: tuple[str, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    holdout_of: str = ""
+    limit: int = 100_000
+
+
+async def select(pool: AsyncConnectionPool, tenant: str, where: StoredFilter) -> list[StoredRow]:
+    """The tenant's completions matching ``where``, oldest first (the newest ``limit`` of them)."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(StoredRow))
+        await cur.execute(
+            f"SELECT * FROM (SELECT {_COLUMNS} FROM gateway.stored_completions c WHERE tenant_id = %(t)s"
+            " AND (%(m)s = '' OR model = %(m)s OR requested_model = %(m)s) AND metadata @> %(meta)s"
+            " AND (cardinality(%(r)s::text[]) = 0 OR metadata ->> 'feedback' = ANY(%(r)s)"
+            "      OR ('none' = ANY(%(r)s) AND NOT metadata ? 'feedback'))"
+            " AND (%(after)s::timestamptz IS NULL OR created_at >= %(after)s)"
+            " AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s)"
+            " AND (%(d)s = '' OR EXISTS (SELECT 1 FROM gateway.distillation_items i WHERE i.distillation_id = %(d)s"
+            "      AND i.tenant_id = %(t)s AND i.completion_id = c.id AND i.split = 'holdout'))"
+            " ORDER BY created_at DESC, id DESC LIMIT %(n)s) newest ORDER BY created_at, id",
+            {
+                "t": tenant,
+                "m": where.model,
+                "meta": Jsonb(where.metadata),
+                "r": list(where.ratings),
+                "after": where.created_after,
+                "before": where.created_before,
+                "d": where.holdout_of,
+                "n": where.limit,
+            },
         )
         return await cur.fetchall()
 

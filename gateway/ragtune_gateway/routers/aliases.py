@@ -2,7 +2,8 @@
 
 ``POST /v1/aliases/{alias}/promotions`` takes a candidate adapter with its held-out score and the
 holder it was compared with (and that holder's score on the same questions); ``ragtune eval
---promote`` and ``POST /v1/evaluations`` with ``promote`` measure both and call it."""
+--promote`` and ``POST /v1/evaluations`` with ``promote`` measure both and call it.
+``POST /v1/aliases/{alias}/rollback`` gives the alias back to the holder its last move displaced."""
 
 from __future__ import annotations
 
@@ -46,3 +47,10 @@ async def list_promotions(alias: PathId, runtime: Runtime, tenant: TenantId) -> 
 @router.post("/{alias}/promotions", response_model=AliasPromotion)
 async def create_promotion(alias: PathId, body: PromotionRequest, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
     return await aliases.promote(runtime, tenant, alias, body)
+
+
+@router.post("/{alias}/rollback", response_model=AliasPromotion)
+async def rollback_alias(alias: PathId, runtime: Runtime, tenant: TenantId) -> AliasPromotion:
+    """Give the alias back to the holder its last move displaced, in one call; recorded in
+    ``/promotions`` like every move."""
+    return await aliases.rollback(runtime, tenant, alias)

@@ -35,10 +35,18 @@ class CustomDataSourceConfig(OpenAIModel):
 
 
 class LogsDataSourceConfig(OpenAIModel):
-    """Refused: ragtune's evals run over items given with each run."""
+    """Refused: give items with each run ('custom'), or take stored chat completions."""
 
-    type: Literal["logs", "stored_completions"]
+    type: Literal["logs"]
     metadata: JsonObject | None = None
+
+
+class StoredCompletionsDataSourceConfig(OpenAIModel):
+    """Items are the tenant's stored chat completions whose metadata holds ``metadata``: ``item.input``
+    (the request's messages), ``item.reference`` (the correction, else the stored answer)."""
+
+    type: Literal["stored_completions"]
+    metadata: Metadata | None = None
 
 
 class StringCheckGrader(OpenAIModel):
@@ -72,7 +80,9 @@ Grader = Annotated[StringCheckGrader | TextSimilarityGrader | RefusedGrader, Fie
 class CreateEval(OpenAIModel):
     name: Name | None = None
     metadata: Metadata | None = None
-    data_source_config: Annotated[CustomDataSourceConfig | LogsDataSourceConfig, Field(discriminator="type")]
+    data_source_config: Annotated[
+        CustomDataSourceConfig | LogsDataSourceConfig | StoredCompletionsDataSourceConfig, Field(discriminator="type")
+    ]
     testing_criteria: list[Grader] = Field(min_length=1, max_length=32)
 
 
@@ -116,12 +126,27 @@ class FileIdSource(OpenAIModel):
 
 
 class StoredSource(OpenAIModel):
-    """Refused: items come with the run."""
+    """Refused: stored responses are not an item source here."""
 
-    type: Literal["stored_completions", "responses"]
+    type: Literal["responses"]
 
 
-Source = Annotated[FileContentSource | FileIdSource | StoredSource, Field(discriminator="type")]
+class StoredCompletionsSource(OpenAIModel):
+    """The tenant's stored chat completions (and the eval's ``metadata``), as OpenAI filters them,
+    plus ragtune's ``distillation_id``: only the completions that distillation held out."""
+
+    type: Literal["stored_completions"]
+    model: Annotated[Text, Field(min_length=1, max_length=256)] | None = None
+    metadata: Metadata | None = None
+    created_after: Annotated[int, Field(ge=0, le=253_402_300_799)] | None = None
+    created_before: Annotated[int, Field(ge=0, le=253_402_300_799)] | None = None
+    limit: int | None = Field(default=None, ge=1, le=10_000)
+    distillation_id: Id | None = Field(default=None, description="ragtune: only what this distillation held out")
+
+
+Source = Annotated[
+    FileContentSource | FileIdSource | StoredSource | StoredCompletionsSource, Field(discriminator="type")
+]
 
 
 class TemplateMessage(OpenAIModel):

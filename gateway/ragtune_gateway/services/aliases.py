@@ -1,13 +1,14 @@
 """Model aliases and their promotions.
 
-An alias (``ft:latest-good``) names whichever of the tenant's adapters currently holds it; chat
-completions accept it wherever a model name goes. It moves only through a promotion: a candidate
+An alias (``ft:latest-good``) names whichever of the tenant's adapters (or the base model) currently
+holds it; chat completions accept it wherever a model name goes. It moves only through a promotion: a candidate
 and the holder, both scored on the same held-out questions, and the candidate takes the alias only
 when its paired improvement is significant: the confidence interval of candidate - holder lies
 above zero at a level of at least ``RAGTUNE_GATEWAY_PROMOTION_MIN_LEVEL`` (or the alias has no
 holder). A higher mean inside the noise keeps the holder. The caller states which holder it
 measured; if the alias moved meanwhile the promotion is refused with a conflict, so a decision is
-never taken against a holder nobody measured. Every decision is recorded with both scores.
+never taken against a holder nobody measured. Every decision is recorded with both scores. A
+rollback gives the alias back to the holder the last move displaced, and is recorded the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "list_aliases",
     "list_promotions",
     "promote",
+    "rollback",
 ]
 
 
@@ -143,8 +145,7 @@ async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: Promot
     check_alias(alias)
     if is_alias(body.candidate):
         raise ApiError(400, "The candidate must be an adapter, not an alias.", param="candidate")
-    if not await resolve_adapter(runtime, tenant, body.candidate, param="candidate"):
-        raise ApiError(400, "Only fine-tuned adapters can hold an alias.", param="candidate")
+    await resolve_adapter(runtime, tenant, body.candidate, param="candidate")  # an adapter or the base model
     async with alias_rows.locked_alias(runtime.pool, tenant, alias) as locked:
         holder = locked.holder
         current = holder.model if holder else None
@@ -175,6 +176,35 @@ async def promote(runtime: GatewayRuntime, tenant: str, alias: str, body: Promot
             metric=body.metric,
             promoted=promoted,
             reason=reason,
+            evaluation=evaluation,
+        )
+    return promotion_object(row)
+
+
+async def rollback(runtime: GatewayRuntime, tenant: str, alias: str) -> AliasPromotion:
+    """The alias goes back to the holder its last move displaced (a rollback of a rollback moves it
+    forward again), recorded as a promotion of that holder with ``evaluation.rollback_of`` naming the
+    move it undoes. 404 without a holder; 409 when the last move had no previous holder."""
+    check_alias(alias)
+    async with alias_rows.locked_alias(runtime.pool, tenant, alias) as locked:
+        holder = locked.holder
+        if holder is None:
+            raise not_found("alias", alias)
+        move = await locked.last_move()
+        if move is None or move.holder is None:
+            message = f"The alias '{alias}' had no holder before {holder.model!r}: there is nothing to roll back to."
+            raise ApiError(409, message, param="alias", code="no_previous_holder")
+        await resolve_adapter(runtime, tenant, move.holder, param="alias")
+        score = move.holder_score if move.holder_score is not None else 0.0
+        evaluation = {"rollback_of": move.id, "evaluation": move.evaluation}
+        await locked.hold(move.holder, move.metric, score, evaluation)
+        row = await locked.record(
+            candidate=move.holder,
+            candidate_score=score,
+            holder_score=holder.score,
+            metric=move.metric,
+            promoted=True,
+            reason=f"rollback: {move.holder!r} holds the alias again in place of {holder.model!r}",
             evaluation=evaluation,
         )
     return promotion_object(row)

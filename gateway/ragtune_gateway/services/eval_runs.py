@@ -77,6 +77,7 @@ async def sample_model(client: GatewayClient, run: RunRow, item: dict[str, Any])
     start = time.perf_counter()
     if source["type"] == "completions":
         body: dict[str, Any] = {"model": run.model, "messages": messages, "max_tokens": max_tokens, **_sampling(source)}
+        body["store"] = False  # an eval's samples are not traffic, whatever the tenant stores
         if params.get("response_format"):
             body["response_format"] = params["response_format"]
         reply = await _call(client, "/v1/chat/completions", body)

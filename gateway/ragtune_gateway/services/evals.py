@@ -24,7 +24,6 @@ from ragtune_gateway.schemas.evals import (
     CreateEval,
     CreateRun,
     CriterionResult,
-    CustomDataSourceConfig,
     EvalDeleted,
     EvalObject,
     EvalRunDeleted,
@@ -38,11 +37,12 @@ from ragtune_gateway.schemas.evals import (
     RefusedGrader,
     ResultCounts,
     RunError,
+    StoredCompletionsSource,
     TemplateInput,
     TextSimilarityGrader,
     UpdateEval,
 )
-from ragtune_gateway.services import files, models
+from ragtune_gateway.services import eval_sources, files, models
 from ragtune_gateway.services.evaluation_worker import EvaluationWorker
 
 MAX_RUN_ITEMS = 10_000
@@ -83,38 +83,14 @@ def eval_object(row: EvalRow) -> EvalObject:
         created_at=_ts(row.created_at),
         name=row.name,
         metadata=row.metadata,
-        data_source_config={"type": "custom", "schema": schema},
+        data_source_config=eval_sources.public_config(config, schema),
         testing_criteria=row.testing_criteria,
     )
 
 
-def _outside_refs(schema: Any) -> str | None:
-    """The first ``$ref`` that leaves the schema (nothing is fetched: it would fail every item)."""
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref", node.get("$dynamicRef"))
-            if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
-                return str(ref)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return None
-
-
-def check_eval(body: CreateEval) -> None:
-    config = body.data_source_config
-    if not isinstance(config, CustomDataSourceConfig):
-        message = f"data_source_config of type '{config.type}' is not supported: give items with each run ('custom')."
-        raise ApiError(400, message, param="data_source_config.type")
-    try:
-        jsonschema.validators.validator_for(config.item_schema).check_schema(config.item_schema)
-    except jsonschema.SchemaError as exc:
-        raise ApiError(400, f"Not a JSON schema: {exc.message}", param="data_source_config.item_schema") from None
-    if outside := _outside_refs(config.item_schema):
-        message = f"item_schema may only refer to itself ($ref '#...'), not to {outside!r}."
-        raise ApiError(400, message, param="data_source_config.item_schema")
+def check_eval(body: CreateEval) -> dict[str, Any]:
+    """The data source config to store, after checking it and every grader (400 naming the field)."""
+    config = eval_sources.stored_config(body)
     names: set[str] = set()
     for i, grader in enumerate(body.testing_criteria):
         where = f"testing_criteria[{i}]"
@@ -132,11 +108,11 @@ def check_eval(body: CreateEval) -> None:
                 graders.check_template(getattr(grader, field), sample_allowed=True)
             except graders.TemplateError as exc:
                 raise ApiError(400, f"{where}.{field}: {exc}.", param=f"{where}.{field}") from None
+    return config
 
 
 async def create_eval(runtime: GatewayRuntime, tenant: str, body: CreateEval) -> EvalObject:
-    check_eval(body)
-    config = body.data_source_config.model_dump()
+    config = check_eval(body)
     criteria = [grader.model_dump() for grader in body.testing_criteria]
     row = await repository.insert_eval(
         runtime.pool, ids.new_id(ids.EVAL), tenant, body.name or "", body.metadata, config, criteria
@@ -252,10 +228,13 @@ def read_rows(data: bytes, param: str) -> list[tuple[dict[str, Any], dict[str, A
 
 
 async def _source_rows(
-    runtime: GatewayRuntime, tenant: str, body: CreateRun, validator: Any
+    runtime: GatewayRuntime, tenant: str, body: CreateRun, config: dict[str, Any], validator: Any
 ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     source = body.data_source.source
-    if isinstance(source, FileContentSource):
+    if isinstance(source, StoredCompletionsSource) and body.data_source.type != "jsonl":
+        rows = await eval_sources.items(runtime, tenant, config, source)
+        params = [f"data_source.source (stored completion {item['completion_id']})" for item, _ in rows]
+    elif isinstance(source, FileContentSource):
         if len(source.content) > MAX_RUN_ITEMS:
             raise ApiError(400, f"A run takes at most {MAX_RUN_ITEMS} items.", param="data_source.source.content")
         rows = [(row.item, row.sample) for row in source.content]
@@ -267,7 +246,8 @@ async def _source_rows(
         params = [f"data_source.source.id (line {i + 1})" for i in range(len(rows))]
     else:
         message = (
-            f"data_source.source of type '{source.type}' is not supported: give the items (file_content, file_id)."
+            f"data_source.source of type '{source.type}' is not supported here: use file_content or file_id"
+            " (stored_completions: in a model run)."
         )
         raise ApiError(400, message, param="data_source.source.type")
     await asyncio.to_thread(_check_items, validator, rows, params)
@@ -311,7 +291,7 @@ async def create_run(
     )
     source = body.data_source
     model = await _check_model_source(runtime, tenant, source) if isinstance(source, ModelRunDataSource) else ""
-    rows = await _source_rows(runtime, tenant, body, validator)
+    rows = await _source_rows(runtime, tenant, body, evaluation.data_source_config, validator)
     if not isinstance(source, ModelRunDataSource):
         for i, (_, sample) in enumerate(rows):
             if sample is None or not isinstance(sample.get("output_text", ""), str):

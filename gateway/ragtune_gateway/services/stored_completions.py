@@ -26,6 +26,7 @@ from ragtune_gateway.schemas.stored_completions import (
     StoredMessage,
     UpdateStoredCompletion,
 )
+from ragtune_gateway.services import distilled_files
 
 REQUEST_FIELDS = {  # what is kept of a request besides its messages and model
     "temperature",
@@ -132,7 +133,10 @@ async def update(
 
 
 async def delete(runtime: GatewayRuntime, tenant: str, completion_id: str) -> ChatCompletionDeleted:
-    """Deletes the row itself (with its feedback history): nothing of it is left."""
+    """Deletes the row itself (with its feedback history), after taking it out of every distilled
+    file no fine-tuning job has used (:mod:`.distilled_files`): nothing of it is left."""
+    await _row(runtime, tenant, completion_id)
+    await distilled_files.remove_completion(runtime, tenant, completion_id)
     if not await rows.delete(runtime.pool, tenant, completion_id):
         raise not_found("stored chat completion", completion_id, "completion_id")
     return ChatCompletionDeleted(id=completion_id)
