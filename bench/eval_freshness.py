@@ -38,10 +38,10 @@ NAME = "eval_freshness"
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--fresh-data", type=Path, default=None, help="SQuAD JSON (default <datasets>/squad-v1.1)")
-    group.add_argument("--fresh-items", type=int, default=40, help="facts (questions, one per passage)")
+    group.add_argument("--fresh-items", type=int, default=32, help="facts (questions, one per passage)")
     group.add_argument("--fresh-seed", type=int, default=0)
-    group.add_argument("--fresh-epochs", type=int, default=10, help="epochs of each closed-book adapter")
-    group.add_argument("--fresh-batch-size", type=int, default=4)
+    group.add_argument("--fresh-epochs", type=int, default=8, help="epochs of each closed-book adapter")
+    group.add_argument("--fresh-batch-size", type=int, default=8)
     group.add_argument("--fresh-lr-multiplier", type=float, default=5.0, help="x the trainer's base learning rate")
     group.add_argument("--fresh-max-tokens", type=int, default=32, help="answer length cap")
     group.add_argument("--fresh-concurrency", type=int, default=4)

@@ -172,7 +172,8 @@ def edit_fact(item: QAItem, new_answer: str) -> FactEdit:
 
 def plan_edits(items: Sequence[QAItem], pool: dict[str, list[str]], count: int, seed: int) -> list[FactEdit]:
     """``count`` edited facts: a seeded order of the editable items, one per passage (two edits of
-    one passage would collide), each with its counterfactual. Fewer when the items run out."""
+    one passage would collide), each with its counterfactual, none whose edited passage still
+    holds one of its gold answers. Fewer when the items run out."""
     order = sorted(items, key=lambda item: item.id)
     random.Random(f"freshness:{seed}").shuffle(order)
     edits: list[FactEdit] = []
@@ -185,8 +186,11 @@ def plan_edits(items: Sequence[QAItem], pool: dict[str, list[str]], count: int, 
         new = counterfactual(item, pool, seed)
         if new is None:
             continue
+        edit = edit_fact(item, new)
+        if any(_holds(edit.new_context, answer) for answer in item.answers):
+            continue  # another reference answer stands elsewhere in the passage: the old fact would remain
         passages.add(item.context_id)
-        edits.append(edit_fact(item, new))
+        edits.append(edit)
     return edits
 
 

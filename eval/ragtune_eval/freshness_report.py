@@ -185,7 +185,7 @@ def verdict(arm: str, figures: dict[str, Any]) -> str:
     if arm == "rag":
         ready = time.get("ready_s")
         return (
-            f"Re-ingesting the changed documents ({ready:.0f} s) is all it takes: {_pct(after, 'new')} of answers then"
+            f"Re-ingesting the changed documents ({ready:.1f} s) is all it takes: {_pct(after, 'new')} of answers then"
             f" give the new fact (before: {_pct(before, 'new')}; {change}), {stale}."
         )
     if arm == "ft":
