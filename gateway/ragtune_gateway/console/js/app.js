@@ -1,5 +1,5 @@
 // The console's shell: sign-in with an API key (kept in sessionStorage for this tab only), the
-// navigation, and one page at a time (#playground, #knowledge, #fine-tuning, #evaluations, #models).
+// navigation, and one page at a time (#playground, #traffic, #knowledge, #fine-tuning, #evaluations, #models).
 
 import { api, ApiError, session } from "./api.js";
 import { errorText, field, h, replace } from "./dom.js";
@@ -8,9 +8,11 @@ import * as fineTuning from "./pages/fine_tuning.js";
 import * as knowledge from "./pages/knowledge.js";
 import * as models from "./pages/models.js";
 import * as playground from "./pages/playground.js";
+import * as traffic from "./pages/traffic.js";
 
 const PAGES = [
   ["playground", "Playground", playground],
+  ["traffic", "Traffic", traffic],
   ["knowledge", "Knowledge", knowledge],
   ["fine-tuning", "Fine-tuning", fineTuning],
   ["evaluations", "Evaluations", evaluations],
@@ -36,7 +38,7 @@ function signIn(message) {
         event.preventDefault();
         session.set(key.value.trim());
         try {
-          await api("GET", "/v1/models");
+          await api("GET", "/v1/files?limit=1"); // checks the key; needs no model server up
           route();
         } catch (e) {
           session.clear();
