@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import TextColumn
 
 from ragtune_eval.cli.completions import completions_app
+from ragtune_eval.cli.distill import distill, distillations
 from ragtune_eval.cli.eval import eval_app
 from ragtune_eval.cli.files import files_app, local_files
 from ragtune_eval.cli.gateway import CliError, Gateway, openai_client
@@ -29,6 +30,8 @@ app.add_typer(stores_app, name="stores")
 app.add_typer(files_app, name="files")
 app.add_typer(completions_app, name="completions")
 app.add_typer(eval_app, name="eval")
+app.command()(distill)
+app.command()(distillations)
 
 
 @app.command()
@@ -139,16 +142,24 @@ def _base_model(listed: list[dict[str, Any]]) -> str:
 
 @app.command()
 def finetune(
-    file: Annotated[Path, typer.Argument(dir_okay=False, help="JSONL: chat or prompt/completion")],
+    file: Annotated[
+        Path, typer.Argument(dir_okay=False, help="JSONL: chat or prompt/completion; or the id of an uploaded file")
+    ],
     model: Annotated[str, typer.Option(help="base model; default: the server's")] = "",
     suffix: Annotated[str | None, typer.Option()] = None,
     epochs: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     watch: Annotated[bool, typer.Option(help="follow the job with a progress bar and the loss")] = False,
 ) -> None:
-    """Upload a training file and start a LoRA fine-tuning job."""
+    """Upload a training file and start a LoRA fine-tuning job (a file-... id that is no local file:
+    the uploaded or distilled file of that id)."""
     with one_line_errors(), Gateway() as gw:
-        with file.open("rb") as f:
-            uploaded = gw.request("POST", "/v1/files", files={"file": (file.name, f)}, data={"purpose": "fine-tune"})
+        if str(file).startswith("file-") and not file.exists():
+            uploaded = gw.request("GET", f"/v1/files/{file}")
+        else:
+            with file.open("rb") as f:
+                uploaded = gw.request(
+                    "POST", "/v1/files", files={"file": (file.name, f)}, data={"purpose": "fine-tune"}
+                )
         body: dict[str, Any] = {"training_file": uploaded["id"], "model": model, "suffix": suffix}
         if epochs:
             body["hyperparameters"] = {"n_epochs": epochs}
