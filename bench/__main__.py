@@ -26,6 +26,7 @@ from bench import (
     retrieval_quality,
     retriever_scaling,
     search_latency,
+    traffic_loop,
     trainer_gsm8k,
     trainer_publish_latency,
     trainer_throughput,
@@ -52,6 +53,7 @@ BENCHMARKS = {
         eval_squad,
         eval_tasks,
         eval_freshness,
+        traffic_loop,
         peers,
     )
 }
