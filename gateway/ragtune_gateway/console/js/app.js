@@ -1,11 +1,12 @@
 // The console's shell: sign-in with an API key (kept in sessionStorage for this tab only), the
-// navigation, and one page at a time (#playground, #traffic, #knowledge, #fine-tuning, #evaluations, #models).
+// navigation, and one page at a time (#playground, #traffic, #loop, #knowledge, #fine-tuning, #evaluations, #models).
 
 import { api, ApiError, session } from "./api.js";
 import { errorText, field, h, replace } from "./dom.js";
 import * as evaluations from "./pages/evaluations.js";
 import * as fineTuning from "./pages/fine_tuning.js";
 import * as knowledge from "./pages/knowledge.js";
+import * as loop from "./pages/loop.js";
 import * as models from "./pages/models.js";
 import * as playground from "./pages/playground.js";
 import * as traffic from "./pages/traffic.js";
@@ -13,6 +14,7 @@ import * as traffic from "./pages/traffic.js";
 const PAGES = [
   ["playground", "Playground", playground],
   ["traffic", "Traffic", traffic],
+  ["loop", "Distill & promote", loop],
   ["knowledge", "Knowledge", knowledge],
   ["fine-tuning", "Fine-tuning", fineTuning],
   ["evaluations", "Evaluations", evaluations],
