@@ -68,6 +68,20 @@ def distill_body(
     return body
 
 
+def filter_text(chosen: dict[str, Any]) -> str:
+    """A distillation's filter as ``model ft:x, app=bank, feedback bad, since 2026-12-01 10:00``."""
+    parts = [f"model {chosen['model']}"] if chosen.get("model") else []
+    parts += [f"{k}={v}" for k, v in (chosen.get("metadata") or {}).items()]
+    if chosen.get("feedback"):
+        parts.append("feedback " + "|".join(chosen["feedback"]))
+    for key, label in (("created_after", "since"), ("created_before", "until")):
+        if chosen.get(key) is not None:
+            parts.append(f"{label} {when(chosen[key])}")
+    if chosen.get("limit"):
+        parts.append(f"newest {chosen['limit']}")
+    return ", ".join(parts) or "everything"
+
+
 def describe(d: dict[str, Any]) -> list[str]:
     counts = d["counts"]
     return [
@@ -122,7 +136,7 @@ def distillations(
             made = gw.request("GET", f"/v1/distillations/{distillation_id}")
             for line in describe(made):
                 say(line)
-            say(f"  filter {made['filter']}, holdout {made['holdout_fraction']}, seed {made['seed']}")
+            say(f"  filter: {filter_text(made['filter'])}; holdout {made['holdout_fraction']}, seed {made['seed']}")
             if made["teacher"]:
                 say(f"  teacher {made['teacher']}")
             for completion_id in made["holdout_completion_ids"]:
@@ -135,7 +149,14 @@ def distillations(
     show_table(
         ("id", "created", "file", "training", "held out", "filter"),
         (
-            (d["id"], when(d["created_at"]), d["file_id"], d["counts"]["training"], d["counts"]["holdout"], d["filter"])
+            (
+                d["id"],
+                when(d["created_at"]),
+                d["file_id"],
+                d["counts"]["training"],
+                d["counts"]["holdout"],
+                filter_text(d["filter"]),
+            )
             for d in page["data"]
         ),
     )

@@ -42,7 +42,7 @@ async def test_distill_list_and_train(trainer_gateway: Gateway, tmp_path: Path) 
     assert distillation_id in listed and file_id in listed
     shown = succeeded(await ragtune(env, "distillations", distillation_id))
     (held_out,) = re.findall(r"held out: (chatcmpl-\w+)", shown)
-    assert held_out in made and "'metadata': {'app': 'bank'}" in shown
+    assert held_out in made and "filter: app=bank, since " in shown
     assert counts.group(1) == ("0" if held_out == made[1] else "1")  # the correction trains unless held out
     assert file_id in succeeded(await ragtune(env, "files", "list", "--purpose", "fine-tune"))
 
@@ -70,10 +70,13 @@ async def test_distill_errors_are_one_line(trainer_gateway: Gateway, tmp_path: P
         assert (await http.get("/v1/files")).json()["data"] == []  # nothing half-written
 
 
-def test_moments() -> None:
-    from ragtune_eval.cli.distill import moment
+def test_moments_and_filters() -> None:
+    from ragtune_eval.cli.distill import filter_text, moment
 
     now = datetime(2026, 12, 6, 12, 0)
     assert moment("2d", "--since", now) == int(datetime(2026, 12, 4, 12, 0).timestamp())
     assert moment("90m", "--since", now) == int(datetime(2026, 12, 6, 10, 30).timestamp())
     assert moment("2026-12-01 14:30", "--since") == int(datetime(2026, 12, 1, 14, 30).timestamp())
+    assert filter_text({}) == "everything"
+    chosen = {"model": "ft:support", "metadata": {"app": "bank"}, "feedback": ["bad", "none"], "limit": 50}
+    assert filter_text(chosen) == "model ft:support, app=bank, feedback bad|none, newest 50"

@@ -35,14 +35,17 @@ export async function fineTuneCard(card, state, reload) {
     const base = await modelGroups().then((g) => g.base.map((m) => m.id), () => []); // none while no generator answers
     const model = h("select", { id: "lp-base" }, h("option", { value: "" }, "the server's base model"), base.map((id) => h("option", { value: id }, id)));
     const epochs = h("input", { type: "number", id: "lp-epochs", min: 1, max: 50, value: 3 });
+    const batch = h("input", { type: "number", id: "lp-batch", min: 1, max: 256, value: 2 });
+    const lr = h("input", { type: "number", id: "lp-lr", min: 0.01, max: 100, step: "any", value: 1 });
     const error = h("div");
     replace(card, title, h("form", { onsubmit: async (e) => {
       e.preventDefault();
       try {
-        await api("POST", "/v1/fine_tuning/jobs", { model: model.value || undefined, training_file: d.file_id, hyperparameters: { n_epochs: Number(epochs.value) } });
+        await api("POST", "/v1/fine_tuning/jobs", { model: model.value || undefined, training_file: d.file_id, hyperparameters: { n_epochs: Number(epochs.value), batch_size: Number(batch.value), learning_rate_multiplier: Number(lr.value) } });
         reload(); // draws the job and watches it
       } catch (err) { replace(error, errorText(err)); }
-    } }, h("div", { class: "cols2" }, h("div", {}, field("Base model", model)), h("div", {}, field("Epochs", epochs))),
+    } }, h("div", { class: "cols2" }, h("div", {}, field("Base model", model)), h("div", {}, field("Epochs", epochs)),
+      h("div", {}, field("Batch size", batch)), h("div", {}, field("Learning-rate multiplier", lr))),
     h("div", { class: "row" }, h("button", { type: "submit", id: "lp-train" }, "Start fine-tuning")), error));
     return false;
   }
