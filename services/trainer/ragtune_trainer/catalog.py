@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -117,6 +118,8 @@ class Catalog:
             default_checkpoint_interval=self.settings.default_checkpoint_interval_steps,
             max_lora_rank=self.settings.max_lora_rank,
         )
+        s = self.settings  # the job records how it trains: a resume elsewhere trains the same way
+        config = replace(config, packing=s.packing, row_tokens=s.row_tokens, precision=s.precision)
         if base_model == self.settings.base_model:  # the stored token counts are this tokenizer's
             for field, dataset in (("training_file", training), ("validation_file", validation)):
                 if dataset and dataset.max_example_tokens > config.max_seq_length:

@@ -62,6 +62,11 @@ class JobConfig:
     early_stopping_patience: int = 0
     checkpoint_interval_steps: int = 100
     total_steps: int = 0
+    # how the training process batches and computes: the replica's settings when the job was created
+    # (a job stored before they were recorded trained packed rows of 512 tokens in float32)
+    packing: bool = True
+    row_tokens: int = 512
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,10 @@ spends about a fifth of its work and most of its memory traffic projecting every
 49k vocabulary, and most positions of a chat example (system prompt, question, context) carry no
 loss. Models whose logits are more than the LM head's projection (soft-capping, scaling) take the
 model's own forward and its full logits instead.
+
+With an autocast dtype (``ragtune_trainer.precision``) the training forward runs under autocast and
+the backward follows it; the weights and optimizer state stay float32. Evaluation runs in float32,
+so a validation loss means the same whatever the precision of training.
 """
 
 from __future__ import annotations
@@ -76,9 +80,11 @@ class TokenBudgetTrainer(Trainer):
         train_examples: list[TokenizedExample],
         eval_examples: list[TokenizedExample],
         group_by_length: bool,
+        autocast_dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype
         self.train_lengths = [len(t.input_ids) for t in train_examples]
         self.eval_lengths = [len(t.input_ids) for t in eval_examples]
         self.group_by_length = group_by_length
@@ -126,7 +132,8 @@ class TokenBudgetTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
-        total, count = target_loss(model, inputs)
+        with torch.autocast(self.args.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            total, count = target_loss(model, inputs)
         loss = total / max(int(num_items_in_batch) if num_items_in_batch is not None else count, 1)
         return (loss, {}) if return_outputs else loss
 

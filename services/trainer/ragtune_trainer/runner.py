@@ -203,6 +203,7 @@ class JobRunner:
             "config": job.config.to_json(),
             "resume_from": resume,
             "device": self.settings.device,
+            "torch_threads": self.settings.torch_threads,  # this replica's CPUs: not the job's to record
             "progress_interval_s": self.settings.progress_interval_s,
             "checkpoints_kept": self.settings.checkpoints_kept,
         }

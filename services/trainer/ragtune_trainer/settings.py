@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,10 +19,14 @@ def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
+Precision = Literal["auto", "fp32", "bf16"]
+
+
 class TrainingSettings(BaseSettings):
-    """How a training process batches and computes. ``ragtune_trainer.train_process`` reads them from
-    the environment it inherits from its trainer replica; the replica's own settings include them, so
-    a bad value stops the service at start rather than failing each job."""
+    """How training processes batch and compute. Part of the replica's settings (a bad value stops
+    the service at start). ``packing``, ``row_tokens`` and ``precision`` are written into each job's
+    configuration when it is created, so the job records them and a resume on any replica trains
+    the same way; ``torch_threads`` is the replica's own (its CPUs), given in each job's spec."""
 
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_TRAINER_", extra="ignore", populate_by_name=True)
 
@@ -36,6 +41,13 @@ class TrainingSettings(BaseSettings):
         description="a packed row holds up to this many tokens, or the batch's longest example if longer."
         " CPU attention kernels compute a row's whole masked square, so rows stay short; but rows only a"
         " little longer than the longest example fit one example each and pad like unpacked batches",
+    )
+    precision: Precision = Field(
+        default="auto",
+        description="bf16: the forward pass under bfloat16 autocast (matmuls in bfloat16, LoRA weights, their"
+        " gradients and the optimizer state in float32); fp32: float32 throughout; auto: bf16 where the"
+        " device computes bfloat16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), else fp32."
+        " Validation losses are computed in float32 either way",
     )
     torch_threads: int = Field(
         default=0,

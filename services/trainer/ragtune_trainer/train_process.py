@@ -25,7 +25,6 @@ from typing import IO, Any
 from ragtune_trainer.datasets import Example, read_dataset
 from ragtune_trainer.jobspec import JobConfig
 from ragtune_trainer.masks import TemplateError, TokenizedExample, tokenize_example
-from ragtune_trainer.settings import TrainingSettings
 
 log = logging.getLogger("ragtune_trainer.train_process")
 
@@ -91,25 +90,27 @@ def _resume_counters(checkpoint: str | None) -> dict[str, int]:
     return json.loads(path.read_text()) if path.is_file() else {"trained_tokens": 0}
 
 
-def _set_threads(settings: TrainingSettings) -> int:
+def _set_threads(torch_threads: int) -> int:
     """Intra-op threads: as many as CPUs this process may use (or as set); one inter-op thread."""
     import torch
 
     from ragtune_trainer.cpus import usable_cpus
 
-    threads = settings.torch_threads or usable_cpus()
+    threads = torch_threads or usable_cpus()
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     return threads
 
 
-def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -> None:
+def train(spec: dict[str, Any], emit: EventWriter, threads: int) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+    from ragtune_trainer import attention
     from ragtune_trainer.collation import Collator, PackingCollator, PaddingCollator
     from ragtune_trainer.loop import TokenBudgetTrainer
+    from ragtune_trainer.precision import autocast_dtype, resolve_precision
     from ragtune_trainer.training import CountingDataset, EarlyStopping, EvalDataset, EventCallback
 
     config = JobConfig.from_json(spec["config"])
@@ -136,7 +137,10 @@ def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -
     device = spec["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(spec["base_model_path"], dtype=torch.float32)
+    precision = resolve_precision(config.precision, device)
+    # packed rows on CPU: attention example by example (no masked square); elsewhere transformers' sdpa
+    attn = attention.register() if config.packing and device == "cpu" else "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(spec["base_model_path"], dtype=torch.float32, attn_implementation=attn)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,  # type: ignore[arg-type]  # PEFT takes any number
@@ -176,7 +180,7 @@ def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -
     if evaluates and config.early_stopping_patience:
         callbacks.append(EarlyStopping(emit, config.early_stopping_patience))
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-    collator: Collator = PackingCollator(pad_id, settings.row_tokens) if settings.packing else PaddingCollator(pad_id)
+    collator: Collator = PackingCollator(pad_id, config.row_tokens) if config.packing else PaddingCollator(pad_id)
     trainer = TokenBudgetTrainer(
         model=peft_model,
         args=args,
@@ -186,7 +190,8 @@ def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -
         callbacks=callbacks,
         train_examples=train_set,
         eval_examples=eval_set if evaluates else [],
-        group_by_length=not settings.packing,
+        group_by_length=not config.packing,
+        autocast_dtype=autocast_dtype(precision),
     )
     resumed = spec.get("resume_from")
     emit(
@@ -197,8 +202,17 @@ def train(spec: dict[str, Any], emit: EventWriter, settings: TrainingSettings) -
             "total_steps": config.n_epochs * math.ceil(len(train_set) / config.batch_size),
             "trained_token_fraction": trained / total,
             "resumed_from_step": int(Path(resumed).name.rsplit("-", 1)[1]) if resumed else 0,
+            "device": device,
+            "packing": config.packing,
+            "row_tokens": config.row_tokens,
+            "precision": precision,
+            "attention": attn,
+            "torch_threads": threads,
         },
     )
+    rows = f"packed rows of up to {config.row_tokens} tokens" if config.packing else "padded rows"
+    computes = "bfloat16 autocast" if precision == "bf16" else "float32"
+    emit("message", {"message": f"training on {device}: {rows}, {computes}, {attn} attention, {threads} threads"})
     result = trainer.train(resume_from_checkpoint=resumed)
     adapter = job_dir / "adapter"
     staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=job_dir))
@@ -227,9 +241,8 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     spec = json.loads(Path(sys.argv[1]).read_text())
     try:
-        settings = TrainingSettings()
-        _set_threads(settings)
-        train(spec, emit, settings)
+        threads = _set_threads(int(spec.get("torch_threads", 0)))
+        train(spec, emit, threads)
     except JobFailed as exc:
         emit("error", {"code": exc.code, "message": exc.message, "param": exc.param})
         return 2

@@ -77,6 +77,9 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
         RAGTUNE_TRAINER_PROGRESS_INTERVAL_S="0",
         RAGTUNE_TRAINER_POLL_INTERVAL_S="0.3",
         RAGTUNE_TRAINER_GENERATOR_ADDRESS=settings.generator_address,
+        # how the job trains is recorded with it: the resuming replica (default settings) trains the same way
+        RAGTUNE_TRAINER_ROW_TOKENS="64",
+        RAGTUNE_TRAINER_PRECISION="fp32",
     )
     first = _start_trainer(env)
     try:
@@ -138,6 +141,8 @@ async def test_killed_trainer_resumes_job_from_last_checkpoint(trainer_settings,
     after_resume = [e for e in resumed if e.seq > next(r.seq for r in resumed if r.WhichOneof("event") == "started")]
     steps = [e.progress.step for e in after_resume if e.WhichOneof("event") == "progress"]
     assert steps == list(range(step + 1, 7)), "the resumed run must continue after the checkpoint"
+    how = [n for n in notes if n.startswith("training on")]
+    assert how and "packed rows of up to 64 tokens, float32," in how[-1], notes
     assert done.resume_count == 1 and done.step == 6 and is_file(done.adapter_path, "adapter_config.json")
     progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
     before = [p.cpu_seconds for p in progress if p.step <= step]

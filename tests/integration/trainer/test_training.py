@@ -58,6 +58,8 @@ async def test_tiny_job_trains_streams_events_in_order_and_publishes(
     started = next(e.started for e in events if e.WhichOneof("event") == "started")
     assert started.train_examples == 6 and started.validation_examples == 2 and started.total_steps == 6
     assert 0.05 < started.trained_token_fraction < 0.5, "the mask should cover only the short answers"
+    how = [e.message for e in events if e.WhichOneof("event") == "message" and e.message.startswith("training on")]
+    assert len(how) == 1 and "packed rows of up to 512 tokens" in how[0], how
 
     progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
     assert [p.step for p in progress] == list(range(1, 7))

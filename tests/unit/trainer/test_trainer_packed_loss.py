@@ -1,5 +1,7 @@
 """A packed batch trains exactly like its examples one by one: same loss, same LoRA gradients
-(a tiny random Llama with LoRA, float32 on CPU, each attention backend that runs there)."""
+(a tiny random Llama with LoRA, float32 on CPU, each attention backend that runs there, the
+trainer's example-by-example attention included); under bfloat16 autocast, within bfloat16's
+precision of float32."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ragtune_trainer import loop
+from ragtune_trainer import attention, loop
 from ragtune_trainer.collation import PackingCollator, PaddingCollator
 from ragtune_trainer.loop import target_loss
 from ragtune_trainer.masks import IGNORE_INDEX
 
 VOCAB = 64
+SEGMENTS = attention.register()
 
 
 def _model(attention: str) -> torch.nn.Module:
@@ -73,10 +76,10 @@ def _lora_grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.T
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager", SEGMENTS])
 @pytest.mark.parametrize("row_tokens", [16, 64, 1000])
-def test_packed_loss_and_gradients_equal_the_examples_one_by_one(attention, row_tokens):
-    model = _model(attention)
+def test_packed_loss_and_gradients_equal_the_examples_one_by_one(implementation, row_tokens):
+    model = _model(implementation)
     model.train()
     examples = _examples(9, seed=row_tokens)
     reference = _one_by_one(model, examples)
@@ -94,8 +97,9 @@ def test_packed_loss_and_gradients_equal_the_examples_one_by_one(attention, row_
         torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_padded_batches_and_the_full_logits_path_agree(monkeypatch):
-    model = _model("sdpa")
+@pytest.mark.parametrize("implementation", ["sdpa", SEGMENTS])
+def test_padded_batches_and_the_full_logits_path_agree(monkeypatch, implementation):
+    model = _model(implementation)
     examples = _examples(6, seed=5)
     reference = _one_by_one(model, examples)
     summed, count = target_loss(model, PaddingCollator(pad_token_id=0)(examples))
@@ -111,3 +115,29 @@ def test_softcapped_models_are_not_projected_plainly():
     assert loop.projects_plainly(model)
     model.config.final_logit_softcapping = 30.0
     assert not loop.projects_plainly(model)
+
+
+def test_segments_are_the_runs_of_position_ids_counting_up():
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 6, 7]])
+    assert attention.segment_bounds(positions) == [[(0, 3), (3, 5), (5, 6), (6, 8)], [(0, 8)]]
+
+
+def test_bf16_autocast_loss_and_gradients_are_within_bf16_of_float32():
+    """The training forward under bfloat16 autocast (weights float32): the packed loss within
+    bfloat16's precision of the float32 loss, gradients pointing the same way."""
+    model = _model(SEGMENTS)
+    model.train()
+    batch = PackingCollator(pad_token_id=0, row_tokens=64)(_examples(9, seed=3))
+    summed, count = target_loss(model, batch)
+    reference = summed / count
+    reference_grads = _lora_grads(model, reference)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        summed, count = target_loss(model, batch)
+    mixed = summed / count
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, reference, rtol=2e-2, atol=0.0)  # bfloat16 keeps 8 bits of mantissa
+    mixed_grads = _lora_grads(model, mixed)
+    assert all(p.dtype == torch.float32 for p in mixed_grads.values()), "LoRA weights and gradients stay float32"
+    for name, grad in reference_grads.items():
+        cosine = torch.nn.functional.cosine_similarity(mixed_grads[name].flatten(), grad.flatten(), dim=0)
+        assert cosine > 0.99, (name, float(cosine))
