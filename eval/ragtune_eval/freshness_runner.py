@@ -30,12 +30,15 @@ from ragtune_eval import freshness_report
 from ragtune_eval.adapters import ensure_adapter, upload_lines
 from ragtune_eval.answering import answer_missing
 from ragtune_eval.arms import closed_book_lines, question_messages
-from ragtune_eval.client import GatewayClient
+from ragtune_eval.client import EvalApiError, GatewayClient
 from ragtune_eval.freshness_edit import FactEdit, mentions
 from ragtune_eval.indexing import Progress, ensure_store
 from ragtune_eval.rundir import RunDirError, RunStore
 from ragtune_eval.runner import NoProgress
 from ragtune_eval.tasks import run_each
+
+WAIT_RETRIES = 20  # status reads of a training job the gateway answered 502/503/504 (a loaded trainer)
+WAIT_PAUSE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,16 @@ class FreshnessEvaluation:
         }
         if cfg.lora_rank:
             job["lora"] = {"r": cfg.lora_rank}
-        return await ensure_adapter(self.client, self.run, key, training_file, job, self.progress)
+        for attempt in range(WAIT_RETRIES + 1):
+            try:
+                return await ensure_adapter(self.client, self.run, key, training_file, job, self.progress)
+            except EvalApiError as exc:
+                # a busy trainer may not answer a status read in time: wait for the same job again
+                if exc.status not in (502, 503, 504) or attempt == WAIT_RETRIES:
+                    raise
+                self.progress.log(f"{key}: {exc}; waiting for the job again")
+                await asyncio.sleep(WAIT_PAUSE_S)
+        raise AssertionError("unreachable")
 
     async def ask(
         self, results: str, model: str, retrieval: bool, items: list[Any], clock: Clock | None = None
