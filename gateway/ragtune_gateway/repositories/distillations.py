@@ -99,7 +99,8 @@ async def list_page(pool: AsyncConnectionPool, tenant: str, after: str, limit: i
 async def holdout_ids(pool: AsyncConnectionPool, distillation_id: str) -> list[str]:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT completion_id FROM gateway.distillation_items WHERE distillation_id = %s AND split = 'holdout'"
+            "SELECT completion_id FROM gateway.distillation_items i WHERE distillation_id = %s AND split = 'holdout'"
+            " AND EXISTS (SELECT 1 FROM gateway.stored_completions c WHERE c.id = i.completion_id)"
             " ORDER BY completion_id",
             (distillation_id,),
         )
@@ -150,3 +151,19 @@ async def forget(
             "DELETE FROM gateway.distillation_items WHERE tenant_id = %s AND completion_id = %s",
             (tenant, completion_id),
         )
+
+
+async def expired_in_files(pool: AsyncConnectionPool, limit: int = 1000) -> list[tuple[str, str]]:
+    """(tenant, completion id) of completions past their tenant's retention whose line is in a
+    distillation's file."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT DISTINCT c.tenant_id, c.id FROM gateway.stored_completions c"
+            " JOIN gateway.tenants t ON t.id = c.tenant_id"
+            " JOIN gateway.distillation_items i ON i.tenant_id = c.tenant_id AND i.completion_id = c.id"
+            " JOIN gateway.distillations d ON d.id = i.distillation_id"
+            " WHERE i.split = 'train' AND d.file_id IS NOT NULL AND t.completion_retention_days IS NOT NULL"
+            " AND c.created_at < now() - make_interval(days => t.completion_retention_days) LIMIT %s",
+            (limit,),
+        )
+        return [(str(t), str(c)) for t, c in await cur.fetchall()]

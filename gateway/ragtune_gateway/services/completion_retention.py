@@ -1,7 +1,8 @@
 """The retention sweep of stored chat completions: every ``completion_retention_sweep_s``, one
 ``DELETE`` removes the completions older than their tenant's ``completion_retention_days`` (with
-their feedback history). Every gateway process may run it: the statement is idempotent, so
-replicas sweeping at once delete each row once and otherwise find nothing."""
+their feedback history), after taking them out of distilled files no job has used. Every gateway
+process may run it: the statement is idempotent, so replicas sweeping at once delete each row once
+and otherwise find nothing."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ import psycopg
 
 from ragtune_gateway.repositories import stored_completions
 from ragtune_gateway.runtime import GatewayRuntime
+from ragtune_gateway.services import distilled_files
 
 log = logging.getLogger(__name__)
 
 
 async def sweep(runtime: GatewayRuntime) -> int:
-    """Deletes what is past its tenant's retention now; how many completions."""
+    """Deletes what is past its tenant's retention now; how many completions. Expired completions
+    are first taken out of unused distilled files (:mod:`.distilled_files`); while the trainer
+    cannot be reached for that, the sweep waits for the next round."""
+    if not await distilled_files.remove_expired(runtime):
+        return 0
     deleted = await stored_completions.delete_expired(runtime.pool)
     if deleted:
         log.info("retention: deleted %d stored chat completions", deleted)

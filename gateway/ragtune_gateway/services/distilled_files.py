@@ -51,7 +51,21 @@ async def used_by_job(runtime: GatewayRuntime, tenant: str, file_id: str) -> boo
 
 async def remove_completion(runtime: GatewayRuntime, tenant: str, completion_id: str) -> None:
     """Takes the completion out of the unused files of the distillations that took it (see the
-    module's rule), then drops its links."""
+    module's rule), then drops its links. Rewrites of one tenant's files take turns (an advisory
+    lock), so two deletions at once never rewrite the same file from the same old lines."""
+    links = await rows.taking(runtime.pool, tenant, completion_id)
+    if not any(split == "train" and d.file_id for d, split in links):
+        await rows.forget(runtime.pool, tenant, completion_id, {})
+        return
+    async with runtime.pool.connection() as lock:
+        await lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"ragtune-distilled:{tenant}",))
+        try:
+            await _rewrite(runtime, tenant, completion_id)
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ragtune-distilled:{tenant}",))
+
+
+async def _rewrite(runtime: GatewayRuntime, tenant: str, completion_id: str) -> None:
     moves: dict[str, tuple[str | None, int]] = {}
     old_files: list[str] = []
     for distillation, split in await rows.taking(runtime.pool, tenant, completion_id):
@@ -76,3 +90,15 @@ async def remove_completion(runtime: GatewayRuntime, tenant: str, completion_id:
     await rows.forget(runtime.pool, tenant, completion_id, moves)
     if old_files:
         await file_rows.delete_files(runtime.pool, tenant, old_files)
+
+
+async def remove_expired(runtime: GatewayRuntime) -> bool:
+    """Before the retention sweep: takes the expired completions out of unused distilled files;
+    whether all of them are out (False: the trainer could not be reached; the sweep waits)."""
+    for tenant, completion_id in await rows.expired_in_files(runtime.pool):
+        try:
+            await remove_completion(runtime, tenant, completion_id)
+        except ApiError as exc:
+            log.warning("retention: %s is still in a distilled file (%s); swept later", completion_id, exc.message)
+            return False
+    return True

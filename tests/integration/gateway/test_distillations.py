@@ -7,12 +7,17 @@ source that matches none. The whole loop with a trainer is tests/e2e/test_traffi
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 from ragtune_gateway import ids
+from ragtune_gateway.repositories import distillations as distillation_rows
+from ragtune_gateway.repositories import files as file_rows
+from ragtune_gateway.repositories import stored_completions as stored
+from ragtune_gateway.repositories.distillations import DistillationRow, Item
 from ragtune_gateway.runtime import GatewayRuntime
 from ragtune_gateway.schemas.chat import ChatCompletion, ChatCompletionMessage, ChatCompletionRequest, Choice
-from ragtune_gateway.services import stored_completions
+from ragtune_gateway.services import completion_retention, stored_completions
 from tests.fixtures.gateway import Gateway
 from tests.integration.gateway.conftest import GatewayFactory
 
@@ -150,3 +155,29 @@ async def test_an_eval_takes_stored_completions_as_items(start_gateway: GatewayF
         )
         assert nowhere.status_code == 404, nowhere.text
         assert nowhere.json()["error"]["param"] == "data_source.source.distillation_id"
+
+
+async def test_the_sweep_waits_while_a_distilled_file_cannot_be_rewritten(start_gateway: GatewayFactory) -> None:
+    """An expired completion whose line is in an unused distilled file is not swept while the trainer
+    (which holds the file) cannot be reached; one that was only held out is swept at once."""
+    gateway = await start_gateway()  # its trainer address answers nothing
+    runtime = runtime_of(gateway)
+    tenant, _, _ = await gateway.new_tenant()
+    trained = await traffic(runtime, tenant, "lost my card", "lost_or_stolen_card")
+    held = await traffic(runtime, tenant, "card stolen", "lost_or_stolen_card")
+    record = await file_rows.insert_file(runtime.pool, "file-distilled", tenant, "d.jsonl", "fine-tune", 10, "")
+    row = DistillationRow(
+        "distill_t", tenant, record.id, "d.jsonl", {}, 0.5, 0, None, {"training": 1}, datetime.now(UTC)
+    )
+    line = {"messages": [{"role": "user", "content": "lost my card"}]}
+    await distillation_rows.insert(runtime.pool, row, [Item(trained, "train", 0, line), Item(held, "holdout")])
+    async with runtime.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE gateway.stored_completions SET created_at = now() - interval '40 days' WHERE id = ANY(%s)",
+            ([trained, held],),
+        )
+    assert await completion_retention.sweep(runtime) == 0
+    assert await stored.exists(runtime.pool, tenant, trained) and await stored.exists(runtime.pool, tenant, held)
+    await distillation_rows.forget(runtime.pool, tenant, trained, {"distill_t": (None, 0)})  # as if rewritten
+    assert await completion_retention.sweep(runtime) == 2
+    assert await distillation_rows.holdout_ids(runtime.pool, "distill_t") == []  # only what still exists

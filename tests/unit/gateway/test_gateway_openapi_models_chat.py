@@ -59,7 +59,7 @@ def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> set[str]:
 
 def test_every_model_alias_and_chat_route_documents_its_response(spec: dict[str, Any]) -> None:
     routes = operations(spec, PREFIXES)
-    assert len(routes) == 14, [(p, m) for p, m, _ in routes]
+    assert len(routes) == 15, [(p, m) for p, m, _ in routes]
     for path, method, operation in routes:
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert _properties(spec, schema) >= {"object"}, f"{method.upper()} {path} documents no response body"
@@ -74,6 +74,7 @@ def test_every_model_alias_and_chat_route_documents_its_response(spec: dict[str,
         ("/v1/aliases/{alias}", "get", {"id", "object", "model", "metric", "score", "updated_at"}),
         ("/v1/aliases/{alias}", "delete", {"id", "object", "deleted"}),
         ("/v1/aliases/{alias}/promotions", "post", {"id", "candidate", "holder", "promoted", "reason"}),
+        ("/v1/aliases/{alias}/rollback", "post", {"id", "candidate", "holder", "promoted", "reason"}),
         ("/v1/chat/completions", "post", {"id", "object", "created", "model", "choices", "usage", "citations"}),
         ("/v1/chat/completions", "get", {"object", "data", "has_more", "first_id", "last_id"}),
         ("/v1/chat/completions/{completion_id}", "get", {"id", "object", "choices", "metadata", "request_model"}),
