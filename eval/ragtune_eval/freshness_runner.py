@@ -38,7 +38,7 @@ from ragtune_eval.runner import NoProgress
 from ragtune_eval.tasks import run_each
 
 WAIT_RETRIES = 20  # status reads of a training job the gateway answered 502/503/504 (a loaded trainer)
-WAIT_PAUSE_S = 5.0
+WAIT_PAUSE_S = 5.0  # seconds between those waits
 
 
 @dataclass(frozen=True)

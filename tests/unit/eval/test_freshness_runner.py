@@ -36,6 +36,7 @@ class FakeGateway:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.chats: list[tuple[str, bool]] = []
         self.fail_job: int | None = None  # the job number whose creation fails once
+        self.busy_reads = 0  # job status reads answered 504 (a loaded trainer) before one succeeds
 
     async def base_model(self) -> str:
         return "base"
@@ -81,7 +82,7 @@ class FakeGateway:
     async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.fail_job == len(self.jobs):
             self.fail_job = None
-            raise EvalApiError("trainer down", 503)
+            raise EvalApiError("refused", 500)
         job_id = f"ftjob-{len(self.jobs)}"
         self.jobs[job_id] = body
         return {"id": job_id, "status": "queued"}
@@ -90,6 +91,9 @@ class FakeGateway:
         return [{"created_at": 100, "data": {"status": "running"}}]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
+        if self.busy_reads:
+            self.busy_reads -= 1
+            raise EvalApiError("The trainer service did not answer in time.", 504)
         return {
             "id": job_id,
             "status": "succeeded",
@@ -106,14 +110,17 @@ EDITS = plan_edits(ITEMS, answer_pool(ITEMS), count=4, seed=0)
 CONFIG = FreshnessConfig(dataset="towns", items=4, epochs=1, resamples=200, concurrency=2)
 
 
-async def test_refresh_each_arm_then_resume(tmp_path: Path) -> None:
+async def test_refresh_each_arm_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ragtune_eval.freshness_runner.WAIT_PAUSE_S", 0.0)
     gateway = FakeGateway()
+    gateway.busy_reads = 2  # waited through, for the same job
     assert len(EDITS) == 4
     report = await FreshnessEvaluation(gateway, EDITS, CONFIG, RunDir(tmp_path), NoProgress()).execute()  # type: ignore[arg-type]
 
     # the store ends with exactly the edited passages; the originals were deleted from it
     assert sorted(gateway.files[f].decode() for f in gateway.store) == sorted(e.new_context for e in EDITS)
     assert sorted(gateway.files[f].decode() for f in gateway.deleted) == sorted(e.old_context for e in EDITS)
+    assert len(gateway.jobs) == 2  # the original adapter and the retrained one, each created once
     old_job = gateway.jobs["ftjob-0"]
     assert set(gateway.memorised("ft:base:ftjob-0").values()) == {e.old_answers[0] for e in EDITS}
     assert set(gateway.memorised("ft:base:ftjob-1").values()) == {e.new_answer for e in EDITS}
