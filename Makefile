@@ -103,7 +103,7 @@ $(BENCH_STAMP): requirements-bench.txt requirements-bench-peers.txt $(INSTALL_ST
 
 # a PNG of each console page into docs/screenshots: the console's browser tests, on the stack they start
 screenshots: install protos
-	RAGTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e/test_console.py tests/integration/gateway/test_console_traffic.py tests/integration/gateway/test_console_loop.py $(PYTEST_ARGS)
+	RAGTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e/test_console.py tests/e2e/test_console_traffic_loop.py tests/integration/gateway/test_console_traffic.py $(PYTEST_ARGS)
 
 lint: install protos
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,7 @@ built from rated and corrected traffic with a held-out share (and a filter match
 on the page), a fine-tuning job started on it and cancelled, the evaluation step waiting for a
 succeeded job, and an alias rolled back, recorded among its promotions. Evaluating and promoting from
 runs need a generator: tests/e2e (the loop through the SDK) covers the routes. With
-RAGTUNE_SCREENSHOTS=<dir> it saves loop.png."""
+RAGTUNE_SCREENSHOTS=<dir> it saves loop-rollback.png."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def distill_train_roll_back(console: Console, key: str) -> None:
     console.until(lambda d: d.find_element(By.ID, "lp-holder").text == BASE, message="rolled back")
     assert "rollback" in text_of(console, "#lp-outcome") and BASE in text_of(console, "#lp-outcome")
     assert len(console.find_all("#lp-history tbody tr")) == 3
-    console.snap("loop")
+    console.snap("loop-rollback")
     assert not console.errors()
 
 

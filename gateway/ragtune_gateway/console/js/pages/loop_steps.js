@@ -21,8 +21,10 @@ function decision(p) {
   return h("span", { class: `status ${p.promoted ? "succeeded" : "failed"}`, "data-promoted": String(p.promoted) }, p.promoted ? "moved" : "kept");
 }
 
+/** A pass rate or a difference of pass rates (fractions, as the comparison gives them) in percent. */
 function rate(interval) {
-  return interval ? `${interval.value.toFixed(1)} [${interval.low.toFixed(1)}, ${interval.high.toFixed(1)}]` : "–";
+  const pct = (x) => (100 * x).toFixed(1);
+  return interval ? `${pct(interval.value)} [${pct(interval.low)}, ${pct(interval.high)}]` : "–";
 }
 
 export async function fineTuneCard(card, state, reload) {
@@ -132,7 +134,7 @@ export async function evaluateCard(card, state, reload) {
       const cmp = await api("GET", path("/v1/evals", ev.id, "comparison"));
       append(verdict, h("p", { class: "status" }, cmp.recommendation),
         table([["Run", (r) => r.name], ["Items", (r) => String(r.items)], ["Pass rate % (interval)", (r) => Object.values(r.pass_rate).map(rate).join(" · ")]], cmp.runs),
-        cmp.comparisons.map((p) => h("p", { class: "muted" }, `candidate − holder: ${rate(p.difference)} on ${p.items} items (${p.test}${p.p_value !== null ? `, p = ${p.p_value.toFixed(3)}` : ""}) · ${p.significant ? "significant" : "not significant"}`)));
+        cmp.comparisons.map((p) => h("p", { class: "muted" }, `candidate − holder: ${rate(p.difference)} points on ${p.items} items (${p.test}${p.p_value !== null ? `, p = ${p.p_value.toFixed(3)}` : ""}) · ${p.significant ? "significant" : "not significant"}`)));
     } catch (err) { append(verdict, errorText(err)); }
   }
   return watching;
