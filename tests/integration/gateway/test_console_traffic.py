@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import pytest_asyncio
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
@@ -50,6 +51,24 @@ def filter_by(console: Console, **values: str) -> list[str]:
     return listed(console)
 
 
+def text(console: Console, css: str) -> str:
+    """The text of ``css``; empty while it is absent or being redrawn (an update redraws the completion)."""
+    try:
+        found = console.driver.find_elements(By.CSS_SELECTOR, css)
+        return str(found[0].text) if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def text_of_id(console: Console) -> str:
+    """The id of the completion the detail shows (empty while it is redrawn)."""
+    try:
+        found = console.driver.find_elements(By.ID, "tr-completion")
+        return str(found[0].get_attribute("data-id")) if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def history_rows(console: Console) -> int:
     return len(console.find_all("#tr-history tbody tr"))
 
@@ -71,7 +90,7 @@ def browse_rate_correct(console: Console, key: str, grounded: str, tuned: str, p
     assert filter_by(console) == [pay, tuned, grounded, old]
 
     console.find(f"#tr-list tr[data-key='{grounded}']").click()
-    console.until(lambda d: d.find_element(By.ID, "tr-completion").get_attribute("data-id") == grounded)
+    console.until(lambda d: text_of_id(console) == grounded)
     messages = console.find("#tr-messages").text
     assert "Be brief." in messages and "How many days of leave?" in messages
     assert console.find("#tr-answer").text == "27 days."
@@ -80,22 +99,22 @@ def browse_rate_correct(console: Console, key: str, grounded: str, tuned: str, p
     assert "No feedback yet." in console.find("#tr-history").text
 
     console.find("#tr-rate-bad").click()
-    console.until(lambda d: "Rated bad." in d.find_element(By.ID, "tr-outcome").text, message="rated")
+    console.until(lambda d: "Rated bad." in text(console, "#tr-outcome"), message="rated")
     assert history_rows(console) == 1 and console.find("#tr-rate-bad").get_attribute("aria-pressed") == "true"
     console.fill("#tr-correction", "28 days.")
     console.find("#tr-save-correction").click()
-    console.until(lambda d: "Correction saved." in d.find_element(By.ID, "tr-outcome").text, message="corrected")
+    console.until(lambda d: "Correction saved." in text(console, "#tr-outcome"), message="corrected")
     assert history_rows(console) == 2 and "28 days." in console.find("#tr-history").text
     assert "bad ✎" in console.find(f"#tr-list tr[data-key='{grounded}'] .rating").text
     console.snap("traffic")
 
     console.find(f"#tr-list tr[data-key='{pay}']").click()
-    console.until(lambda d: d.find_element(By.ID, "tr-completion").get_attribute("data-id") == pay)
+    console.until(lambda d: text_of_id(console) == pay)
     console.find("#tr-rate-good").click()
-    console.until(lambda d: "Rated good." in d.find_element(By.ID, "tr-outcome").text)
+    console.until(lambda d: "Rated good." in text(console, "#tr-outcome"))
     console.driver.execute_script("arguments[0].value = arguments[1]", console.find("#tr-correction"), LONG_CORRECTION)
     console.find("#tr-save-correction").click()
-    console.until(lambda d: "Correction saved." in d.find_element(By.ID, "tr-outcome").text)
+    console.until(lambda d: "Correction saved." in text(console, "#tr-outcome"))
     assert console.find("#tr-correction").get_attribute("value") == LONG_CORRECTION.strip()
 
     assert filter_by(console, feedback="bad") == [grounded]
@@ -103,7 +122,7 @@ def browse_rate_correct(console: Console, key: str, grounded: str, tuned: str, p
     assert filter_by(console, feedback="none") == [tuned, old]
 
     console.find(f"#tr-list tr[data-key='{old}']").click()
-    console.until(lambda d: d.find_element(By.ID, "tr-completion").get_attribute("data-id") == old)
+    console.until(lambda d: text_of_id(console) == old)
     console.find("#tr-delete").click()
     console.driver.switch_to.alert.accept()
     console.find("#tr-deleted")

@@ -43,10 +43,10 @@ function history(updates) {
   ], updates);
 }
 
-/** Draw completion ``id`` into ``detail``; ``on.changed(completion)`` after an update,
- *  ``on.deleted(id)`` after deletion. */
-export async function showCompletion(detail, id, on) {
-  replace(detail, h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…")));
+/** Draw completion ``id`` into ``detail`` (``refresh``: redraw the one shown, without "Loading…");
+ *  ``on.changed(completion)`` after an update, ``on.deleted(id)`` after deletion. */
+export async function showCompletion(detail, id, on, { refresh = false } = {}) {
+  if (!refresh) replace(detail, h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…")));
   let completion, messages, updates;
   try {
     [completion, messages, updates] = await Promise.all([
@@ -65,7 +65,7 @@ export async function showCompletion(detail, id, on) {
     try {
       const updated = await api("POST", completionPath(id), body);
       on.changed(updated);
-      await showCompletion(detail, id, on);
+      await showCompletion(detail, id, on, { refresh: true }); // redrawn in place, no "Loading…" flash
       append(detail.querySelector("#tr-outcome"), h("p", { class: "muted" }, done));
     } catch (err) { replace(outcome, errorText(err)); }
   }
