@@ -53,7 +53,7 @@ def score(row: dict[str, Any], edit: FactEdit) -> dict[str, float]:
     short = short_answer(row["prediction"])
     em_new, f1_new = best_over_answers(short, [edit.new_answer])
     em_old, f1_old = best_over_answers(short, edit.old_answers)
-    return {
+    scores = {
         "new": mentions(row["prediction"], edit.new_answer),
         "old": max(mentions(row["prediction"], answer) for answer in edit.old_answers),
         "em_new": em_new,
@@ -61,6 +61,11 @@ def score(row: dict[str, Any], edit: FactEdit) -> dict[str, float]:
         "em_old": em_old,
         "f1_old": f1_old,
     }
+    if "passages" in row:  # what the model was shown: is the store fresh, whatever the model makes of it
+        text = " ".join(row["passages"])
+        scores["passages_new"] = mentions(text, edit.new_answer)
+        scores["passages_old"] = max(mentions(text, answer) for answer in edit.old_answers)
+    return scores
 
 
 def _figures(scores: list[dict[str, float]], level: float, resamples: int, seed: int) -> dict[str, Any]:
@@ -68,7 +73,10 @@ def _figures(scores: list[dict[str, float]], level: float, resamples: int, seed:
         values = [s[key] for s in scores]
         return {"value": percent(values), "ci": interval(values, level, resamples, seed)}
 
-    return {"answers": len(scores), **{key: metric(key) for key in ("new", "old", "em_new", "f1_new")}}
+    keys = ["new", "old", "em_new", "f1_new"]
+    if scores and "passages_new" in scores[0]:
+        keys += ["passages_new", "passages_old"]
+    return {"answers": len(scores), **{key: metric(key) for key in keys}}
 
 
 def build_report(
@@ -184,9 +192,16 @@ def verdict(arm: str, figures: dict[str, Any]) -> str:
     stale = f"{_pct(after, 'old')} still give the old one"
     if arm == "rag":
         ready = time.get("ready_s")
+        shown = ""
+        if "passages_new" in after:
+            shown = (
+                f"; the passages it is shown hold the new fact for {_pct(after, 'passages_new')} of questions"
+                f" and the old one for {_pct(after, 'passages_old')}"
+            )
         return (
-            f"Re-ingesting the changed documents ({ready:.1f} s) is all it takes: {_pct(after, 'new')} of answers then"
-            f" give the new fact (before: {_pct(before, 'new')}; {change}), {stale}."
+            f"Re-ingesting the changed documents ({ready:.1f} s) is all it takes to make them fresh{shown}:"
+            f" {_pct(after, 'new')} of answers then give the new fact (before: {_pct(before, 'new')}; {change}),"
+            f" {stale}."
         )
     if arm == "ft":
         ready, cpu = time.get("ready_s"), time.get("train_cpu_s")
@@ -253,6 +268,19 @@ def to_markdown(built: dict[str, Any]) -> str:
             "",
             f"Retraining: {ft.get('examples')} examples, {ft.get('queued_s')} s queued, {ft.get('train_wall_s')} s"
             f" training wall-clock, {_seconds(ft.get('train_cpu_s'))} CPU-seconds, {ft.get('trained_tokens')} tokens.",
+        ]
+    shown = [
+        f"| {arm} | {_ci(fig['before'], 'passages_new')} | {_ci(fig['after'], 'passages_new')} |"
+        f" {_ci(fig['after'], 'passages_old')} |"
+        for arm, fig in built["arms"].items()
+        if "passages_new" in fig["after"]
+    ]
+    if shown:
+        lines += [
+            "",
+            "| arm | passages shown hold the new fact, before | after | passages hold the old fact, after |",
+            "|---|---|---|---|",
+            *shown,
         ]
     lines += ["", *[f"- **{arm}**: {fig['verdict']}" for arm, fig in built["arms"].items()], "", built["summary"]]
     return "\n".join(lines) + "\n"

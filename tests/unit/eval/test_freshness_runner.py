@@ -130,6 +130,8 @@ async def test_refresh_each_arm_then_resume(tmp_path: Path, monkeypatch: pytest.
     assert list(arms) == ["rag", "ft", "rag+ft (old adapter)", "rag+ft (retrained)"]
     rag, ft, stale = arms["rag"], arms["ft"], arms["rag+ft (old adapter)"]
     assert (rag["before"]["new"]["value"], rag["after"]["new"]["value"], rag["after"]["old"]["value"]) == (0, 100, 0)
+    assert (rag["after"]["passages_new"]["value"], rag["after"]["passages_old"]["value"]) == (100, 0)
+    assert "passages_new" not in ft["after"]
     assert (ft["before"]["old"]["value"], ft["before"]["new"]["value"], ft["after"]["new"]["value"]) == (100, 0, 100)
     assert ft["after"]["em_new"]["value"] == 100.0
     assert (stale["after"]["new"]["value"], stale["after"]["old"]["value"]) == (0, 100)  # memorised wins here
