@@ -32,6 +32,13 @@ class PromotionComparison(WireModel):
     level: float = Field(ge=0.5, lt=1, description="the interval's confidence level, e.g. 0.95")
     test: str = Field(default="paired-bootstrap", min_length=1, max_length=64, description="how it was computed")
     questions: int = Field(ge=1, le=10_000_000, description="the paired questions")
+    p_value: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="for a 0/1 metric, an exact paired test's p-value (McNemar): a promotion then also needs it"
+        " below 1 - level, as the comparison of runs calls a difference significant",
+    )
 
 
 class PromotionRequest(WireModel):

@@ -61,17 +61,21 @@ def decide(
     comparison: PromotionComparison | None = None,
 ) -> tuple[bool, str]:
     """(promoted, why). Over a holder, only a significant paired improvement promotes: the
-    interval of candidate - holder must lie above zero (a tie or noise keeps the holder)."""
+    interval of candidate - holder must lie above zero, and for a 0/1 metric the exact test must
+    agree at the same level (a tie or noise keeps the holder)."""
     if holder is None:
         return True, "the alias had no holder"
     if holder.model == candidate:
         return False, "the candidate already holds the alias"
     assert holder_score is not None and comparison is not None
+    exact = f", p = {comparison.p_value:.3g}" if comparison.p_value is not None else ""
     interval = (
         f"{comparison.value:+.3g} ({comparison.level:.0%} CI [{comparison.low:+.3g}, {comparison.high:+.3g}], "
-        f"{comparison.test} over {comparison.questions} questions; {score:.4g} vs the holder's {holder_score:.4g})"
+        f"{comparison.test} over {comparison.questions} questions{exact}; {score:.4g} vs the holder's"
+        f" {holder_score:.4g})"
     )
-    if comparison.low > 0:
+    exact_agrees = comparison.p_value is None or comparison.p_value < 1 - comparison.level
+    if comparison.low > 0 and exact_agrees:
         return True, f"a significant improvement: {interval}"
     return False, f"no significant improvement: {interval}"
 

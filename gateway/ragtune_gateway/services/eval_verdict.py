@@ -87,8 +87,9 @@ async def promote(runtime: GatewayRuntime, tenant: str, eval_id: str, body: Prom
             low=100 * diff["low"],
             high=100 * diff["high"],
             level=level,
-            test="paired-bootstrap",
+            test="paired-bootstrap + mcnemar-exact" if paired["p_value"] is not None else "paired-bootstrap",
             questions=paired["items"],
+            p_value=paired["p_value"],
         )
         request.evaluation = {**request.evaluation, "holder_run_id": baseline.id}
     elif holder is not None:  # the candidate holds it already

@@ -42,6 +42,19 @@ def test_promotion_rule() -> None:
     assert not decide(HOLDER.model, 99.0, HOLDER, 40.5)[0], "the holder cannot be promoted over itself"
 
 
+def test_a_pass_rate_promotion_also_needs_the_exact_test() -> None:
+    """An eval's promotion (0/1 grades) is decided as its comparison calls it: on 6 items with 3
+    discordant pairs all for the candidate the bootstrap interval is above zero, but McNemar's
+    exact p = 0.25 is not below 0.05, so the comparison says "no detectable difference" and the
+    holder stays (it moved before: seen in the console's loop test)."""
+    candidate = "ft:m:b:ftjob-2"
+    noisy = PromotionComparison(value=50.0, low=16.7, high=83.3, level=0.95, questions=6, p_value=0.25)
+    promoted, why = decide(candidate, 66.7, HOLDER, 16.7, noisy)
+    assert not promoted and "no significant improvement" in why and "p = 0.25" in why
+    clear = PromotionComparison(value=60.0, low=45.0, high=75.0, level=0.95, questions=40, p_value=0.0001)
+    assert decide(candidate, 70.0, HOLDER, 10.0, clear)[0]
+
+
 def test_a_promotion_over_a_holder_needs_a_coherent_comparison_at_the_level() -> None:
     with pytest.raises(ApiError) as missing:
         check_comparison(None, 0.95)
