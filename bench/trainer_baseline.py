@@ -136,6 +136,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         "disable_tqdm": True,
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
+        "bf16": bool(spec.get("bf16")),  # the Trainer's own autocast (on CPU too); weights stay float32
     }
     with tempfile.TemporaryDirectory(prefix=f"{spec['kind']}-trainer-") as out:
         trainer = _trainer(spec["kind"], model, lora, tokenizer, rows, out, common, probe)
@@ -176,7 +177,6 @@ def _trainer(
             output_dir=out,
             padding_free=True,
             max_length=None,
-            bf16=False,
             gradient_checkpointing=False,
             **common,
         )

@@ -8,13 +8,16 @@ classification (short messages, one label; ``--tt-banking77``); paths default to
 Each takes ``--tt-<shape>-examples`` training and ``--tt-validation`` validation examples from a
 seeded shuffle, each <= ``--tt-max-seq`` tokens. Every side trains them with batch ``--tt-batch``
 for ``--tt-epochs`` epochs, LoRA r 8 / alpha 16 / dropout 0.05 on all seven projections, the same
-learning rate and linear schedule, float32 on ``--bench-device``, the same intra-op thread count
+learning rate and linear schedule, float32 weights on ``--bench-device``, the same intra-op thread count
 (the CPUs a process may use, as the trainer sets them), identical tokens and assistant-only masks.
 
 Sides: ``ragtune``, a job of the trainer service (``python -m ragtune_trainer.main`` over the bench
 database, training in a process of its own: packed rows, token-budget steps, loss only at trained
 positions); ``plain``, ``bench.trainer_baseline`` with transformers' Trainer + PEFT and right-padded
-batches; ``trl``, the same script with TRL's SFTTrainer and ``padding_free=True``. Sides run one
+batches; ``trl``, the same script with TRL's SFTTrainer and ``padding_free=True``; ``plain-bf16`` and
+``trl-bf16``, the same with ``bf16=True`` (the Trainer's own bfloat16 autocast): the job runs at
+``--tt-precision`` (auto = bf16 where the CPU has it), the baselines at their default float32, and
+the -bf16 sides show how much of a ratio is precision. Sides run one
 after another, the order reversed from one shape to the next and, for each shape, from one round
 (``--tt-rounds``) to the next.
 
@@ -66,7 +69,8 @@ NAME = "trainer_throughput"
 TARGET_PLAIN, TARGET_TRL = 1.5, 1.0
 SEED = 20240607
 LORA_R, DROPOUT, BASE_LR = 8, 0.05, 2e-4
-SIDES = ("ragtune", "plain", "trl")
+SIDES = ("ragtune", "plain", "trl", "plain-bf16")
+BASELINES = ("plain", "trl", "plain-bf16", "trl-bf16")  # -bf16: the Trainer's own bf16 autocast (bf16=True)
 SHAPES = ("squad", "banking77")
 
 
@@ -82,7 +86,13 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--tt-epochs", type=int, default=1)
     group.add_argument("--tt-evals", type=int, default=4, help="evaluations after step 0")
     group.add_argument("--tt-rounds", type=int, default=1, help="rounds of all sides on every shape")
-    group.add_argument("--tt-sides", default=",".join(SIDES), help="comma-separated: ragtune, plain, trl")
+    group.add_argument("--tt-sides", default=",".join(SIDES), help=f"comma-separated: ragtune, {', '.join(BASELINES)}")
+    group.add_argument(
+        "--tt-precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the trainer's RAGTUNE_TRAINER_PRECISION (auto: bf16 where the device has it natively)",
+    )
 
 
 @dataclass(frozen=True)
@@ -125,9 +135,11 @@ def _prepare(ctx: Context, args: argparse.Namespace, name: str, tokenizer: Any) 
     )
 
 
-def _baseline(ctx: Context, kind: str, shape: Shape, args: argparse.Namespace, threads: int) -> dict[str, Any]:
+def _baseline(ctx: Context, side: str, shape: Shape, args: argparse.Namespace, threads: int) -> dict[str, Any]:
+    kind = side.removesuffix("-bf16")
     spec = {
         "kind": kind,
+        "bf16": side.endswith("-bf16"),
         "base_model_path": str(base_model_dir(ctx)),
         "train_path": str(shape.files["train_norm"]),
         "validation_path": str(shape.files["validation_norm"]),
@@ -143,7 +155,7 @@ def _baseline(ctx: Context, kind: str, shape: Shape, args: argparse.Namespace, t
         "threads": threads,
         "eval_every": shape.eval_every,
     }
-    path = ctx.state_dir / "trainer-bench" / f"{kind}-spec.json"
+    path = ctx.state_dir / "trainer-bench" / f"{side}-spec.json"
     path.write_text(json.dumps(spec))
     log = ctx.state_dir / "logs" / f"trainer-{kind}.log"
     with log.open("ab") as err:
@@ -228,6 +240,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         "RAGTUNE_TRAINER_DEVICE": args.bench_device,
         "RAGTUNE_TRAINER_PROGRESS_INTERVAL_S": "0",  # a progress event every step: evaluation times from the gaps
         "RAGTUNE_TRAINER_TORCH_THREADS": str(threads),
+        "RAGTUNE_TRAINER_PRECISION": args.tt_precision,
     }
     with services(ctx, "throughput", with_generator=False, trainer_env=trainer_env) as addresses:
         asyncio.run(_cancel_leftovers(addresses.trainer))
@@ -294,6 +307,10 @@ def _finish(
             "train_s_to_target": {side: round(s, 2) if s is not None else None for side, s in seconds.items()},
             "time_ratio_plain_over_ragtune": _ratio(seconds.get("plain"), seconds.get("ragtune")),
             "time_ratio_trl_over_ragtune": _ratio(seconds.get("trl"), seconds.get("ragtune")),
+            "ratio_vs": {side: _ratio(ours, t) for side, t in tok.items() if side != "ragtune"},
+            "time_ratio_over_ragtune": {
+                side: _ratio(t, seconds.get("ragtune")) for side, t in seconds.items() if side != "ragtune"
+            },
             "best_eval_loss": {side: round(min(e["eval_loss"] for e in r["evals"]), 4) for side, r in best.items()},
             "real_tokens_per_epoch": shape.input_tokens,
             "trained_tokens_per_epoch": shape.trained_tokens,
@@ -301,9 +318,8 @@ def _finish(
         }
         row = table[shape.name]
         print(
-            f"{NAME}: {shape.name}: real tok/s {tok}; ragtune/plain {row['ratio_vs_plain']},"
-            f" ragtune/trl {row['ratio_vs_trl']}; training s to validation loss {row['validation_target']}:"
-            f" {row['train_s_to_target']}",
+            f"{NAME}: {shape.name}: real tok/s {tok}; ragtune / each {row['ratio_vs']};"
+            f" training s to validation loss {row['validation_target']}: {row['train_s_to_target']}",
             flush=True,
         )
     plain_ratios = [t["ratio_vs_plain"] for t in table.values()]
@@ -342,7 +358,12 @@ def _finish(
             "lora": {"r": LORA_R, "alpha": 2 * LORA_R, "dropout": DROPOUT, "targets": list(LORA_MODULES)},
             "learning_rate": BASE_LR,
             "seed": SEED,
-            "dtype": "float32",
+            "precision": {
+                "ragtune": args.tt_precision,
+                "plain": "float32",
+                "trl": "float32",
+                "-bf16": "Trainer bf16=True",
+            },
             "device": args.bench_device,
             "torch_threads": threads,
             "rounds": args.tt_rounds,
