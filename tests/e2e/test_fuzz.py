@@ -85,7 +85,7 @@ def fuzz_operation(
         case.headers = {**(case.headers or {}), **headers}
         try:
             response = case.call(base_url=base_url, session=session, timeout=120)
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             # A connection reset on a loaded machine is retried once on a fresh connection, as
             # schemathesis' own runner does; a request that fails again is a finding, not a flake.
             sent = case.as_transport_kwargs(base_url=base_url)
@@ -93,7 +93,7 @@ def fuzz_operation(
             report.transient.append(f"{operation.label}: {exc!r:.200}")
             try:
                 response = case.call(base_url=base_url, session=requests.Session(), timeout=120)
-            except requests.ConnectionError as again:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as again:
                 report.cases += 1
                 report.server_errors.setdefault((operation.label, 0), f"{sent!r:.600} -> {again!r:.300}")
                 return

@@ -48,7 +48,7 @@ async def test_promotion_rules_and_record(start_gateway: GatewayFactory) -> None
         real = {**noise, "low": 0.2}
         better = await http.post(promotions, json={**over_holder, "candidate_score": 41.0, "comparison": real})
         assert better.status_code == 200 and better.json()["promoted"], better.text
-        assert better.json()["comparison"] == {**real, "test": "paired-bootstrap"}
+        assert better.json()["comparison"] == {**real, "test": "paired-bootstrap", "p_value": None}
 
         held = (await http.get(f"/v1/aliases/{ALIAS}")).json()
         assert held["model"] == FT_B and held["score"] == 41.0 and held["object"] == "model.alias"

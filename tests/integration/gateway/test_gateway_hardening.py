@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from starlette.types import Message
 
 from ragtune_gateway.app import create_app
+from ragtune_gateway.body_limits import DRAIN_MAX_BYTES
 from ragtune_gateway.settings import GatewaySettings
 
 ADMIN_KEY = "hardening-admin-key-0123456789abcdef0123456789"
@@ -149,11 +150,18 @@ async def test_unauthenticated_huge_post_is_refused_before_its_body(gateway: Gat
 
 async def test_body_limits_by_route_class(gateway: Gateway) -> None:
     auth = {"authorization": f"Bearer {gateway.key}"}
+    # declared over the limit but small enough to drain: read and dropped, then 413 on a connection kept
+    # open (closing a socket with unread bytes resets it, and a client still sending loses the answer)
     declared = {**auth, "content-type": "application/json", "content-length": str(MAX_JSON + 1)}
-    status, _, _, _ = await call_asgi(gateway.app, "POST", "/v1/vector_stores", declared, None)
-    assert status == 413
+    parts = [b"x" * MAX_JSON, b"x"]
+    status, headers, _, reads = await call_asgi(gateway.app, "POST", "/v1/vector_stores", declared, parts)
+    assert status == 413 and reads == 2 and "connection" not in headers
+    # past what is worth draining: refused at once, never read, and the connection closed
+    huge = {**declared, "content-length": str(DRAIN_MAX_BYTES + 1)}
+    status, headers, _, _ = await call_asgi(gateway.app, "POST", "/v1/vector_stores", huge, None)
+    assert status == 413 and headers.get("connection") == "close"
     # an upload may be bigger than a JSON body: refused only over max_upload_bytes (+ multipart overhead)
-    upload = {**auth, "content-type": "multipart/form-data; boundary=x", "content-length": str(MAX_UPLOAD * 4)}
+    upload = {**auth, "content-type": "multipart/form-data; boundary=x", "content-length": str(DRAIN_MAX_BYTES * 2)}
     status, _, body, _ = await call_asgi(gateway.app, "POST", "/v1/files", upload, None)
     assert status == 413 and json.loads(body)["error"]["code"] == "file_too_large"
 
