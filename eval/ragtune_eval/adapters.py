@@ -23,6 +23,25 @@ def job_suffix(key: str) -> str:
     return "eval-" + re.sub(r"[^A-Za-z0-9-]", "-", key)
 
 
+def training_job(
+    seed: int, epochs: int, batch_size: int, learning_rate_multiplier: float, max_seq_length: int, lora_rank: int
+) -> dict[str, Any]:
+    """The fine-tuning job an evaluation arm trains with (0 = the trainer's default for the multiplier
+    and the rank; no validation split: the arm is scored on held-out items)."""
+    hyperparameters: dict[str, Any] = {"n_epochs": epochs, "batch_size": batch_size}
+    if learning_rate_multiplier:
+        hyperparameters["learning_rate_multiplier"] = learning_rate_multiplier
+    job: dict[str, Any] = {
+        "seed": seed,
+        "hyperparameters": hyperparameters,
+        "validation_fraction": 0,
+        "max_seq_length": max_seq_length,
+    }
+    if lora_rank:
+        job["lora"] = {"r": lora_rank}
+    return job
+
+
 async def upload_lines(client: GatewayClient, key: str, lines: list[str]) -> str:
     """The training examples as a JSONL file (purpose fine-tune); its id."""
     data = ("\n".join(lines) + "\n").encode("utf-8")

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ragtune_eval import freshness_report
-from ragtune_eval.adapters import ensure_adapter, upload_lines
+from ragtune_eval.adapters import ensure_adapter, training_job, upload_lines
 from ragtune_eval.answering import answer_missing
 from ragtune_eval.arms import closed_book_lines, question_messages
 from ragtune_eval.client import EvalApiError, GatewayClient
@@ -216,17 +216,9 @@ class FreshnessEvaluation:
             lines = [line for item in items for line in closed_book_lines(item)]
             return await upload_lines(self.client, key, lines), len(lines)
 
-        hyperparameters: dict[str, Any] = {"n_epochs": cfg.epochs, "batch_size": cfg.batch_size}
-        if cfg.learning_rate_multiplier:
-            hyperparameters["learning_rate_multiplier"] = cfg.learning_rate_multiplier
-        job: dict[str, Any] = {
-            "seed": cfg.seed,
-            "hyperparameters": hyperparameters,
-            "validation_fraction": 0,
-            "max_seq_length": cfg.max_seq_length,
-        }
-        if cfg.lora_rank:
-            job["lora"] = {"r": cfg.lora_rank}
+        job = training_job(
+            cfg.seed, cfg.epochs, cfg.batch_size, cfg.learning_rate_multiplier, cfg.max_seq_length, cfg.lora_rank
+        )
         for attempt in range(WAIT_RETRIES + 1):
             try:
                 return await ensure_adapter(self.client, self.run, key, training_file, job, self.progress)

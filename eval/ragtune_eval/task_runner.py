@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ragtune_eval import task_report
-from ragtune_eval.adapters import ensure_adapter, upload_lines
+from ragtune_eval.adapters import ensure_adapter, training_job, upload_lines
 from ragtune_eval.answering import answer_missing
 from ragtune_eval.arms import ARMS
 from ragtune_eval.client import GatewayClient
@@ -197,17 +197,9 @@ class TaskEvaluation:
             return await upload_lines(self.client, key, lines), len(lines)
 
         cfg = self.config
-        hyperparameters: dict[str, Any] = {"n_epochs": cfg.epochs, "batch_size": cfg.batch_size}
-        if cfg.learning_rate_multiplier:
-            hyperparameters["learning_rate_multiplier"] = cfg.learning_rate_multiplier
-        job: dict[str, Any] = {
-            "seed": cfg.seed,
-            "hyperparameters": hyperparameters,
-            "validation_fraction": 0,
-            "max_seq_length": cfg.max_seq_length,
-        }
-        if cfg.lora_rank:
-            job["lora"] = {"r": cfg.lora_rank}
+        job = training_job(
+            cfg.seed, cfg.epochs, cfg.batch_size, cfg.learning_rate_multiplier, cfg.max_seq_length, cfg.lora_rank
+        )
         return await ensure_adapter(self.client, self.run, key, training_file, job, self.progress)
 
     # -- answering --------------------------------------------------------------------------------
