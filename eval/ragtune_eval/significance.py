@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,49 @@ def bootstrap_mean(
     means = _resampled_means(values, resamples, seed)
     tail = (1 - level) / 2
     return Interval(sum(values) / len(values), _quantile(means, tail), _quantile(means, 1 - tail), level)
+
+
+def _resampled_indices(n: int, resamples: int, seed: int) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(n) for _ in range(n)] for _ in range(resamples)]
+
+
+def bootstrap_statistic(
+    n: int,
+    statistic: Callable[[Sequence[int]], float],
+    *,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """A statistic of the whole sample that is not a mean of per-item scores (macro-F1), with its
+    percentile-bootstrap interval: ``statistic`` receives the indices of one resample of the ``n``
+    items (drawn with replacement) and, for the value, all of them."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, level)
+    values = sorted(statistic(indices) for indices in _resampled_indices(n, resamples, seed))
+    tail = (1 - level) / 2
+    return Interval(statistic(range(n)), _quantile(values, tail), _quantile(values, 1 - tail), level)
+
+
+def compare_paired_statistic(
+    metric: str,
+    baseline_name: str,
+    baseline: Callable[[Sequence[int]], float],
+    candidate_name: str,
+    candidate: Callable[[Sequence[int]], float],
+    n: int,
+    *,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """``candidate - baseline`` of a whole-sample statistic over the same ``n`` items, with the paired
+    bootstrap interval: both statistics see the same resampled items in each resample."""
+    interval = bootstrap_statistic(
+        n, lambda idx: candidate(idx) - baseline(idx), level=level, resamples=resamples, seed=seed
+    )
+    return PairedComparison(metric, baseline_name, candidate_name, interval, None, None)
 
 
 def mcnemar_exact(baseline: Sequence[float], candidate: Sequence[float]) -> tuple[float, tuple[int, int]]:

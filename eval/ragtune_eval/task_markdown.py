@@ -13,10 +13,10 @@ def _score(found: dict[str, Any] | None) -> str:
     return f"{cell(found.get('score'))} {bounds(found.get('ci'))}" if found else "-"
 
 
-def metric_cells(kind: str, metrics: dict[str, Any]) -> list[str]:
+def metric_cells(kind: str, metrics: dict[str, Any], macro_f1_ci: dict[str, Any] | None = None) -> list[str]:
     if kind == "classification":
         return [
-            cell(metrics.get("macro_f1")),
+            f"{cell(metrics.get('macro_f1'))} {bounds(macro_f1_ci) if macro_f1_ci else ''}".strip(),
             cell(metrics.get("valid_share"), 3),
             cell(metrics.get("lenient_accuracy")),
         ]
@@ -56,7 +56,7 @@ def to_task_markdown(built: dict[str, Any]) -> str:
         cells = [
             arm,
             f"{cell(fig['score'])} {bounds(fig.get('score_ci'))}",
-            *metric_cells(kind, fig["metrics"]),
+            *metric_cells(kind, fig["metrics"], fig.get("macro_f1_ci")),
             gap,
             f"{cell(fig['latency_p50_ms'], 0)} / {cell(fig['latency_p95_ms'], 0)}",
             cell(fig["mean_prompt_tokens"], 0),
@@ -78,22 +78,28 @@ def prompt_lines(built: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _difference(found: dict[str, Any]) -> str:
+    mark = " *" if found["significant"] else ""
+    return f"{found['difference']:+.1f} [{found['low']:+.1f}, {found['high']:+.1f}]{mark}"
+
+
 def comparison_lines(built: dict[str, Any]) -> list[str]:
     if not built.get("comparisons"):
         return []
     headline = built["headline"]
-    exact = built["kind"] == "extraction"
-    head = f"| candidate - baseline | {headline} [CI] | p (McNemar) |" + (" exact [CI] |" if exact else "")
+    extra = {"extraction": ("exact", "exact"), "classification": ("macro_f1", "macro-F1")}.get(built["kind"])
+    head = f"| candidate - baseline | {headline} [CI] | p (McNemar) |" + (f" {extra[1]} [CI] |" if extra else "")
     lines = ["## Paired differences (candidate - baseline, same items)", "", head]
-    lines.append("|---|---|---|" + ("---|" if exact else ""))
+    lines.append("|---|---|---|" + ("---|" if extra else ""))
     for c in built["comparisons"]:
         s = c["score"]
-        row = f"| {c['candidate']} - {c['baseline']} | {s['difference']:+.1f} [{s['low']:+.1f}, {s['high']:+.1f}]"
+        row = f"| {c['candidate']} - {c['baseline']} | {_difference(s)}"
         p = s["p_value"]
-        row += f"{' *' if s['significant'] else ''} | {'< 0.0001' if p is not None and p < 1e-4 else cell(p, 4)} |"
-        if exact:
-            e = c["exact"]
-            row += f" {e['difference']:+.1f} [{e['low']:+.1f}, {e['high']:+.1f}]{' *' if e['significant'] else ''} |"
+        row += f" | {'< 0.0001' if p is not None and p < 1e-4 else cell(p, 4)} |"
+        if extra and c.get(extra[0]):
+            row += f" {_difference(c[extra[0]])} |"
+        elif extra:
+            row += " - |"
         lines.append(row)
     return [*lines, "", "(* the interval excludes zero)", ""]
 

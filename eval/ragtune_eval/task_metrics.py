@@ -76,19 +76,31 @@ def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def macro_f1(pairs: list[tuple[str, str | None]]) -> float | None:
+    """Macro-F1 in percent over (gold, predicted) pairs: the mean F1 of every label that is gold or
+    predicted (an answer that is no label counts against its gold label's recall); None for none."""
+    true_positive: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
+    gold: Counter[str] = Counter()
+    for g, p in pairs:
+        gold[g] += 1
+        if p is not None:
+            predicted[p] += 1
+            true_positive[p] += p == g
+    labels = set(gold) | set(predicted)
+    if not labels:
+        return None
+    f1s = [_f1(true_positive[x], predicted[x] - true_positive[x], gold[x] - true_positive[x])[2] for x in labels]
+    return 100 * mean(f1s)
+
+
 def classification_summary(rows: list[dict[str, Any]], confused: int = 5) -> dict[str, Any]:
     pairs = [(r["gold"], r["predicted"]) for r in rows]
-    labels = sorted({gold for gold, _ in pairs} | {p for _, p in pairs if p is not None})
-    per_label = {}
-    for label in labels:
-        tp = sum(1 for g, p in pairs if g == label and p == label)
-        fp = sum(1 for g, p in pairs if g != label and p == label)
-        fn = sum(1 for g, p in pairs if g == label and p != label)
-        per_label[label] = _f1(tp, fp, fn)[2]
+    found = macro_f1(pairs)
     mistakes = Counter((g, p or NO_LABEL) for g, p in pairs if g != p)
     return {
         "accuracy": round(100 * mean([r["score"] for r in rows]), 2) if rows else None,
-        "macro_f1": round(100 * mean(list(per_label.values())), 2) if per_label else None,
+        "macro_f1": round(found, 2) if found is not None else None,
         "valid_share": round(mean([r["valid"] for r in rows]), 4) if rows else None,
         "lenient_accuracy": round(100 * mean([r.get("lenient", r["score"]) for r in rows]), 2) if rows else None,
         "most_confused": [{"gold": g, "predicted": p, "count": n} for (g, p), n in mistakes.most_common(confused)],

@@ -7,6 +7,7 @@ that speaks only of differences whose interval excludes zero. Written as ``repor
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,29 @@ from ragtune_eval.report import (
     percent,
     serving_figures,
 )
-from ragtune_eval.significance import LEVEL, RESAMPLES, compare_paired
+from ragtune_eval.significance import (
+    LEVEL,
+    RESAMPLES,
+    Interval,
+    bootstrap_statistic,
+    compare_paired,
+    compare_paired_statistic,
+)
 from ragtune_eval.task_markdown import to_task_markdown
-from ragtune_eval.task_metrics import BINARY, HEADLINE, summary
+from ragtune_eval.task_metrics import BINARY, HEADLINE, macro_f1, summary
 
 
 def _split(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["split"] == split]
+
+
+def _macro_f1_of(rows: list[dict[str, Any]]) -> Callable[[Sequence[int]], float]:
+    """Macro-F1 of the rows at some indices (a bootstrap resample), 0 when it has no label."""
+    return lambda indices: macro_f1([(rows[i]["gold"], rows[i]["predicted"]) for i in indices]) or 0.0
+
+
+def _rounded(found: Interval) -> dict[str, float]:
+    return {"low": round(found.low, 2), "high": round(found.high, 2), "level": found.level}
 
 
 def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: int, seed: int) -> dict[str, Any]:
@@ -43,6 +60,9 @@ def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: 
     }
     if kind == "extraction":
         figures["exact_ci"] = interval([r["exact"] for r in test], level, resamples, seed)
+    if kind == "classification" and test:
+        found = bootstrap_statistic(len(test), _macro_f1_of(test), level=level, resamples=resamples, seed=seed)
+        figures["macro_f1_ci"] = _rounded(found)
     train_score = figures["train_sample"]["score"]
     figures["train_minus_test"] = (
         round(train_score - figures["score"], 2) if train_score is not None and figures["score"] is not None else None
@@ -55,7 +75,8 @@ def compare(
 ) -> dict[str, Any] | None:
     """``candidate - baseline`` on the held-out items both answered: the headline score (points)
     with its paired bootstrap interval (and McNemar's exact test for a 0/1 score); for extraction
-    also exact-object match."""
+    also exact-object match; for classification also macro-F1 (both arms' macro-F1 recomputed on
+    the same resampled items)."""
     a = {r["id"]: r for r in _split(baseline, "test")}
     b = {r["id"]: r for r in _split(candidate, "test")}
     ids = sorted(set(a) & set(b))
@@ -76,6 +97,20 @@ def compare(
             seed=seed,
         )
         entry[metric] = paired_entry(found)
+    if kind == "classification":
+        base_rows, cand_rows = [a[i] for i in ids], [b[i] for i in ids]
+        found = compare_paired_statistic(
+            "macro_f1",
+            "baseline",
+            _macro_f1_of(base_rows),
+            "candidate",
+            _macro_f1_of(cand_rows),
+            len(ids),
+            level=level,
+            resamples=resamples,
+            seed=seed,
+        )
+        entry["macro_f1"] = paired_entry(found)
     return entry
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragtune_eval.significance import bootstrap_mean, compare_paired, mcnemar_exact, verdict
+from ragtune_eval.significance import (
+    bootstrap_mean,
+    bootstrap_statistic,
+    compare_paired,
+    compare_paired_statistic,
+    mcnemar_exact,
+    verdict,
+)
 
 
 def test_interval_is_seeded_and_contains_the_mean() -> None:
@@ -86,3 +94,30 @@ def test_the_verdict_names_each_significant_metric_and_its_direction() -> None:
     assert verdict(both) == "F1 lower, EM higher"
     neither = {"f1": {"difference": 0.4, "significant": False}, "em": {"difference": 0.0, "significant": False}}
     assert verdict(neither) == "no detectable difference"
+
+
+def test_a_whole_sample_statistic_gets_a_seeded_interval_around_its_value() -> None:
+    values = [float(i % 3 == 0) for i in range(40)]
+
+    def share(indices: Sequence[int]) -> float:
+        return 100 * sum(values[i] for i in indices) / len(indices)
+
+    found = bootstrap_statistic(len(values), share, resamples=500, seed=3)
+    as_mean = bootstrap_mean([100 * v for v in values], resamples=500, seed=3)
+    assert found.value == pytest.approx(as_mean.value)
+    assert found.low <= found.value <= found.high and found.high - found.low > 10
+    assert found == bootstrap_statistic(len(values), share, resamples=500, seed=3)
+    assert math.isnan(bootstrap_statistic(0, share).value)
+
+
+def test_a_paired_statistic_sees_the_same_items_on_both_sides() -> None:
+    baseline = [float(i % 2) for i in range(30)]
+    candidate = [1.0] * 30
+
+    def share_of(values: list[float]) -> Callable[[Sequence[int]], float]:
+        return lambda indices: 100 * sum(values[i] for i in indices) / len(indices)
+
+    same = compare_paired_statistic("m", "a", share_of(baseline), "b", share_of(baseline), 30, resamples=300)
+    assert (same.difference.low, same.difference.high) == (0.0, 0.0) and not same.significant
+    better = compare_paired_statistic("m", "a", share_of(baseline), "b", share_of(candidate), 30, resamples=300)
+    assert better.difference.value == 50.0 and better.significant and better.p_value is None

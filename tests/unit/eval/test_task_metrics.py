@@ -12,6 +12,7 @@ from ragtune_eval.task_metrics import (
     NO_LABEL,
     classification_summary,
     extraction_summary,
+    macro_f1,
     normalize_final,
     parse_object,
     read_label,
@@ -55,6 +56,8 @@ def test_classification_sums() -> None:
     assert found["accuracy"] == 50.0 and found["valid_share"] == round(5 / 6, 4)
     # F1: a = 2*(1*2/3)/(1+2/3) = 0.8; b = P 1/3 R 1/2 -> 0.4; c = 0
     assert found["macro_f1"] == 40.0
+    assert macro_f1([(r["gold"], r["predicted"]) for r in rows]) == pytest.approx(40.0)
+    assert macro_f1([]) is None and macro_f1([("a", None)]) == 0.0
     assert found["most_confused"][0]["count"] == 1
     assert {(p["gold"], p["predicted"]) for p in found["most_confused"]} == {("a", "b"), ("b", NO_LABEL), ("c", "b")}
 

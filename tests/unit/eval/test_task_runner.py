@@ -108,6 +108,8 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     assert "few-shot prompt" in arms["rag+ft"]["recipe"] and arms["base"]["recipe"] == "none"
     ft_vs_base = next(c for c in report["comparisons"] if (c["baseline"], c["candidate"]) == ("base", "ft"))
     assert ft_vs_base["score"]["difference"] == 100.0 and ft_vs_base["score"]["significant"]
+    assert ft_vs_base["macro_f1"]["difference"] == 100.0 and ft_vs_base["macro_f1"]["test"] == "paired-bootstrap"
+    assert arms["ft"]["macro_f1_ci"]["low"] == 100.0 and arms["base"]["macro_f1_ci"]["high"] == 0.0
     assert report["recommendation"][-1].startswith(
         "Recommended: rag (accuracy 100.0%, the best accuracy). Use retrieval"
     )
@@ -117,7 +119,8 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     assert [row["size"] for row in report["learning_curve"]] == [1, 2, 3]
     assert report["learning_curve"][0]["ft"]["score"] == 100.0 and report["learning_curve"][0]["rag"]["score"] == 100.0
     markdown = (tmp_path / "report.md").read_text()
-    assert "| ft | 100.0 [100.0, 100.0]" in markdown and "## Learning curve" in markdown
+    assert "| ft | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in markdown and "## Learning curve" in markdown
+    assert "| ft - base | +100.0 [+100.0, +100.0] * |" in markdown and "macro-F1 [CI] |" in markdown
     assert "| examples per label |" in markdown and "Most confused" in markdown
 
     asked, jobs = len(gateway.chats), len(gateway.jobs)
