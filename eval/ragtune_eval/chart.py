@@ -59,8 +59,8 @@ def _tick_text(value: float) -> str:
     return f"{value:g}"
 
 
-def quality_latency_svg(points: list[ChartPoint]) -> str:
-    """The chart as SVG text (UTF-8, standalone)."""
+def quality_latency_svg(points: list[ChartPoint], y_label: str = Y_LABEL) -> str:
+    """The chart as SVG text (UTF-8, standalone); ``y_label`` names the score (a task's metric)."""
     x_ticks = nice_ticks(max((p.p95_ms for p in points), default=0.0) * 1.05)
     y_ticks = nice_ticks(max(max((p.f1_high or p.f1 for p in points), default=0.0), 10.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -96,7 +96,7 @@ def quality_latency_svg(points: list[ChartPoint]) -> str:
     parts.append(f'<polyline points="{LEFT},{TOP} {LEFT},{bottom} {right},{bottom}" fill="none" stroke="black"/>')
     parts.append(text(LEFT + plot_w / 2, HEIGHT - 15, X_LABEL, text_anchor="middle"))
     middle = TOP + plot_h / 2
-    parts.append(text(18, middle, Y_LABEL, text_anchor="middle", transform=f"rotate(-90 18 {middle})"))
+    parts.append(text(18, middle, y_label, text_anchor="middle", transform=f"rotate(-90 18 {middle})"))
     for i, point in enumerate(points):
         colour = COLOURS[i % len(COLOURS)]
         px, p95, py = x(point.p50_ms), x(point.p95_ms), y(point.f1)

@@ -1,12 +1,21 @@
 """``report.md`` of a task evaluation: the task, the four-arm table with intervals, the task's own
 metrics, each arm's prompt and recipe, the paired differences, the learning curve, the
-recommendation and the notes."""
+recommendation and the notes. The tables are built once as (head, rows) of text
+(:func:`tables`), which ``ragtune_eval.task_html`` renders as the page."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ragtune_eval.markdown_report import bounds, cell, cost_text
+
+
+class Table(NamedTuple):
+    title: str
+    head: list[str]
+    rows: list[list[str]]
+    before: str = ""  # a sentence above the table
+    after: str = ""  # a sentence below it
 
 
 def _score(found: dict[str, Any] | None) -> str:
@@ -37,45 +46,41 @@ METRIC_HEADS = {
 }
 
 
-def to_task_markdown(built: dict[str, Any]) -> str:
-    kind, cfg, task = built["kind"], built["config"], built["task"]
-    heads = ["arm", f"{built['headline']} [CI]", *METRIC_HEADS[kind]]
-    heads += ["train (gap)", "p50 / p95 ms", "prompt tokens", "cost"]
-    lines = [
-        f"# ragtune eval ({kind}): {cfg.get('dataset')}",
-        "",
+def summary_line(built: dict[str, Any]) -> str:
+    cfg, task = built["config"], built["task"]
+    return (
         f"{task['train_items']} training / {task['test_items']} held-out items, seed {cfg.get('seed')},"
-        f" base model {built['base_model']}.",
-        "",
-        "| " + " | ".join(heads) + " |",
-        "|" + "---|" * len(heads),
-    ]
+        f" base model {built['base_model']}."
+    )
+
+
+def arm_table(built: dict[str, Any]) -> Table:
+    kind = built["kind"]
+    head = ["arm", f"{built['headline']} [CI]", *METRIC_HEADS[kind]]
+    head += ["train (gap)", "p50 / p95 ms", "prompt tokens", "cost"]
+    rows = []
     for arm, fig in built["arms"].items():
         train = fig["train_sample"]
         gap = f"{cell(train['score'])} ({cell(fig['train_minus_test'])})" if train["items"] else "-"
-        cells = [
-            arm,
-            f"{cell(fig['score'])} {bounds(fig.get('score_ci'))}",
-            *metric_cells(kind, fig["metrics"], fig.get("macro_f1_ci")),
-            gap,
-            f"{cell(fig['latency_p50_ms'], 0)} / {cell(fig['latency_p95_ms'], 0)}",
-            cell(fig["mean_prompt_tokens"], 0),
-            cost_text(fig["cost"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *prompt_lines(built), *comparison_lines(built), *detail_lines(built), *curve_lines(built)]
-    lines += ["## Recommendation", "", *[f"- {line}" for line in built["recommendation"]], ""]
-    lines += ["## Notes", "", *[f"- {note}" for note in built["notes"]], ""]
-    return "\n".join(lines)
+        rows.append(
+            [
+                arm,
+                f"{cell(fig['score'])} {bounds(fig.get('score_ci'))}",
+                *metric_cells(kind, fig["metrics"], fig.get("macro_f1_ci")),
+                gap,
+                f"{cell(fig['latency_p50_ms'], 0)} / {cell(fig['latency_p95_ms'], 0)}",
+                cell(fig["mean_prompt_tokens"], 0),
+                cost_text(fig["cost"]),
+            ]
+        )
+    return Table("Arms", head, rows)
 
 
-def prompt_lines(built: dict[str, Any]) -> list[str]:
+def prompt_table(built: dict[str, Any]) -> Table:
     instructions = built["task"]["instructions"].replace("\n", " ")
-    lines = ["## Prompts and recipes", "", f"Instructions (every arm's system turn): {instructions}", ""]
-    lines += ["| arm | prompt | recipe |", "|---|---|---|"]
-    for arm, fig in built["arms"].items():
-        lines.append(f"| {arm} | {fig.get('prompt') or '-'} | {fig.get('recipe') or '-'} |")
-    return [*lines, ""]
+    rows = [[arm, fig.get("prompt") or "-", fig.get("recipe") or "-"] for arm, fig in built["arms"].items()]
+    before = f"Instructions (every arm's system turn): {instructions}"
+    return Table("Prompts and recipes", ["arm", "prompt", "recipe"], rows, before)
 
 
 def _difference(found: dict[str, Any]) -> str:
@@ -83,56 +88,78 @@ def _difference(found: dict[str, Any]) -> str:
     return f"{found['difference']:+.1f} [{found['low']:+.1f}, {found['high']:+.1f}]{mark}"
 
 
-def comparison_lines(built: dict[str, Any]) -> list[str]:
+def _p_value(p: float | None) -> str:
+    return "< 0.0001" if p is not None and p < 1e-4 else cell(p, 4)
+
+
+def comparison_table(built: dict[str, Any]) -> Table | None:
     if not built.get("comparisons"):
-        return []
-    headline = built["headline"]
+        return None
     extra = {"extraction": ("exact", "exact"), "classification": ("macro_f1", "macro-F1")}.get(built["kind"])
-    head = f"| candidate - baseline | {headline} [CI] | p (McNemar) |" + (f" {extra[1]} [CI] |" if extra else "")
-    lines = ["## Paired differences (candidate - baseline, same items)", "", head]
-    lines.append("|---|---|---|" + ("---|" if extra else ""))
+    head = ["candidate - baseline", f"{built['headline']} [CI]", "p (McNemar)"] + (
+        [f"{extra[1]} [CI]"] if extra else []
+    )
+    rows = []
     for c in built["comparisons"]:
-        s = c["score"]
-        row = f"| {c['candidate']} - {c['baseline']} | {_difference(s)}"
-        p = s["p_value"]
-        row += f" | {'< 0.0001' if p is not None and p < 1e-4 else cell(p, 4)} |"
-        if extra and c.get(extra[0]):
-            row += f" {_difference(c[extra[0]])} |"
-        elif extra:
-            row += " - |"
-        lines.append(row)
-    return [*lines, "", "(* the interval excludes zero)", ""]
+        row = [f"{c['candidate']} - {c['baseline']}", _difference(c["score"]), _p_value(c["score"]["p_value"])]
+        if extra:
+            row.append(_difference(c[extra[0]]) if c.get(extra[0]) else "-")
+        rows.append(row)
+    title = "Paired differences (candidate - baseline, same items)"
+    return Table(title, head, rows, after="(* the interval excludes zero)")
 
 
-def detail_lines(built: dict[str, Any]) -> list[str]:
+def detail_table(built: dict[str, Any]) -> Table | None:
     """Classification: the most-confused pairs per arm; extraction: per-field P / R / F1."""
-    lines: list[str] = []
+    arms = built["arms"]
     if built["kind"] == "classification":
-        lines += ["## Most confused (gold -> answered)", ""]
-        for arm, fig in built["arms"].items():
+        rows = []
+        for arm, fig in arms.items():
             pairs = fig["metrics"].get("most_confused") or []
-            text = "; ".join(f"{p['gold']} -> {p['predicted']} ({p['count']})" for p in pairs) or "none"
-            lines.append(f"- {arm}: {text}")
-        lines.append("")
-    elif built["kind"] == "extraction":
-        fields = sorted({f for fig in built["arms"].values() for f in fig["metrics"].get("per_field", {})})
-        lines += ["## Per field: precision / recall / F1", "", "| field | " + " | ".join(built["arms"]) + " |"]
-        lines.append("|---|" + "---|" * len(built["arms"]))
+            rows.append([arm, "; ".join(f"{p['gold']} -> {p['predicted']} ({p['count']})" for p in pairs) or "none"])
+        return Table("Most confused (gold -> answered)", ["arm", "pairs (count)"], rows)
+    if built["kind"] == "extraction":
+        fields = sorted({f for fig in arms.values() for f in fig["metrics"].get("per_field", {})})
+        rows = []
         for name in fields:
-            cells = []
-            for fig in built["arms"].values():
+            cells = [name]
+            for fig in arms.values():
                 f = fig["metrics"]["per_field"].get(name)
                 cells.append(f"{cell(f['precision'])} / {cell(f['recall'])} / {cell(f['f1'])}" if f else "-")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+            rows.append(cells)
+        return Table("Per field: precision / recall / F1", ["field", *arms], rows)
+    return None
 
 
-def curve_lines(built: dict[str, Any]) -> list[str]:
+def curve_table(built: dict[str, Any]) -> Table | None:
     curve = built.get("learning_curve")
     if not curve:
-        return []
+        return None
     unit = "examples per label" if built["config"].get("per_class") else "training examples"
-    lines = ["## Learning curve", "", f"| {unit} | rag (few-shot) [CI] | ft [CI] |", "|---|---|---|"]
-    lines += [f"| {row['size']} | {_score(row.get('rag'))} | {_score(row.get('ft'))} |" for row in curve]
-    return [*lines, ""]
+    rows = [[str(row["size"]), _score(row.get("rag")), _score(row.get("ft"))] for row in curve]
+    return Table("Learning curve", [unit, "rag (few-shot) [CI]", "ft [CI]"], rows)
+
+
+def tables(built: dict[str, Any]) -> list[Table]:
+    """The report's tables after the arm table, in order."""
+    found = [prompt_table(built), comparison_table(built), detail_table(built), curve_table(built)]
+    return [t for t in found if t is not None]
+
+
+def _markdown(table: Table, title: bool = True) -> list[str]:
+    lines = [f"## {table.title}", ""] if title else []
+    if table.before:
+        lines += [table.before, ""]
+    lines += ["| " + " | ".join(table.head) + " |", "|" + "---|" * len(table.head)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return [*lines, "", *([table.after, ""] if table.after else [])]
+
+
+def to_task_markdown(built: dict[str, Any]) -> str:
+    lines = [f"# ragtune eval ({built['kind']}): {built['config'].get('dataset')}", "", summary_line(built), ""]
+    lines += _markdown(arm_table(built), title=False)
+    for table in tables(built):
+        lines += _markdown(table)
+    lines += ["## Recommendation", "", *[f"- {line}" for line in built["recommendation"]], ""]
+    lines += ["## Notes", "", *[f"- {note}" for note in built["notes"]], ""]
+    return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The report of a task evaluation: per arm the task's metrics (``ragtune_eval.task_metrics``) with
 bootstrap intervals, latency, prompt tokens, costs and the train vs held-out gap; the paired
 differences between arms on the same items; the learning curve; and a recommendation in plain words
-that speaks only of differences whose interval excludes zero. Written as ``report.json`` and
-``report.md`` (``ragtune_eval.task_markdown``)."""
+that speaks only of differences whose interval excludes zero. Written as ``report.json``,
+``report.md`` (``ragtune_eval.task_markdown``) and ``report.html`` (``ragtune_eval.task_html``)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ragtune_eval.significance import (
     compare_paired,
     compare_paired_statistic,
 )
+from ragtune_eval.task_html import to_task_html
 from ragtune_eval.task_markdown import to_task_markdown
 from ragtune_eval.task_metrics import BINARY, HEADLINE, macro_f1, summary
 
@@ -253,8 +254,9 @@ def recommend(kind: str, arms: dict[str, dict[str, Any]], compared: list[dict[st
 
 
 def write_task_report(built: dict[str, Any], folder: Path) -> dict[str, str]:
-    files = {"json": folder / "report.json", "markdown": folder / "report.md"}
+    files = {"json": folder / "report.json", "markdown": folder / "report.md", "html": folder / "report.html"}
     built["files"] = {kind: str(path) for kind, path in files.items()}
     files["json"].write_text(json.dumps(built, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     files["markdown"].write_text(to_task_markdown(built), encoding="utf-8")
+    files["html"].write_text(to_task_html(built), encoding="utf-8")
     return built["files"]

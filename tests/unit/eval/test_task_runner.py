@@ -13,6 +13,7 @@ import pytest
 from ragtune_eval.client import ChatResult
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.task_data import TaskData, TaskItem, build_task
+from ragtune_eval.task_html import to_task_html
 from ragtune_eval.task_runner import TaskEvalConfig, TaskEvaluation
 from ragtune_eval.task_split import split_task
 from tests.unit.eval.test_eval_runner import FakeGateway
@@ -122,6 +123,13 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     assert "| ft | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in markdown and "## Learning curve" in markdown
     assert "| ft - base | +100.0 [+100.0, +100.0] * |" in markdown and "macro-F1 [CI] |" in markdown
     assert "| examples per label |" in markdown and "Most confused" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and page.count("<svg") == 3
+    assert "accuracy on held-out items (%)" in page and "Paired differences in accuracy" in page
+    assert '<td>ft</td><td class="text">100.0 [100.0, 100.0]</td>' in page and "Learning curve</h2>" in page
+    hostile = json.loads((tmp_path / "report.json").read_text())
+    hostile["arms"]["ft"]["recipe"] = "<img src=x onerror=alert(1)>"
+    assert "<img" not in to_task_html(hostile) and "&lt;img src=x" in to_task_html(hostile)
 
     asked, jobs = len(gateway.chats), len(gateway.jobs)
     again = await TaskEvaluation(gateway, data, split, config, RunDir(tmp_path)).execute()  # type: ignore[arg-type]
