@@ -4,11 +4,14 @@ missed (each says MISSED); 1 only when a benchmark could not run at all."""
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 from bench import (
     embedding_backends,
@@ -59,6 +62,21 @@ BENCHMARKS = {
 }
 
 
+def hold_state_dir(state_dir: Path) -> TextIO | None:
+    """An exclusive lock on ``state_dir`` for this process's life, or None when another run holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / ".bench.lock").open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run only this benchmark")
@@ -73,9 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     for module in BENCHMARKS.values():
         module.add_arguments(parser.add_argument_group(module.NAME))
     args = parser.parse_args(argv)
+    ctx = Context(datasets=args.datasets.resolve(), state_dir=args.state_dir.resolve())
+    lock = hold_state_dir(ctx.state_dir)
+    if lock is None:
+        print(
+            f"{ctx.state_dir} is in use by another benchmark run (its database and services would be shared);"
+            " wait for it or pass another --state-dir",
+            file=sys.stderr,
+        )
+        return 2
     # SIGTERM unwinds like Ctrl-C, so every benchmark's ExitStack stops the services it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ctx = Context(datasets=args.datasets.resolve(), state_dir=args.state_dir.resolve())
 
     outcomes: dict[str, str] = {}
     for name, module in BENCHMARKS.items():
