@@ -5,12 +5,15 @@ keeps serving the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_asyncio
 from selenium import webdriver
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
@@ -40,6 +43,20 @@ def start_browser(browser: str, driver: str) -> Chrome:
         options.add_argument("--no-sandbox")  # Chromium refuses to sandbox as root
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def driver() -> AsyncIterator[Chrome]:
+    """One headless Chromium for a test module's tests (import the fixture by name); skipped where the
+    machine has none."""
+    found = find_browser()
+    if found is None:
+        pytest.skip("no chromium + chromedriver on this machine: `make install` installs them only as root (apt-get)")
+    browser = await asyncio.to_thread(start_browser, *found)
+    try:
+        yield browser
+    finally:
+        await asyncio.to_thread(browser.quit)
 
 
 class Console:

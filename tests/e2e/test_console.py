@@ -8,36 +8,24 @@ each page there (``make screenshots``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.e2e.browser import Console, find_browser, start_browser
+from tests.e2e.browser import Console, driver
 from tests.e2e.conftest import HANDBOOK, make_tenant
 from tests.e2e.test_fine_tuning import TRAINING
+
+__all__ = ["driver"]  # the fixture, used by name
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BROKEN_PDF = b"this is not a PDF at all"
 INVALID_DATASET = '{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n'
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def driver() -> AsyncIterator[Chrome]:
-    found = find_browser()
-    if found is None:
-        pytest.skip("no chromium + chromedriver on this machine: `make install` installs them only as root (apt-get)")
-    browser = await asyncio.to_thread(start_browser, *found)
-    try:
-        yield browser
-    finally:
-        await asyncio.to_thread(browser.quit)
 
 
 async def test_pages_carry_the_security_headers(gateway_url: str) -> None:

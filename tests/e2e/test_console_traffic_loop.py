@@ -17,9 +17,8 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.e2e.browser import Console
+from tests.e2e.browser import Console, driver
 from tests.e2e.conftest import make_tenant
-from tests.e2e.test_console import driver
 from tests.e2e.test_traffic_loop import APP, INTENTS, SYSTEM
 
 __all__ = ["driver"]  # the fixture, used by name

@@ -9,37 +9,22 @@ RAGTUNE_SCREENSHOTS=<dir> it saves loop-rollback.png."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-import pytest_asyncio
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.e2e.browser import Console, find_browser, start_browser
+from tests.e2e.browser import Console, driver
 from tests.fixtures.gateway import Gateway
 from tests.integration.gateway.loop_stack import trainer_gateway
 from tests.integration.gateway.test_distillations import runtime_of, traffic
 
-__all__ = ["trainer_gateway"]  # the fixture, used by name
+__all__ = ["driver", "trainer_gateway"]  # the fixtures, used by name
 
 BASE, FT_A, ALIAS = "SmolLM2-135M-Instruct", "ft:SmolLM2:a:ftjob-a", "ft:support"
 SIGNIFICANT = {"value": 30.0, "low": 12.0, "high": 48.0, "level": 0.95, "questions": 40}
 QUESTIONS = ("I lost my card", "my card was stolen", "where is my new card", "card not arriving", "cash withdrawal fee")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def driver() -> AsyncIterator[Chrome]:
-    found = find_browser()
-    if found is None:
-        pytest.skip("no chromium + chromedriver on this machine: `make install` installs them only as root (apt-get)")
-    browser = await asyncio.to_thread(start_browser, *found)
-    try:
-        yield browser
-    finally:
-        await asyncio.to_thread(browser.quit)
 
 
 def text_of(console: Console, css: str) -> str:

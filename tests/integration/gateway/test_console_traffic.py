@@ -7,32 +7,19 @@ the feedback history then shows; delete one. With RAGTUNE_SCREENSHOTS=<dir> it s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import pytest
-import pytest_asyncio
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
-from tests.e2e.browser import Console, find_browser, start_browser
+from tests.e2e.browser import Console, driver
 from tests.integration.gateway.conftest import GatewayFactory
 from tests.integration.gateway.test_stored_completions import answer, insert_aged, runtime_of
 
+__all__ = ["driver"]  # the fixture, used by name
+
 LONG_CORRECTION = "Twenty-eight days of paid leave a year, after the first six months. " * 10
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def driver() -> AsyncIterator[Chrome]:
-    found = find_browser()
-    if found is None:
-        pytest.skip("no chromium + chromedriver on this machine: `make install` installs them only as root (apt-get)")
-    browser = await asyncio.to_thread(start_browser, *found)
-    try:
-        yield browser
-    finally:
-        await asyncio.to_thread(browser.quit)
 
 
 def listed(console: Console) -> list[str]:
