@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable
 from functools import partial
@@ -174,7 +175,7 @@ class JobRunner:
         else:
             error = outcome.data or {
                 "code": "training_crashed",
-                "message": f"the training process exited with code {outcome.returncode}",
+                "message": crash_message(outcome.returncode),
                 "param": "",
             }
             await self._finish(job.id, "failed", {"error": error}, error["message"])
@@ -238,3 +239,20 @@ class JobRunner:
         ]
         changes = {**result, "fine_tuned_model": name, "status": "succeeded", "finished_at": "now()", **_RELEASED}
         await self._update(job.id, changes, events, self.replica)
+
+
+def crash_message(returncode: int | None) -> str:
+    """What a user reads when the training process ended without a result: a signal by name, and
+    for SIGKILL the usual cause (the kernel's out-of-memory killer) with what lowers the memory."""
+    if returncode is None or returncode >= 0:
+        return f"the training process exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGKILL:
+        return (
+            f"the training process was killed ({name}), most often by the kernel's out-of-memory killer:"
+            " a smaller hyperparameters.batch_size (or shorter examples) needs less memory"
+        )
+    return f"the training process was killed ({name})"
