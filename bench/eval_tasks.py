@@ -10,17 +10,21 @@ same run. Target: the fine-tuned arm beats it with a paired interval above zero 
 classification and extraction claim). Subsampled to fit 2 cores: ``--tasks-labels`` intents x
 ``--tasks-train`` examples each (classification), ``--tasks-test`` stratified held-out items from
 the set's test file. The set's folder defaults to ``<--datasets>/<set>``; rerunning with the same
-``--tasks-run-dir`` resumes.
+``--tasks-run-dir`` resumes; ``--tasks-report-only`` rebuilds its report from the stored answers.
+Figures go to ``bench/results/eval_tasks-<set>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import time
 from pathlib import Path
+from typing import Any
 
-from bench.code_version import check_run_code, code_version
-from bench.common import REPO, Context, ratio_or_none, report, write_result
+from bench.code_version import VERSION_FILE, check_run_code, code_version
+from bench.common import REPO, RESULTS_DIR, Context, ratio_or_none, report, write_result
 from bench.eval_squad import PrintedProgress, evaluate_on_stack
 from ragtune_eval.public_sets import PUBLIC_SETS, load_public_set
 from ragtune_eval.rundir import RunDir
@@ -50,6 +54,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--tasks-concurrency", type=int, default=8)
     group.add_argument("--tasks-run-dir", type=Path, default=None, help="default: <state-dir>/eval-tasks-<set>-<sizes>")
     group.add_argument("--tasks-recompute-stale", action="store_true", help="ask again answers from other code")
+    group.add_argument(
+        "--tasks-report-only",
+        action="store_true",
+        help="rebuild the report of --tasks-run-dir from its stored answers (no stack, nothing asked)",
+    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> bool:
@@ -63,8 +72,9 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         args.tasks_run_dir or ctx.state_dir / f"eval-tasks-{name}-{sizes}-{args.tasks_test}-{args.tasks_seed}"
     ).resolve()
     version = code_version(REPO)
-    for stale in check_run_code(run_dir, version, recompute=args.tasks_recompute_stale):
-        print(f"  deleted stale answers {stale} (other code version)", flush=True)
+    if not args.tasks_report_only:
+        for stale in check_run_code(run_dir, version, recompute=args.tasks_recompute_stale):
+            print(f"  deleted stale answers {stale} (other code version)", flush=True)
     split = split_task(
         data, args.tasks_train, args.tasks_test, args.tasks_seed, args.tasks_train_sample, classification, labels
     )
@@ -86,13 +96,26 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         concurrency=args.tasks_concurrency,
     )
     start = time.perf_counter()
-    built = evaluate_on_stack(
-        ctx,
-        "tasks",
-        run_dir,
-        lambda client: TaskEvaluation(client, data, split, config, RunDir(run_dir), PrintedProgress()),
-    )
-    seconds = time.perf_counter() - start
+    if args.tasks_report_only:  # the answers' own code version stays recorded in the run dir
+        if not (run_dir / "config.json").exists():
+            raise SystemExit(f"{run_dir} holds no task run to report on")
+        offline: Any = None  # asks nothing: report() only reads the run dir
+        built = asyncio.run(TaskEvaluation(offline, data, split, config, RunDir(run_dir)).report())
+    else:
+        built = evaluate_on_stack(
+            ctx,
+            "tasks",
+            run_dir,
+            lambda client: TaskEvaluation(client, data, split, config, RunDir(run_dir), PrintedProgress()),
+        )
+    seconds: float | None = time.perf_counter() - start
+    result_name = f"{NAME}-{name}"
+    answered_by = version
+    if args.tasks_report_only:  # the run's own wall-clock and code, as its last full pass recorded them
+        answered_by = json.loads((run_dir / VERSION_FILE).read_text(encoding="utf-8"))
+        before = RESULTS_DIR / f"{result_name}.json"
+        earlier = json.loads(before.read_text(encoding="utf-8")) if before.exists() else {}
+        seconds = earlier.get("total_seconds") if earlier.get("run_dir") == str(run_dir) else None
     print(to_task_markdown(built), flush=True)
     arms = built["arms"]
     base, ft = arms["base"]["score"], arms["ft"]["score"]
@@ -105,7 +128,7 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
     headline = built["headline"]
     report(NAME, f"{name} {headline}: ft {ft:.1f} vs base {base:.1f} -> ratio {shown} (target ft > base)", passed)
     write_result(
-        NAME,
+        result_name,
         measured=f"{headline} of the ft arm on {len(split.test)} held-out {name} items",
         baseline={"what": f"{headline} of the base model zero-shot, same items, same run", "value": base},
         value=ft,
@@ -119,7 +142,8 @@ def run(ctx: Context, args: argparse.Namespace) -> bool:
         recommendation=built["recommendation"],
         config=built["config"],
         run_dir=str(run_dir),
-        code_version=version,
-        total_seconds=round(seconds, 1),
+        code_version=answered_by,
+        report_code_version=version,
+        total_seconds=round(seconds, 1) if seconds is not None else None,
     )
     return passed

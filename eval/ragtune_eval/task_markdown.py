@@ -131,6 +131,38 @@ def detail_table(built: dict[str, Any]) -> Table | None:
     return None
 
 
+def retrieval_table(built: dict[str, Any]) -> Table | None:
+    """Classification: what the retrieved examples alone would have answered, beside each retrieval arm."""
+    found = {arm: fig["retrieved_labels"] for arm, fig in built["arms"].items() if fig.get("retrieved_labels")}
+    if not found:
+        return None
+    head = [
+        "arm",
+        "accuracy",
+        "gold label shown",
+        "nearest example's label",
+        "majority of shown",
+        "answer is a shown label",
+    ]
+    rows = [
+        [
+            arm,
+            cell(built["arms"][arm]["score"]),
+            cell(f["gold_shown"]),
+            cell(f["nearest_is_gold"]),
+            cell(f["vote_is_gold"]),
+            cell(f["answer_shown"]),
+        ]
+        for arm, f in found.items()
+    ]
+    before = (
+        "What the search put in the prompt, in percent of held-out items: how often the gold label was among the"
+        " examples shown, how often the most similar example's label (or the majority label of those shown) was"
+        " the gold one, i.e. the accuracy of the search alone as a nearest-neighbour classifier."
+    )
+    return Table("What retrieval showed the model", head, rows, before)
+
+
 def curve_table(built: dict[str, Any]) -> Table | None:
     curve = built.get("learning_curve")
     if not curve:
@@ -142,7 +174,13 @@ def curve_table(built: dict[str, Any]) -> Table | None:
 
 def tables(built: dict[str, Any]) -> list[Table]:
     """The report's tables after the arm table, in order."""
-    found = [prompt_table(built), comparison_table(built), detail_table(built), curve_table(built)]
+    found = [
+        prompt_table(built),
+        comparison_table(built),
+        detail_table(built),
+        retrieval_table(built),
+        curve_table(built),
+    ]
     return [t for t in found if t is not None]
 
 

@@ -7,6 +7,7 @@ that speaks only of differences whose interval excludes zero. Written as ``repor
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,31 @@ def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: 
         round(train_score - figures["score"], 2) if train_score is not None and figures["score"] is not None else None
     )
     return figures
+
+
+def retrieved_labels(rows: list[dict[str, Any]], targets: dict[str, str]) -> dict[str, Any] | None:
+    """Classification with retrieved examples: what the search alone would have answered, to read the
+    arm's accuracy against. In percent of held-out items: the gold label is among the examples shown;
+    the most similar example's label is the gold one (a 1-nearest-neighbour classifier on the same
+    search); the labels' majority (ties to the most similar) is; and the answer is one of the labels
+    shown (the model copied rather than chose another)."""
+    shown = [(r, [targets[d] for d in r.get("demonstrations") or [] if d in targets]) for r in _split(rows, "test")]
+    shown = [(r, labels) for r, labels in shown if labels]
+    if not shown:
+        return None
+
+    def vote(labels: list[str]) -> str:  # most similar last
+        counts = Counter(labels)
+        top = max(counts.values())
+        return next(label for label in reversed(labels) if counts[label] == top)
+
+    return {
+        "items": len(shown),
+        "gold_shown": percent([float(r["gold"] in labels) for r, labels in shown]),
+        "nearest_is_gold": percent([float(labels[-1] == r["gold"]) for r, labels in shown]),
+        "vote_is_gold": percent([float(vote(labels) == r["gold"]) for r, labels in shown]),
+        "answer_shown": percent([float(r.get("predicted") in labels) for r, labels in shown]),
+    }
 
 
 def compare(
@@ -156,6 +182,9 @@ def build_task_report(
             "prompt": described["prompts"].get(arm),
             "recipe": described["recipes"].get(arm),
         }
+        targets = described.get("train_targets") if kind == "classification" else None
+        if targets and (found := retrieved_labels(rows, targets)):
+            arms[arm]["retrieved_labels"] = found
     compared = []
     for baseline, candidate in PAIRS:
         if baseline in results and candidate in results:

@@ -114,6 +114,13 @@ class TaskEvaluation:
             model = await self.adapter(f"ft@{size}", items, retrieval=False)
             await self.answer_all(f"ft@{size}", model, False, items, train_sample=False)
             await self.answer_all(f"rag@{size}", state["base_model"], True, items, train_sample=False)
+        return await self.report()
+
+    async def report(self) -> dict[str, Any]:
+        """Build and write the report from the answers stored so far (asks nothing)."""
+        await self.run.check_config(self.config.as_dict())
+        state = self.run.state
+        arms = [ARMS[name] for name in self.config.arms]
         results = {arm.name: await self.run.results(arm.name) for arm in arms}
         curve = {
             size: {arm: await self.run.results(f"{arm}@{size}") for arm in CURVE_ARMS} for size, _ in self.curve_sizes()
@@ -137,6 +144,7 @@ class TaskEvaluation:
             "schema": self.data.schema,
             "train_items": n,
             "test_items": len(self.split.test),
+            "train_targets": {item.id: str(item.target) for item in self.split.train} if self.labels else {},
             "prompts": {
                 "base": "the instructions, zero-shot",
                 "rag": f"the instructions, then the {cfg.shots} most similar training examples with their outputs",

@@ -14,6 +14,7 @@ from ragtune_eval.client import ChatResult
 from ragtune_eval.rundir import RunDir
 from ragtune_eval.task_data import TaskData, TaskItem, build_task
 from ragtune_eval.task_html import to_task_html
+from ragtune_eval.task_report import retrieved_labels
 from ragtune_eval.task_runner import TaskEvalConfig, TaskEvaluation
 from ragtune_eval.task_split import split_task
 from tests.unit.eval.test_eval_runner import FakeGateway
@@ -105,6 +106,9 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     assert arms["base"]["metrics"]["most_confused"][0]["predicted"] == "(no label)"
     assert arms["ft"]["cost"]["training"]["train_examples"] == 9 and arms["rag"]["cost"]["index"]["documents"] == 9
     assert arms["rag"]["mean_prompt_tokens"] > arms["base"]["mean_prompt_tokens"]
+    shown = arms["rag"]["retrieved_labels"]
+    assert shown["items"] == 6 and shown["nearest_is_gold"] == 100.0 and shown["answer_shown"] == 100.0
+    assert "retrieved_labels" not in arms["ft"] and "retrieved_labels" in arms["rag+ft"]
     assert arms["ft"]["train_sample"] == {"items": 3, "score": 100.0} and arms["ft"]["train_minus_test"] == 0.0
     assert "few-shot prompt" in arms["rag+ft"]["recipe"] and arms["base"]["recipe"] == "none"
     ft_vs_base = next(c for c in report["comparisons"] if (c["baseline"], c["candidate"]) == ("base", "ft"))
@@ -135,6 +139,8 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     again = await TaskEvaluation(gateway, data, split, config, RunDir(tmp_path)).execute()  # type: ignore[arg-type]
     assert (len(gateway.chats), len(gateway.jobs)) == (asked, jobs)
     assert again["arms"] == report["arms"]
+    offline = await TaskEvaluation(None, data, split, config, RunDir(tmp_path)).report()  # type: ignore[arg-type]
+    assert offline["arms"] == report["arms"], "the report is rebuilt from the stored answers alone"
 
 
 @pytest.mark.parametrize("kind", ["extraction", "answer"])
@@ -158,3 +164,24 @@ async def test_other_task_types_report_their_metrics(tmp_path: Path, kind: str) 
     else:
         assert arms["ft"]["metrics"]["format_share"] == 1.0 and arms["base"]["metrics"]["format_share"] == 0.0
         assert "####" in gateway.chats[0]["messages"][0]["content"]
+
+
+def test_what_retrieval_showed_reads_the_labels_of_the_examples_shown() -> None:
+    targets = {"1": "a", "2": "b", "3": "b", "4": "c"}
+    rows = [
+        # shown most similar last: b, b, a -> nearest a, majority b
+        {"split": "test", "gold": "b", "predicted": "a", "demonstrations": ["2", "3", "1"]},
+        # a tie (c once, a once): the most similar wins
+        {"split": "test", "gold": "c", "predicted": "c", "demonstrations": ["1", "4"]},
+        {"split": "test", "gold": "a", "predicted": None, "demonstrations": ["gone"]},  # nothing known: left out
+        {"split": "train", "gold": "a", "predicted": "a", "demonstrations": ["1"]},  # not held out
+    ]
+    found = retrieved_labels(rows, targets)
+    assert found == {
+        "items": 2,
+        "gold_shown": 100.0,
+        "nearest_is_gold": 50.0,
+        "vote_is_gold": 100.0,
+        "answer_shown": 100.0,
+    }
+    assert retrieved_labels([{"split": "test", "gold": "a", "predicted": "a", "demonstrations": []}], targets) is None
