@@ -168,7 +168,7 @@ async def test_other_task_types_report_their_metrics(tmp_path: Path, kind: str) 
 
 def test_what_retrieval_showed_reads_the_labels_of_the_examples_shown() -> None:
     targets = {"1": "a", "2": "b", "3": "b", "4": "c"}
-    rows = [
+    rows: list[dict[str, Any]] = [
         # shown most similar last: b, b, a -> nearest a, majority b
         {"split": "test", "gold": "b", "predicted": "a", "demonstrations": ["2", "3", "1"]},
         # a tie (c once, a once): the most similar wins
