@@ -230,8 +230,9 @@ def notes(kind: str, config: dict[str, Any], level: float, resamples: int, seed:
         metric,
         f"Intervals: {level:.0%} percentile bootstrap over the held-out items ({resamples} resamples, seed {seed});"
         " differences are paired (the same items), with McNemar's exact test for 0/1 scores.",
-        f"Latency is per request through the gateway at concurrency {config.get('concurrency')}; for the"
-        " retrieval arms it includes the search for demonstrations.",
+        "Latency is per held-out item: the answer as the gateway's eval-run worker timed it (4 items at a time),"
+        " plus, for the retrieval arms, the search for demonstrations (the harness's, at concurrency"
+        f" {config.get('concurrency')}).",
         "Training cost: wall-clock from the job leaving the queue to its end and the CPU seconds of its"
         " training process; index build: uploading and indexing the training examples as documents.",
     ]

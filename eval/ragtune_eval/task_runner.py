@@ -11,8 +11,10 @@ items, through the gateway's REST API only.
   demonstrations retrieved as at answer time, never the example itself), asked with retrieval.
 
 Optionally a learning curve: ``ft`` and ``rag`` again at smaller nested training sets (a search
-filter on the position keeps the few-shot arm inside the subset). Every step is kept in the
-:class:`RunStore`, so a rerun resumes; the report is ``ragtune_eval.task_report``."""
+filter on the position keeps the few-shot arm inside the subset). Every arm's held-out answers are
+one run of one eval in the OpenAI Evals dialect (``ragtune_eval.evals_dialect``), so the gateway's
+comparison, promotion and console see them too. Every step is kept in the :class:`RunStore`, so a
+rerun resumes; the report is ``ragtune_eval.task_report``."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ragtune_eval.adapters import ensure_adapter, training_job, upload_lines
 from ragtune_eval.answering import answer_missing
 from ragtune_eval.arms import ARMS
 from ragtune_eval.client import GatewayClient
+from ragtune_eval.evals_dialect import ensure_eval, run_items, sample_of
 from ragtune_eval.indexing import Progress, ensure_store
 from ragtune_eval.rundir import RunStore
 from ragtune_eval.runner import NoProgress
@@ -71,6 +74,10 @@ class TaskEvalConfig:
     @property
     def answer_budget(self) -> int:
         return self.max_tokens or DEFAULT_MAX_TOKENS[self.kind]
+
+
+def demos_ids(demonstrations: list[TaskItem]) -> list[str]:
+    return [demo.id for demo in demonstrations]
 
 
 class TaskEvaluation:
@@ -213,28 +220,89 @@ class TaskEvaluation:
     # -- answering --------------------------------------------------------------------------------
 
     async def answer_all(self, results: str, model: str, retrieval: bool, size: int, train_sample: bool) -> None:
-        wanted = [("test", item) for item in self.split.test]
-        if train_sample:
-            wanted += [("train", item) for item in self.split.train_sample]
+        """The held-out items as one run of the eval (:meth:`answer_held_out`); the training sample,
+        a diagnostic of the gap between training and held-out items, through chat completions."""
+        await self.answer_held_out(results, model, retrieval, size)
+        if not train_sample:
+            return
 
         async def answer(split: str, item: TaskItem) -> dict[str, Any]:
             demos, search_s = await self.demonstrations(item, size) if retrieval else ([], 0.0)
             result = await self.client.chat(model, messages(self.system, item, demos), self.config.answer_budget)
-            return {
-                "id": item.id,
-                "split": split,
-                "input": item.input,
-                "gold": item.target,
-                "prediction": result.text,
-                **self.score(result.text, item),
-                "demonstrations": [demo.id for demo in demos],
-                "latency_s": round(search_s + result.latency_s, 4),  # what a user waits: search + answer
-                "search_s": round(search_s, 4),
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-            }
+            usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+            return self.row(split, item, result.text, demos_ids(demos), search_s, result.latency_s, usage)
 
+        wanted = [("train", item) for item in self.split.train_sample]
         await answer_missing(self.run, results, wanted, answer, self.limit, self.progress)
+
+    async def answer_held_out(self, results: str, model: str, retrieval: bool, size: int) -> None:
+        """Every held-out item answered by ``model`` as the eval run ``results`` (see
+        ``ragtune_eval.evals_dialect``): the harness searches the demonstrations and builds each
+        item's messages, the gateway samples and grades them as a leased job; the answers are then
+        scored with the task's metrics into the run directory."""
+        done = await self.run.done(results)
+        if all(("test", item.id) in done for item in self.split.test):
+            return
+        metadata = {"dataset": self.config.dataset[:512], "kind": self.config.kind}
+        eval_id = await ensure_eval(self.client, self.run, f"ragtune task: {self.config.dataset}"[:256], metadata)
+        prepared: list[dict[str, Any]] = []
+        if results not in self.run.state.get("eval_runs", {}):
+
+            async def prepare(item: TaskItem) -> dict[str, Any]:
+                async with self.limit:
+                    demos, search_s = await self.demonstrations(item, size) if retrieval else ([], 0.0)
+                return {
+                    "id": item.id,
+                    "reference": item.output(),
+                    "messages": messages(self.system, item, demos),
+                    "demonstrations": demos_ids(demos),
+                    "search_s": round(search_s, 4),
+                }
+
+            prepared = list(await asyncio.gather(*(prepare(item) for item in self.split.test)))
+        budget = self.config.answer_budget
+        found = await run_items(self.client, self.run, eval_id, results, model, prepared, budget, self.progress)
+        by_id = {item.id: item for item in self.split.test}
+        for output in found:
+            source = output["datasource_item"]
+            item = by_id.get(str(source.get("id")))
+            if item is None or ("test", item.id) in done:
+                continue
+            text, sample = sample_of(output)
+            search_s = float(source.get("search_s") or 0.0)
+            row = self.row(
+                "test", item, text, list(source.get("demonstrations") or []), search_s,
+                float(sample.get("latency_s") or 0.0), sample.get("usage") or {},
+            )  # fmt: skip
+            row["eval_run_id"] = output["run_id"]
+            if output["status"] == "error":
+                row["error"] = (sample.get("error") or {}).get("message") or "the model could not answer"
+            await self.run.append_result(results, row)
+            done.add(("test", item.id))
+
+    def row(
+        self,
+        split: str,
+        item: TaskItem,
+        text: str,
+        demonstrations: list[str],
+        search_s: float,
+        answer_s: float,
+        usage: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "id": item.id,
+            "split": split,
+            "input": item.input,
+            "gold": item.target,
+            "prediction": text,
+            **self.score(text, item),
+            "demonstrations": demonstrations,
+            "latency_s": round(search_s + answer_s, 4),  # what a user waits: search + answer
+            "search_s": round(search_s, 4),
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0),
+        }
 
     def score(self, prediction: str, item: TaskItem) -> dict[str, Any]:
         if self.data.kind == "classification":

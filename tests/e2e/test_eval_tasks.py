@@ -85,6 +85,23 @@ async def test_classification_four_arms_end_to_end_and_resume(
             assert [row["size"] for row in report["learning_curve"]] == [1, 2]
             assert report["recommendation"][-1].startswith("Recommended: ")
             assert "| rag+ft |" in (run_dir / "report.md").read_text()
+            assert (run_dir / "report.html").read_text().count("<svg") == 3
+
+            # the arms are the runs of one eval, which the official client lists and the gateway compares
+            eval_id = RunDir(run_dir).state["eval_id"]
+            runs = {r.name: r async for r in tenant.client.evals.runs.list(eval_id)}
+            assert sorted(runs) == sorted(["base", "rag", "ft", "rag+ft", "ft@1", "rag@1"])
+            assert all(r.status == "completed" and r.result_counts.total == 6 for r in runs.values())
+            outputs = [i async for i in tenant.client.evals.runs.output_items.list(runs["rag"].id, eval_id=eval_id)]
+            stored = {row["id"]: row for row in await RunDir(run_dir).results("rag") if row["split"] == "test"}
+            assert len(outputs) == 6
+            for output in outputs:
+                row = stored[output.datasource_item["id"]]
+                assert output.sample is not None and output.sample.output[0].content == row["prediction"]
+                assert output.datasource_item["demonstrations"] == row["demonstrations"]
+                assert output.results[0].passed == (row["prediction"] == row["gold"])
+            compared = (await tenant.http.get(f"/v1/evals/{eval_id}/comparison")).json()
+            assert {r["name"] for r in compared["runs"]} == set(runs) and compared["recommendation"]
 
             jobs = {k: v["job_id"] for k, v in RunDir(run_dir).state["jobs"].items()}
             again = await TaskEvaluation(client, data, split, config, RunDir(run_dir)).execute()

@@ -158,7 +158,14 @@ async def test_traffic_distill_train_evaluate_promote_roll_back(
     assert offered.status_code == 200, offered.text
     decision = offered.json()
     assert decision["holder"] == base_model and decision["evaluation"]["holder_run_id"] == holder_run
-    if decision["promoted"]:  # significant on six items only when the adapter is right far more often
+    paired = next(c for c in compared["comparisons"] if {c["baseline"], c["candidate"]} == {holder_run, adapter_run})
+    # the alias moves exactly when the comparison the eval shows is a significant gain (six items: the
+    # adapter must be right on all six where the holder is wrong for McNemar to agree)
+    assert decision["promoted"] == (paired["significant"] and rates[adapter_run] > rates[holder_run]), (
+        decision,
+        paired,
+    )
+    if decision["promoted"]:
         again = await client.chat.completions.create(
             model=alias,
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I lost my card."}],

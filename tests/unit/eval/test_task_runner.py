@@ -5,6 +5,7 @@ learning curve's subsets, the report, and a resumed run that asks and trains not
 from __future__ import annotations
 
 import json
+import json as _json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ class TaskGateway(FakeGateway):
         self.answers = answers
         self.attributes: dict[str, dict[str, Any]] = {}
         self.filters: list[dict[str, Any] | None] = []
+        self.evals: dict[str, dict[str, Any]] = {}
 
     async def add_to_store(self, store_id: str, file_id: str, attributes: dict[str, Any] | None = None) -> None:
         self.store.append(file_id)
@@ -42,6 +44,37 @@ class TaskGateway(FakeGateway):
         allowed = {f for f in self.store if filters is None or self.attributes[f]["order"] < filters["value"]}
         ranked = [f for f in self._rank(query) if f in allowed][:k]
         return [{"document_id": f, "filename": f, "content": [{"text": self.files[f][1].decode()}]} for f in ranked]
+
+    async def call(self, method: str, path: str, json: Any = None, params: Any = None) -> Any:
+        """The Evals dialect as the gateway speaks it: a run samples every item's ``item.messages``
+        through :meth:`chat` (as the gateway's worker does) when it is created; output items come
+        back in pages of ``limit``."""
+        parts = path.strip("/").split("/")  # v1 evals [id [runs [id [output_items]]]]
+        if (method, len(parts)) == ("POST", 2):
+            self.evals[f"eval-{len(self.evals)}"] = {"body": json, "runs": {}}
+            return {"id": f"eval-{len(self.evals) - 1}"}
+        runs = self.evals[parts[2]]["runs"]
+        if (method, len(parts)) == ("POST", 4):
+            source = json["data_source"]
+            assert source["input_messages"] == {"type": "item_reference", "item_reference": "item.messages"}
+            rows = [line["item"] for line in map(_json.loads, self.files[source["source"]["id"]][1].splitlines())]
+            data = []
+            for idx, item in enumerate(rows):
+                answer = await self.chat(
+                    source["model"], item["messages"], source["sampling_params"]["max_completion_tokens"]
+                )
+                usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+                sample = {"output": [{"role": "assistant", "content": answer.text}], "latency_s": 0.5, "usage": usage}
+                data.append({"id": f"oi-{idx}", "run_id": f"run-{len(runs)}", "status": "pass",
+                             "datasource_item": item, "sample": sample})  # fmt: skip
+            runs[f"run-{len(runs)}"] = {"name": json["name"], "model": source["model"], "data": data}
+            return {"id": f"run-{len(runs) - 1}"}
+        found = runs[parts[4]]
+        if len(parts) == 5:
+            return {"status": "completed", "name": found["name"], "result_counts": {"total": len(found["data"])}}
+        start = next((i + 1 for i, o in enumerate(found["data"]) if o["id"] == params.get("after")), 0)
+        page = found["data"][start : start + params["limit"]]
+        return {"data": page, "has_more": start + len(page) < len(found["data"])}
 
     async def chat(self, model: str, messages: list, max_tokens: int, rag: dict | None = None) -> ChatResult:
         self.chats.append({"model": model, "messages": messages, "max_tokens": max_tokens})
@@ -135,10 +168,28 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     hostile["arms"]["ft"]["recipe"] = "<img src=x onerror=alert(1)>"
     assert "<img" not in to_task_html(hostile) and "&lt;img src=x" in to_task_html(hostile)
 
+    # every arm's held-out answers are one run of one eval, graded by exact match with the reference
+    (evaluation,) = gateway.evals.values()
+    assert evaluation["body"]["testing_criteria"][0]["type"] == "string_check"
+    runs = {run["name"]: run for run in evaluation["runs"].values()}
+    assert sorted(runs) == sorted(["base", "rag", "ft", "rag+ft", "ft@1", "rag@1", "ft@2", "rag@2"])
+    assert runs["ft"]["model"].startswith("ft:") and runs["base"]["model"] == "base"
+    assert all(len(run["data"]) == 6 for run in runs.values())
+    shown = runs["rag"]["data"][0]["datasource_item"]
+    assert len(shown["messages"]) == 1 + 2 * 2 + 1 and len(shown["demonstrations"]) == 2
+    assert shown["reference"] in COLOURS
+    rows = [json.loads(line) for line in (tmp_path / "results" / "ft.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows if "eval_run_id" in r} == {"test"} and len(rows) == 6 + 3
+
     asked, jobs = len(gateway.chats), len(gateway.jobs)
     again = await TaskEvaluation(gateway, data, split, config, RunDir(tmp_path)).execute()  # type: ignore[arg-type]
     assert (len(gateway.chats), len(gateway.jobs)) == (asked, jobs)
     assert again["arms"] == report["arms"]
+    # answers lost after the run was made: the rerun reads the same run again, asks nothing
+    (tmp_path / "results" / "rag.jsonl").write_text("")
+    again = await TaskEvaluation(gateway, data, split, config, RunDir(tmp_path)).execute()  # type: ignore[arg-type]
+    assert (len(gateway.chats) - asked, len(evaluation["runs"])) == (3, 8), "only the training sample is asked"
+    assert again["arms"]["rag"]["score"] == report["arms"]["rag"]["score"]
     offline = await TaskEvaluation(None, data, split, config, RunDir(tmp_path)).report()  # type: ignore[arg-type]
     assert offline["arms"] == report["arms"], "the report is rebuilt from the stored answers alone"
 
