@@ -1,6 +1,6 @@
 """A task evaluation's held-out answers as the runs of one eval in the OpenAI Evals dialect, so the
 gateway's own verdict (``GET /v1/evals/{id}/comparison``: pass rates with intervals, paired tests,
-a recommendation), ``POST /v1/evals/{id}/promote``, the console and any OpenAI client see the arms.
+a recommendation), ``POST /v1/evals/{id}/promote`` and any OpenAI client see the arms.
 
 The harness builds each item's messages itself (for the retrieval arms with the demonstrations it
 searched) and hands them over as ``item.messages``: every arm is a ``completions`` run on the same
