@@ -200,7 +200,7 @@ def build_task_report(
         "task": {k: described[k] for k in ("instructions", "labels", "schema", "train_items", "test_items")},
         "arms": arms,
         "comparisons": compared,
-        "notes": notes(kind, config, level, resamples, seed),
+        "notes": notes(kind, config, level, resamples, seed, _through_eval_runs(results)),
     }
     if curve:
         full: tuple[int, dict[str, list[dict[str, Any]]]] = (
@@ -212,7 +212,14 @@ def build_task_report(
     return built
 
 
-def notes(kind: str, config: dict[str, Any], level: float, resamples: int, seed: int) -> list[str]:
+def _through_eval_runs(results: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether the held-out answers came from eval runs (answers stored before they did not)."""
+    return any("eval_run_id" in r for rows in results.values() for r in _split(rows, "test"))
+
+
+def notes(
+    kind: str, config: dict[str, Any], level: float, resamples: int, seed: int, eval_runs: bool = True
+) -> list[str]:
     metric = {
         "classification": "Accuracy: the answer's first line, normalised (case, '_'/'-' as spaces, outer"
         " punctuation), equals the gold label. Macro-F1 averages the F1 of every label that is gold or"
@@ -230,9 +237,14 @@ def notes(kind: str, config: dict[str, Any], level: float, resamples: int, seed:
         metric,
         f"Intervals: {level:.0%} percentile bootstrap over the held-out items ({resamples} resamples, seed {seed});"
         " differences are paired (the same items), with McNemar's exact test for 0/1 scores.",
-        "Latency is per held-out item: the answer as the gateway's eval-run worker timed it (4 items at a time),"
-        " plus, for the retrieval arms, the search for demonstrations (the harness's, at concurrency"
-        f" {config.get('concurrency')}).",
+        (
+            "Latency is per held-out item: the answer as the gateway's eval-run worker timed it (4 items at a time),"
+            " plus, for the retrieval arms, the search for demonstrations (the harness's, at concurrency"
+            f" {config.get('concurrency')})."
+            if eval_runs
+            else f"Latency is per request through the gateway at concurrency {config.get('concurrency')}; for the"
+            " retrieval arms it includes the search for demonstrations."
+        ),
         "Training cost: wall-clock from the job leaving the queue to its end and the CPU seconds of its"
         " training process; index build: uploading and indexing the training examples as documents.",
     ]
