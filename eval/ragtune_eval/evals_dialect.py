@@ -101,10 +101,13 @@ async def wait_for_run(
     while True:
         found: dict[str, Any] = await client.call("GET", f"/v1/evals/{eval_id}/runs/{run_id}")
         counts = found.get("result_counts") or {}
-        if not started:
-            progress.start(progress_key, f"asking {found.get('name')} (eval run {run_id})", counts.get("total"))
+        total = int(counts.get("total") or 0) or None  # 0 until the run's items are stored
+        if not started and (total or found["status"] in FINISHED):
+            progress.start(progress_key, f"asking {found.get('name')} (eval run {run_id})", total)
             started = True
-        progress.update(progress_key, sum(int(counts.get(k) or 0) for k in ("passed", "failed", "errored")))
+        if started:
+            done = sum(int(counts.get(k) or 0) for k in ("passed", "failed", "errored"))
+            progress.update(progress_key, done, total)
         if found["status"] in FINISHED:
             return found
         await asyncio.sleep(POLL_S)
