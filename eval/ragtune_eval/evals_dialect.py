@@ -85,7 +85,7 @@ async def run_items(
         runs[key] = created["id"]
         await run.save_state()
     run_id = runs[key]
-    found = await wait_for_run(client, eval_id, run_id, f"answer-{key}", progress)
+    found = await wait_for_run(client, eval_id, run_id, f"answer-{key}", progress, len(items) or None)
     if found["status"] != "completed":  # forgotten, so that a rerun asks again in a new run
         del runs[key]
         await run.save_state()
@@ -95,19 +95,17 @@ async def run_items(
 
 
 async def wait_for_run(
-    client: GatewayClient, eval_id: str, run_id: str, progress_key: str, progress: Progress
+    client: GatewayClient, eval_id: str, run_id: str, progress_key: str, progress: Progress, expected: int | None
 ) -> dict[str, Any]:
+    """The run once it has finished; ``expected``: its item count, when known (for the progress)."""
     started = False
     while True:
         found: dict[str, Any] = await client.call("GET", f"/v1/evals/{eval_id}/runs/{run_id}")
         counts = found.get("result_counts") or {}
-        total = int(counts.get("total") or 0) or None  # 0 until the run's items are stored
-        if not started and (total or found["status"] in FINISHED):
-            progress.start(progress_key, f"asking {found.get('name')} (eval run {run_id})", total)
+        if not started:
+            progress.start(progress_key, f"asking {found.get('name')} (eval run {run_id})", expected)
             started = True
-        if started:
-            done = sum(int(counts.get(k) or 0) for k in ("passed", "failed", "errored"))
-            progress.update(progress_key, done, total)
+        progress.update(progress_key, int(counts.get("total") or 0), expected)  # total: the items graded so far
         if found["status"] in FINISHED:
             return found
         await asyncio.sleep(POLL_S)
