@@ -8,8 +8,9 @@
   (gold, predicted) pairs.
 - extraction: the answer parsed as one JSON object (a fenced block or text around the object is
   tolerated); the object and the gold one as sets of (field, normalised value) pairs: ``score`` is
-  the item's F1 (1 when both are empty), also exact-object match, parses, validates (known fields
-  only, values of the schema's kind); summed: per-field and micro precision / recall / F1.
+  the item's F1 (1 when both are empty and the answer is an object, 0 when it is not), also
+  exact-object match, parses, validates (known fields only, values of the schema's kind); summed:
+  per-field and micro precision / recall / F1.
 - answer: the final answer after the declared mark (GSM8K: ``#### N``): its first number,
   normalised (``1,000`` = ``1000.0``), or its text: ``score`` is strict accuracy; also whether
   the mark was there and a lenient accuracy (the last number of the answer)."""
@@ -170,7 +171,8 @@ def score_extraction(prediction: str, gold: dict[str, Any], schema: dict[str, st
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     return {
         "predicted": found,
-        "score": 1.0 if not predicted and not expected else _f1(tp, fp, fn)[2],
+        # both empty is right only for an answer that is an object: prose is no "nothing to extract"
+        "score": float(found is not None) if not predicted and not expected else _f1(tp, fp, fn)[2],
         "exact": float(found is not None and predicted == expected),
         "parsed": float(found is not None),
         "valid": float(found is not None and conforms(found, schema)),

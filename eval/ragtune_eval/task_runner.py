@@ -128,9 +128,10 @@ class TaskEvaluation:
         await self.run.check_config(self.config.as_dict())
         state = self.run.state
         arms = [ARMS[name] for name in self.config.arms]
-        results = {arm.name: await self.run.results(arm.name) for arm in arms}
+        results = {arm.name: self.rescored(await self.run.results(arm.name)) for arm in arms}
         curve = {
-            size: {arm: await self.run.results(f"{arm}@{size}") for arm in CURVE_ARMS} for size, _ in self.curve_sizes()
+            size: {arm: self.rescored(await self.run.results(f"{arm}@{size}")) for arm in CURVE_ARMS}
+            for size, _ in self.curve_sizes()
         }
         built = await asyncio.to_thread(
             task_report.build_task_report, self.config.as_dict(), state, results, curve, self.described()
@@ -303,6 +304,14 @@ class TaskEvaluation:
             "prompt_tokens": int(usage.get("prompt_tokens") or 0),
             "completion_tokens": int(usage.get("completion_tokens") or 0),
         }
+
+    def rescored(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stored answers scored by the current metrics (the same answers: a metric fixed after a
+        run applies to it when its report is rebuilt)."""
+        items = {item.id: item for item in (*self.split.test, *self.split.train_sample)}
+        return [
+            {**row, **self.score(row["prediction"], items[row["id"]])} if row["id"] in items else row for row in rows
+        ]
 
     def score(self, prediction: str, item: TaskItem) -> dict[str, Any]:
         if self.data.kind == "classification":

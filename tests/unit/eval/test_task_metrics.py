@@ -90,8 +90,10 @@ def test_extraction_scores_field_pairs() -> None:
     assert half["score"] == pytest.approx(0.5) and half["exact"] == 0.0  # the number 4 reads as "4"
     assert half["valid"] == 0.0 and half["parsed"] == 1.0  # "date" is no field, 4 no string
     assert half["fields"] == {"people": [1, 0, 0], "time": [0, 0, 1], "date": [0, 1, 0]}
-    none = score_extraction("I cannot help", {}, SCHEMA)
-    assert (none["score"], none["exact"], none["parsed"]) == (1.0, 0.0, 0.0)  # nothing to find, nothing found
+    prose = score_extraction("I cannot help", {}, SCHEMA)
+    assert (prose["score"], prose["exact"], prose["parsed"]) == (0.0, 0.0, 0.0)  # prose is no empty object
+    none = score_extraction("{}", {}, SCHEMA)
+    assert (none["score"], none["exact"], none["parsed"]) == (1.0, 1.0, 1.0)  # nothing to find, nothing found
     entities = score_extraction('{"person": ["Ann", "bob"]}', {"person": ["Ann", "Bob", "Cy"]}, SCHEMA)
     assert entities["score"] == pytest.approx(0.8) and entities["valid"] == 1.0
     summed = extraction_summary([same, half, entities])

@@ -190,6 +190,9 @@ async def test_classification_four_arms_curve_and_resume(tmp_path: Path) -> None
     again = await TaskEvaluation(gateway, data, split, config, RunDir(tmp_path)).execute()  # type: ignore[arg-type]
     assert (len(gateway.chats) - asked, len(evaluation["runs"])) == (3, 8), "only the training sample is asked"
     assert again["arms"]["rag"]["score"] == report["arms"]["rag"]["score"]
+    stored = tmp_path / "results" / "ft.jsonl"  # scores from an older metric: the report scores again
+    stale = [{**json.loads(line), "score": 0.0} for line in stored.read_text().splitlines()]
+    stored.write_text("".join(json.dumps(row) + "\n" for row in stale))
     offline = await TaskEvaluation(None, data, split, config, RunDir(tmp_path)).report()  # type: ignore[arg-type]
     assert offline["arms"] == report["arms"], "the report is rebuilt from the stored answers alone"
 
