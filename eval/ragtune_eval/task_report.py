@@ -226,7 +226,8 @@ def notes(
         " predicted; 'is a label': the share of answers that are one label of the set; 'names one label': the"
         " accuracy of a lenient reading, the one label the answer names anywhere (none or several: wrong).",
         "extraction": "Item F1: the answer parsed as one JSON object (a fenced block tolerated) and the gold"
-        " object as sets of (field, normalised value) pairs, F1 per item (1 when both are empty), averaged;"
+        " object as sets of (field, normalised value) pairs, F1 per item (1 when both are empty and the"
+        " answer is an object; an answer that is no object scores 0), averaged;"
         " micro P/R/F1 sum the pairs of all items; exact: the two sets are equal; parses / validates: the"
         " share of answers that are a JSON object / that hold only the schema's fields with values of its kind.",
         "answer": f"Accuracy: the text after the last '{config.get('answer_mark')}' equals the gold final"
