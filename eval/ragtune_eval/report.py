@@ -15,7 +15,14 @@ from ragtune_eval.grounding import grounding
 from ragtune_eval.html_report import to_html
 from ragtune_eval.markdown_report import to_markdown
 from ragtune_eval.scoring import mean, percentile
-from ragtune_eval.significance import LEVEL, RESAMPLES, PairedComparison, bootstrap_mean, compare_paired
+from ragtune_eval.significance import (
+    LEVEL,
+    RESAMPLES,
+    Interval,
+    PairedComparison,
+    bootstrap_mean,
+    compare_paired,
+)
 
 CHART_NAME = "chart.svg"
 HTML_NAME = "report.html"
@@ -35,12 +42,16 @@ def _finite(value: float | int) -> float | int | None:
     return value
 
 
+def rounded(found: Interval) -> dict[str, float]:
+    """An interval's bounds as the report keeps them (percent points, two decimals) and its level."""
+    return {"low": round(found.low, 2), "high": round(found.high, 2), "level": found.level}
+
+
 def interval(values: list[float], level: float, resamples: int, seed: int) -> dict[str, float] | None:
     """The mean of 0-1 scores in percent with its bootstrap interval, rounded for the report."""
     if not values:
         return None
-    found = bootstrap_mean([100 * v for v in values], level=level, resamples=resamples, seed=seed)
-    return {"low": round(found.low, 2), "high": round(found.high, 2), "level": level}
+    return rounded(bootstrap_mean([100 * v for v in values], level=level, resamples=resamples, seed=seed))
 
 
 def _arm_figures(rows: list[dict[str, Any]], level: float, resamples: int, seed: int) -> dict[str, Any]:
@@ -359,19 +370,20 @@ def choose_arm(scores: dict[str, float], pairs: dict[tuple[str, str], dict[str, 
     return next(arm for arm in CHEAPEST_FIRST if arm in scores and not_worse(arm)), top
 
 
-def chart_points(built: dict[str, Any]) -> list[ChartPoint]:
-    """The arms with a score and a latency, in the report's order."""
+def chart_points(built: dict[str, Any], metric: str = "f1") -> list[ChartPoint]:
+    """The arms with a score and a latency, in the report's order: ``metric`` (a task report's
+    ``score``) with its interval (``<metric>_ci``)."""
     return [
         ChartPoint(
             arm,
-            fig["f1"],
+            fig[metric],
             fig["latency_p50_ms"],
             fig["latency_p95_ms"],
-            (fig.get("f1_ci") or {}).get("low"),
-            (fig.get("f1_ci") or {}).get("high"),
+            (fig.get(f"{metric}_ci") or {}).get("low"),
+            (fig.get(f"{metric}_ci") or {}).get("high"),
         )
         for arm, fig in built["arms"].items()
-        if fig["f1"] is not None and fig["latency_p50_ms"] is not None
+        if fig.get(metric) is not None and fig.get("latency_p50_ms") is not None
     ]
 
 

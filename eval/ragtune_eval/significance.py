@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,26 +70,24 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _resampled_means(values: Sequence[float], resamples: int, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    n = len(values)
-    return sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-
-
 def bootstrap_mean(
     values: Sequence[float], *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
 ) -> Interval:
     """The mean with its percentile-bootstrap interval (questions resampled with replacement)."""
-    if not values:
-        return Interval(math.nan, math.nan, math.nan, level)
-    means = _resampled_means(values, resamples, seed)
-    tail = (1 - level) / 2
-    return Interval(sum(values) / len(values), _quantile(means, tail), _quantile(means, 1 - tail), level)
+    return bootstrap_statistic(
+        len(values),
+        lambda indices: sum(values[i] for i in indices) / len(indices),
+        level=level,
+        resamples=resamples,
+        seed=seed,
+    )
 
 
-def _resampled_indices(n: int, resamples: int, seed: int) -> list[list[int]]:
+def _resampled_indices(n: int, resamples: int, seed: int) -> Iterator[list[int]]:
+    """``resamples`` draws of ``n`` indices with replacement, one at a time, seeded."""
     rng = random.Random(seed)
-    return [[rng.randrange(n) for _ in range(n)] for _ in range(resamples)]
+    for _ in range(resamples):
+        yield [rng.randrange(n) for _ in range(n)]
 
 
 def bootstrap_statistic(

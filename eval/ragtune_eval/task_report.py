@@ -21,12 +21,12 @@ from ragtune_eval.report import (
     overfitting_lines,
     paired_entry,
     percent,
+    rounded,
     serving_figures,
 )
 from ragtune_eval.significance import (
     LEVEL,
     RESAMPLES,
-    Interval,
     bootstrap_statistic,
     compare_paired,
     compare_paired_statistic,
@@ -45,10 +45,6 @@ def _macro_f1_of(rows: list[dict[str, Any]]) -> Callable[[Sequence[int]], float]
     return lambda indices: macro_f1([(rows[i]["gold"], rows[i]["predicted"]) for i in indices]) or 0.0
 
 
-def _rounded(found: Interval) -> dict[str, float]:
-    return {"low": round(found.low, 2), "high": round(found.high, 2), "level": found.level}
-
-
 def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: int, seed: int) -> dict[str, Any]:
     test, train = _split(rows, "test"), _split(rows, "train")
     scores = [r["score"] for r in test]
@@ -64,7 +60,7 @@ def arm_figures(kind: str, rows: list[dict[str, Any]], level: float, resamples: 
         figures["exact_ci"] = interval([r["exact"] for r in test], level, resamples, seed)
     if kind == "classification" and test:
         found = bootstrap_statistic(len(test), _macro_f1_of(test), level=level, resamples=resamples, seed=seed)
-        figures["macro_f1_ci"] = _rounded(found)
+        figures["macro_f1_ci"] = rounded(found)
     train_score = figures["train_sample"]["score"]
     figures["train_minus_test"] = (
         round(train_score - figures["score"], 2) if train_score is not None and figures["score"] is not None else None
