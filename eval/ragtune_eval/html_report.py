@@ -92,14 +92,15 @@ def comparison_table(built: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No pair of arms to compare.</p>"
 
 
-def forest_rows(built: dict[str, Any]) -> list[ForestRow]:
+def forest_rows(built: dict[str, Any], metric: str = "f1") -> list[ForestRow]:
+    """Each paired comparison's ``metric`` difference (a task report's ``score``) with its interval."""
     return [
         ForestRow(
             f"{c['candidate']} - {c['baseline']}",
-            c["f1"]["difference"],
-            c["f1"]["low"],
-            c["f1"]["high"],
-            c["f1"]["significant"],
+            c[metric]["difference"],
+            c[metric]["low"],
+            c[metric]["high"],
+            c[metric]["significant"],
         )
         for c in built.get("comparisons") or []
     ]

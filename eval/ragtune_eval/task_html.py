@@ -9,35 +9,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from ragtune_eval.chart import ChartPoint, ForestRow, cost_svg, forest_svg, quality_latency_svg
-from ragtune_eval.html_report import STYLE, cost_bars
+from ragtune_eval.chart import cost_svg, forest_svg, quality_latency_svg
+from ragtune_eval.html_report import STYLE, cost_bars, forest_rows
+from ragtune_eval.report import chart_points
 from ragtune_eval.task_markdown import Table, arm_table, summary_line, tables
-
-
-def chart_points(built: dict[str, Any]) -> list[ChartPoint]:
-    """The arms with a score and a latency: the headline score with its interval."""
-    return [
-        ChartPoint(
-            arm,
-            fig["score"],
-            fig["latency_p50_ms"],
-            fig["latency_p95_ms"],
-            (fig.get("score_ci") or {}).get("low"),
-            (fig.get("score_ci") or {}).get("high"),
-        )
-        for arm, fig in built["arms"].items()
-        if fig.get("score") is not None and fig.get("latency_p50_ms") is not None
-    ]
-
-
-def forest_rows(built: dict[str, Any]) -> list[ForestRow]:
-    rows = []
-    for c in built.get("comparisons") or []:
-        s = c["score"]
-        rows.append(
-            ForestRow(f"{c['candidate']} - {c['baseline']}", s["difference"], s["low"], s["high"], s["significant"])
-        )
-    return rows
 
 
 def _table(table: Table, heading: bool = True) -> str:
@@ -62,8 +37,8 @@ def to_task_html(built: dict[str, Any]) -> str:
     recommendation = "".join(f"<li>{escape(line)}</li>" for line in built.get("recommendation") or [])
     notes = "".join(f"<li>{escape(note)}</li>" for note in built.get("notes") or [])
     charts = (
-        quality_latency_svg(chart_points(built), f"{headline} on held-out items (%)")
-        + forest_svg(forest_rows(built), f"Paired differences in {headline} (points)")
+        quality_latency_svg(chart_points(built, "score"), f"{headline} on held-out items (%)")
+        + forest_svg(forest_rows(built, "score"), f"Paired differences in {headline} (points)")
         + cost_svg(cost_bars(built))
     )
     return (
