@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -72,6 +73,14 @@ class Console:
         self.find("#api-key").send_keys(key)
         self.find("#signin-submit").click()
         self.find("#nav-playground")
+
+    def text(self, css: str) -> str:
+        """The text of ``css``; empty while it is absent or being redrawn (a page redraws what it watches)."""
+        try:
+            found = self.driver.find_elements(By.CSS_SELECTOR, css)
+            return str(found[0].text) if found else ""
+        except StaleElementReferenceException:
+            return ""
 
     def open(self, page: str) -> WebElement:
         self.find(f"#nav-{page}").click()

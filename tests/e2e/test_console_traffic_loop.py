@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -23,15 +22,6 @@ from tests.e2e.test_traffic_loop import APP, INTENTS, SYSTEM
 
 __all__ = ["driver"]  # the fixture, used by name
 ALIAS = "ft:support"
-
-
-def status_of(console: Console, css: str) -> str:
-    """The text of ``css``; empty while it is absent or being redrawn (the page redraws what it watches)."""
-    try:
-        found = console.driver.find_elements(By.CSS_SELECTOR, css)
-        return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
-        return ""
 
 
 def reopen(console: Console) -> None:
@@ -62,14 +52,14 @@ def distill_and_train(console: Console, key: str) -> None:
     for css, value in (("#lp-epochs", "6"), ("#lp-batch", "4"), ("#lp-lr", "10")):
         console.fill(css, value)
     console.find("#lp-train").click()
-    console.until(lambda d: status_of(console, "#lp-job [data-status]"), message="the job")
+    console.until(lambda d: console.text("#lp-job [data-status]"), message="the job")
     leave(console)
 
 
 def evaluate(console: Console) -> str:
     """The adapter the page shows, then its evaluation started."""
     reopen(console)
-    console.until(lambda d: status_of(console, "#lp-job [data-status]") == "succeeded", message="the finished job")
+    console.until(lambda d: console.text("#lp-job [data-status]") == "succeeded", message="the finished job")
     adapter = console.find("#lp-adapter").text
     console.fill("#lp-eval-alias", ALIAS)
     Select(console.find("#lp-grader")).select_by_value("contains")
@@ -85,17 +75,17 @@ def promote_and_roll_back(console: Console, adapter: str, base_model: str) -> bo
     reopen(console)
     runs = "#lp-runs tr[data-key='{}'] [data-status]"
     both = ("holder", "candidate")
-    console.until(lambda d: all(status_of(console, runs.format(r)) == "completed" for r in both), message="the runs")
-    console.until(lambda d: "significant" in status_of(console, "#lp-verdict"), message="the comparison")
+    console.until(lambda d: all(console.text(runs.format(r)) == "completed" for r in both), message="the runs")
+    console.until(lambda d: "significant" in console.text("#lp-verdict"), message="the comparison")
     assert console.find("#lp-alias").get_attribute("value") == ALIAS
     console.find("#lp-promote").click()
     console.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#lp-outcome [data-promoted]"), message="the decision")
     moved = console.find("#lp-outcome [data-promoted]").get_attribute("data-promoted") == "true"
-    console.until(lambda d: status_of(console, "#lp-holder") == (adapter if moved else base_model))
+    console.until(lambda d: console.text("#lp-holder") == (adapter if moved else base_model))
     console.snap("loop")
     if moved:
         console.find("#lp-rollback").click()
-        console.until(lambda d: status_of(console, "#lp-holder") == base_model, message="rolled back")
+        console.until(lambda d: console.text("#lp-holder") == base_model, message="rolled back")
     assert not console.errors()
     return moved
 

@@ -31,15 +31,6 @@ def text_of(console: Console, css: str) -> str:
     return str(console.find(css).text)
 
 
-def text(console: Console, css: str) -> str:
-    """The text of ``css``; empty while it is absent or being redrawn (the page redraws what it watches)."""
-    try:
-        found = console.driver.find_elements(By.CSS_SELECTOR, css)
-        return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
-        return ""
-
-
 def click(console: Console, css: str) -> None:
     """Click ``css`` even while the page redraws the job it watches (the button is then a new one)."""
 
@@ -56,10 +47,10 @@ def click(console: Console, css: str) -> None:
 def distill_train_roll_back(console: Console, key: str) -> None:
     console.sign_in(key)
     console.open("loop")
-    console.until(lambda d: "No dataset yet." in text(console, "#lp-list"), message="empty list")
+    console.until(lambda d: "No dataset yet." in console.text("#lp-list"), message="empty list")
     console.fill("#lp-metadata", "app=loans")
     console.find("#lp-build").click()
-    console.until(lambda d: "matches no" in text(console, "#lp-error"), message="refused filter")
+    console.until(lambda d: "matches no" in console.text("#lp-error"), message="refused filter")
 
     console.fill("#lp-metadata", "app=bank")
     console.fill("#lp-holdout", "0.2")
@@ -74,15 +65,15 @@ def distill_train_roll_back(console: Console, key: str) -> None:
     console.find("#lp-train").click()
     console.find("#lp-job [data-status]")
     click(console, "#lp-cancel-job")
-    console.until(lambda d: text(console, "#lp-job [data-status]") == "cancelled", 120)
+    console.until(lambda d: console.text("#lp-job [data-status]") == "cancelled", 120)
     assert "ftjob-" in text_of(console, "#lp-job")
 
     console.fill("#lp-alias", ALIAS)
     console.find("#lp-show-alias").click()
-    console.until(lambda d: text(console, "#lp-holder") == FT_A, message="the holder")
+    console.until(lambda d: console.text("#lp-holder") == FT_A, message="the holder")
     assert not console.find("#lp-promote").is_enabled()  # no completed run of a candidate
     console.find("#lp-rollback").click()
-    console.until(lambda d: text(console, "#lp-holder") == BASE, message="rolled back")
+    console.until(lambda d: console.text("#lp-holder") == BASE, message="rolled back")
     assert "rollback" in text_of(console, "#lp-outcome") and BASE in text_of(console, "#lp-outcome")
     assert len(console.find_all("#lp-history tbody tr")) == 3
     console.snap("loop-rollback")

@@ -38,15 +38,6 @@ def filter_by(console: Console, **values: str) -> list[str]:
     return listed(console)
 
 
-def text(console: Console, css: str) -> str:
-    """The text of ``css``; empty while it is absent or being redrawn (an update redraws the completion)."""
-    try:
-        found = console.driver.find_elements(By.CSS_SELECTOR, css)
-        return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
-        return ""
-
-
 def text_of_id(console: Console) -> str:
     """The id of the completion the detail shows (empty while it is redrawn)."""
     try:
@@ -86,11 +77,11 @@ def browse_rate_correct(console: Console, key: str, grounded: str, tuned: str, p
     assert "No feedback yet." in console.find("#tr-history").text
 
     console.find("#tr-rate-bad").click()
-    console.until(lambda d: "Rated bad." in text(console, "#tr-outcome"), message="rated")
+    console.until(lambda d: "Rated bad." in console.text("#tr-outcome"), message="rated")
     assert history_rows(console) == 1 and console.find("#tr-rate-bad").get_attribute("aria-pressed") == "true"
     console.fill("#tr-correction", "28 days.")
     console.find("#tr-save-correction").click()
-    console.until(lambda d: "Correction saved." in text(console, "#tr-outcome"), message="corrected")
+    console.until(lambda d: "Correction saved." in console.text("#tr-outcome"), message="corrected")
     assert history_rows(console) == 2 and "28 days." in console.find("#tr-history").text
     assert "bad ✎" in console.find(f"#tr-list tr[data-key='{grounded}'] .rating").text
     console.snap("traffic")
@@ -98,10 +89,10 @@ def browse_rate_correct(console: Console, key: str, grounded: str, tuned: str, p
     console.find(f"#tr-list tr[data-key='{pay}']").click()
     console.until(lambda d: text_of_id(console) == pay)
     console.find("#tr-rate-good").click()
-    console.until(lambda d: "Rated good." in text(console, "#tr-outcome"))
+    console.until(lambda d: "Rated good." in console.text("#tr-outcome"))
     console.driver.execute_script("arguments[0].value = arguments[1]", console.find("#tr-correction"), LONG_CORRECTION)
     console.find("#tr-save-correction").click()
-    console.until(lambda d: "Correction saved." in text(console, "#tr-outcome"))
+    console.until(lambda d: "Correction saved." in console.text("#tr-outcome"))
     assert console.find("#tr-correction").get_attribute("value") == LONG_CORRECTION.strip()
 
     assert filter_by(console, feedback="bad") == [grounded]
